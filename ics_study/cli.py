@@ -1,0 +1,166 @@
+"""The ``ics-study`` command: a table of subcommands, each a function of its argument list.
+
+    ics-study train [OVERRIDES...] [-m] [--cfg job] [--info] [--help]
+
+Adding a subcommand is one entry in ``COMMANDS``. ``train`` is a thin Hydra main: it composes the
+configs shipped in ``ics_study.configs`` (the top-level ``configs/`` folder), turns them into the
+typed ``TrainConfig`` and calls ``train(cfg, run_dir)``; everything else lives outside Hydra.
+
+Exit status: 0 done; 2 a user mistake (one line on stderr, no traceback); 3 the run diverged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+log = logging.getLogger("ics_study")
+
+
+@dataclass
+class Command:
+    summary: str
+    run: Callable[[list[str]], int]
+
+
+# --- train -------------------------------------------------------------------------------------
+def _register_schemas() -> None:
+    """Typed schemas under names distinct from the YAML files (see configs/train.yaml)."""
+    from hydra.core.config_store import ConfigStore
+
+    from .config import TrainConfig
+
+    ConfigStore.instance().store(name="base_train", node=TrainConfig)
+
+
+_job_statuses: list[str] = []
+
+
+def _train_job(cfg) -> dict:
+    """One Hydra job: typed config -> train() -> summary. Runs once per job in a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from .storage import write_json
+    from .train import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe_file = run_dir / ".write-test"
+        probe_file.touch()
+        probe_file.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to the run dir {run_dir} ({e.strerror}); set paths.results_dir") from None
+    try:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        summary = train(OmegaConf.to_object(cfg), run_dir)
+    except UserError as e:
+        write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
+        log.error("%s", e)
+        _job_statuses.append("failed")
+        raise
+    except Exception as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        write_json(run_dir / "status.json", {"status": "failed", "error": f"{type(e).__name__}: {first}"})
+        _job_statuses.append("failed")
+        raise
+    _job_statuses.append(summary["status"])
+    log.info("%s after %d steps: %s", summary["status"], summary["steps"], summary["final"])
+    return summary
+
+
+def _hydra_error_line(ex: BaseException) -> str | None:
+    """Hydra/OmegaConf composition errors condensed to one line; None for anything else."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(ex, (HydraException, OmegaConfBaseException)):
+        return None
+    lines, options = [], []
+    for chain in (ex, ex.__cause__):
+        if chain is None:
+            continue
+        for line in str(chain).splitlines():
+            if line.startswith("Config search path"):
+                break
+            if line.startswith("\t"):
+                options.append(line.strip())
+            elif line.strip() and not line.startswith(("    full_key", "    object_type", "full_key", "object_type")):
+                lines.append(line.strip())
+    text = " ".join(lines)
+    if options:
+        text += " " + ", ".join(options)
+    return text
+
+
+def run_train(args: list[str]) -> int:
+    import hydra
+
+    _register_schemas()
+    main = hydra.main(version_base="1.3", config_path="pkg://ics_study.configs", config_name="train")(_train_job)
+    saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = ["ics-study train", *args]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    _job_statuses.clear()
+    try:
+        main()
+    except UserError as e:
+        print(f"ics-study: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as e:
+        line = _hydra_error_line(e)
+        if line is None:
+            if "failed" in _job_statuses:  # a job failed in a multirun; its status.json has the details
+                print(f"ics-study: error: a job failed: {type(e).__name__}: {e}", file=sys.stderr)
+                return 1
+            raise
+        print(f"ics-study: error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        sys.argv = saved_argv
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_env
+    return EXIT_DIVERGED if "diverged" in _job_statuses else 0
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train a model (Hydra overrides; -m for sweeps; --cfg job, --info, --help)", run_train),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items())
+    return (
+        "usage: ics-study COMMAND [ARGS...]\n\n"
+        "Reproduce Santurkar et al. (2018), 'How Does Batch Normalization Help Optimization?'.\n\n"
+        f"commands:\n{rows}\n\n"
+        "`ics-study COMMAND --help` shows a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if argv else EXIT_USER_ERROR)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ics-study: error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    sys.exit(COMMANDS[name].run(rest))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Normalisation layers by name: ``model.norm`` picks one from ``NORMS``.
+
+Each entry builds the layer that sits between a conv (or hidden linear) layer and its ReLU.
+Add a normalisation by decorating a builder with ``@register("name")``; it then works in every
+model and from the command line (``model.norm=name``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from ..config import ModelConfig
+from .noisy_bn import NoisyBatchNorm
+
+NormBuilder = Callable[[int, ModelConfig], nn.Module]
+NORMS: dict[str, NormBuilder] = {}
+
+
+def register(name: str) -> Callable[[NormBuilder], NormBuilder]:
+    def add(builder: NormBuilder) -> NormBuilder:
+        NORMS[name] = builder
+        return builder
+
+    return add
+
+
+def build_norm(name: str, channels: int, cfg: ModelConfig) -> nn.Module:
+    return NORMS[name](channels, cfg)
+
+
+@register("none")
+def _identity(channels: int, cfg: ModelConfig) -> nn.Module:
+    return nn.Identity()
+
+
+@register("batch")
+def _batch(channels: int, cfg: ModelConfig) -> nn.Module:
+    return _BatchNorm(channels, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
+@register("noisy_batch")
+def _noisy_batch(channels: int, cfg: ModelConfig) -> nn.Module:
+    return NoisyBatchNorm(channels, cfg.noise, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
+class _BatchNorm(nn.BatchNorm2d):
+    """BatchNorm over channels for both (N, C, H, W) conv and (N, C) linear activations."""
+
+    def _check_input_dim(self, x) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected a 2D or 4D input, got {x.dim()}D")

@@ -1,0 +1,261 @@
+"""Per-layer activation distributions (Figures 1c, 2, 6, 8 of the paper).
+
+What is observed: the output of every numbered layer at ``probe.point`` -- ``pre_relu`` (default:
+the BN+noise output in the noisy net, the conv output in the standard net, the logits for the
+output layer) or ``post_relu``. For every layer a fixed set of ``channels_per_layer`` channels is
+drawn once from the run seed, independently of the model variant, so vgg / vgg_bn / vgg_bn_noise
+runs with the same seed watch the same units. Rank 0 is "the random activation" the paper plots.
+
+What is recorded (all statistics over the batch and, for conv layers, height and width):
+
+- every step: mean and (biased) variance of each sampled channel;
+- step 1 and every ``probe.every`` steps: min and max of each sampled channel, a histogram of each
+  sampled channel on fixed bins (``hist_bins`` equal bins on [-hist_range, hist_range]; values
+  beyond the range are counted in the end bins, so counts always sum to N*H*W), and whole-layer
+  summaries: mean, std, fraction of values <= 0, and quantiles 1/5/25/50/75/95/99 from a fixed
+  random sample of ``summary_sample`` positions.
+
+How: forward hooks registered at construction (before any ``torch.compile``) compute these under
+no_grad on the device and append small tensors to lists; ``flush`` concatenates them and copies
+them to the host in one transfer. The probe draws no random numbers from any training stream, so
+probes on or off give the same training trajectory.
+
+With ``probe.batch=fixed`` the statistics come from one held training batch instead of the step's
+batch: after each step's update the probe runs that batch forward in training mode (so BN uses
+batch statistics), then restores BN running statistics and the noise generator, and the noisy
+BN's noise for it comes from the probe's own generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ProbeConfig
+from ..models.noisy_bn import NoisyBatchNorm
+from ..models.vgg import Block
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
+CHANNEL_STATS = ("mean", "var")
+RANGE_STATS = ("min", "max")
+
+
+def sample_channels(widths: list[int], per_layer: int, seed: int) -> list[torch.Tensor]:
+    """The sampled channel indices of every layer; depends only on the seed and the layer widths."""
+    g = torch.Generator().manual_seed(seed * 1000 + 3)
+    return [torch.randperm(w, generator=g)[: min(per_layer, w)] for w in widths]
+
+
+class ActivationProbe:
+    def __init__(self, model: nn.Module, cfg: ProbeConfig, seed: int, data=None):
+        self.cfg = cfg
+        self.layers = list(model.blocks)
+        widths = [_out_features(b) for b in self.layers]
+        self.channels = sample_channels(widths, cfg.channels_per_layer, seed)
+        self.edges = torch.linspace(-cfg.hist_range, cfg.hist_range, cfg.hist_bins + 1, dtype=torch.float64)
+        self._sample_gen = torch.Generator().manual_seed(seed * 1000 + 4)
+        self._device_channels: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._sample_idx: list[torch.Tensor | None] = [None] * len(self.layers)
+        self.active = False
+        self.full_stats = False
+        self.calls = 0  # hook invocations that recorded something (tests count them)
+        self._moments: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._full: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._hists: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._steps: list[int] = []
+        self._full_steps: list[int] = []
+        self._channels_written = False
+        self.handles = [self._point(b).register_forward_hook(self._hook(k)) for k, b in enumerate(self.layers)]
+        self.fixed_batch = None
+        if cfg.batch == "fixed":
+            self.fixed_batch = _held_batch(data, 128, seed)
+            self._noise_gen = None
+
+    def _point(self, block: nn.Module) -> nn.Module:
+        if not isinstance(block, Block):
+            return block  # the output Linear: its output is the logits, at either point
+        return block.norm if self.cfg.point == "pre_relu" else block.act
+
+    # --- per step ------------------------------------------------------------------------------
+    def wants_full_stats(self, step: int) -> bool:
+        return step == 1 or step % self.cfg.every == 0
+
+    @contextlib.contextmanager
+    def observe(self, step: int):
+        """Wrap the training forward of ``step``: hooks record during it (train-batch mode)."""
+        self.full_stats = self.wants_full_stats(step)
+        self.active = self.fixed_batch is None
+        try:
+            yield
+        finally:
+            self.active = False
+        self._steps.append(step)
+        if self.full_stats:
+            self._full_steps.append(step)
+
+    @torch.no_grad()
+    def observe_fixed(self, model: nn.Module, step: int) -> None:
+        """Fixed-batch mode, after the step's update: forward the held batch with probes on."""
+        if self.fixed_batch is None:
+            return
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
+        noisy = [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+        images = self.fixed_batch.to(next(model.parameters()).device)
+        if noisy and self._noise_gen is None:
+            self._noise_gen = torch.Generator(device=images.device).manual_seed(noisy[0].generator.initial_seed() + 7)
+        train_gens = [m.generator for m in noisy]
+        for m in noisy:
+            m.generator = self._noise_gen
+        self.active = True
+        try:
+            model(images)
+        finally:
+            self.active = False
+            for m, g in zip(noisy, train_gens):
+                m.generator = g
+            for m, (mean, var, n) in zip(bns, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(n)
+
+    def _hook(self, k: int):
+        def hook(module, inputs, output):
+            if self.active:
+                self._record(k, output.detach())
+
+        return hook
+
+    def _record(self, k: int, x: torch.Tensor) -> None:
+        if self._device_channels[k] is None:
+            self._device_channels[k] = self.channels[k].to(x.device)
+            n = min(self.cfg.summary_sample, x.numel())
+            self._sample_idx[k] = torch.randperm(x.numel(), generator=self._sample_gen)[:n].to(x.device)
+        x = x.float()
+        chans = x.index_select(1, self._device_channels[k]).transpose(0, 1).reshape(len(self.channels[k]), -1)
+        mean = chans.mean(1)
+        self._moments[k].append(torch.stack([mean, chans.var(1, unbiased=False)], 1))
+        self.calls += 1
+        if not self.full_stats:
+            return
+        self._hists[k].append(_histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
+        flat = x.reshape(-1)
+        sample = flat[self._sample_idx[k]]
+        qs = torch.quantile(sample, torch.tensor(QUANTILES, device=x.device, dtype=x.dtype))
+        layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
+        ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
+        self._full[k].append(torch.cat([layer, qs, ranges]))
+
+    # --- flush ---------------------------------------------------------------------------------
+    def flush(self, recorder) -> None:
+        """Copy everything pending to the host in one transfer and hand it to the recorder."""
+        if not self._steps:
+            return
+        parts = [torch.stack(m) for m in self._moments if m] + [torch.stack(f) for f in self._full if f]
+        parts += [torch.stack(h) for h in self._hists if h]
+        host = torch.cat([p.reshape(-1).double() for p in parts]).cpu().numpy() if parts else np.zeros(0)
+        steps, full_steps = np.asarray(self._steps), np.asarray(self._full_steps)
+        if len(self._moments[0]) != len(steps):  # a step whose forward never reached the hooks
+            raise RuntimeError("activation probe: recorded steps and statistics are out of step")
+        offset = 0
+
+        def take(shape):
+            nonlocal offset
+            n = int(np.prod(shape))
+            out = host[offset : offset + n].reshape(shape)
+            offset += n
+            return out
+
+        moments = [take((len(steps), len(c), 2)) for c in self.channels]
+        full = [take((len(full_steps), len(LAYER_STATS) + 2 * len(c))) for c in self.channels] if len(full_steps) else []
+        hists = [take((len(full_steps), len(c), self.cfg.hist_bins)) for c in self.channels] if len(full_steps) else []
+        self._write(recorder, steps, full_steps, moments, full, hists)
+        for lists in (self._moments, self._full, self._hists):
+            for lst in lists:
+                lst.clear()
+        self._steps, self._full_steps = [], []
+
+    def _write(self, recorder, steps, full_steps, moments, full, hists) -> None:
+        if not self._channels_written:
+            layer = np.concatenate([np.full(len(c), k + 1) for k, c in enumerate(self.channels)])
+            rank = np.concatenate([np.arange(len(c)) for c in self.channels])
+            chan = np.concatenate([c.numpy() for c in self.channels])
+            recorder.table("probe_channels", layer=layer.astype(np.int16), rank=rank.astype(np.int16), channel=chan.astype(np.int32))
+            self._channels_written = True
+        edges = self.edges.numpy().astype(np.float32)
+        for k, chans in enumerate(self.channels):
+            layer_no, c = k + 1, chans.numpy()
+            m = moments[k]  # (S, C, 2)
+            s_idx, c_idx, st_idx = np.meshgrid(np.arange(len(steps)), np.arange(len(c)), np.arange(2), indexing="ij")
+            rows = {"step": steps[s_idx.ravel()], "channel": c[c_idx.ravel()],
+                    "stat": np.asarray(CHANNEL_STATS, dtype=object)[st_idx.ravel()], "value": m.ravel()}
+            self._activation_rows(recorder, layer_no, **rows)
+            recorder.tb_scalars(steps, {
+                f"moments/layer{layer_no:02d}_rank{r}/{stat}": m[:, r, i]
+                for r in range(min(self.cfg.tb_scalar_channels, len(c))) for i, stat in enumerate(CHANNEL_STATS)
+            })
+            if not len(full_steps):
+                continue
+            f = full[k]
+            nl = len(LAYER_STATS)
+            recorder.tb_scalars(full_steps, {f"layer_summary/layer{layer_no:02d}/{s[6:]}": f[:, i] for i, s in enumerate(LAYER_STATS)})
+            S = len(full_steps)
+            self._activation_rows(recorder, layer_no, step=np.repeat(full_steps, nl), channel=np.full(S * nl, -1),
+                                  stat=np.tile(np.asarray(LAYER_STATS, dtype=object), S), value=f[:, :nl].ravel())
+            ranges = f[:, nl:].reshape(S, len(c), 2)
+            s_idx, c_idx, st_idx = np.meshgrid(np.arange(S), np.arange(len(c)), np.arange(2), indexing="ij")
+            self._activation_rows(recorder, layer_no, step=full_steps[s_idx.ravel()], channel=c[c_idx.ravel()],
+                                  stat=np.asarray(RANGE_STATS, dtype=object)[st_idx.ravel()], value=ranges.ravel())
+            h = hists[k].astype(np.int64)  # (S, C, bins)
+            recorder.table("histograms", step=np.repeat(full_steps, len(c)).astype(np.int64),
+                           layer=np.full(S * len(c), layer_no, dtype=np.int16), channel=np.tile(c, S).astype(np.int32),
+                           bin_edges=[edges] * (S * len(c)), counts=list(h.reshape(S * len(c), -1)))
+            for si, step in enumerate(full_steps.tolist()):
+                for ci, ch in enumerate(c.tolist()):
+                    recorder.histogram(f"activations/layer{layer_no:02d}/ch{ch:03d}", step, self.edges.numpy(), h[si, ci])
+
+    @staticmethod
+    def _activation_rows(recorder, layer_no, step, channel, stat, value) -> None:
+        recorder.table("activations", step=np.asarray(step, dtype=np.int64),
+                       layer=np.full(len(step), layer_no, dtype=np.int16), channel=np.asarray(channel, dtype=np.int32),
+                       stat=stat, value=np.asarray(value, dtype=np.float32))
+
+    def tensorboard_layout(self) -> dict:
+        """Custom scalars: per statistic, one chart per layer; every run (variant) is a line in it."""
+        layout = {}
+        for i, stat in enumerate(CHANNEL_STATS):
+            layout[f"sampled activation: {stat}"] = {
+                f"layer #{k + 1}": ["Multiline", [f"moments/layer{k + 1:02d}_rank0/{stat}"]] for k in range(len(self.layers))
+            }
+        layout["whole layer: std"] = {
+            f"layer #{k + 1}": ["Multiline", [f"layer_summary/layer{k + 1:02d}/std"]] for k in range(len(self.layers))
+        }
+        return layout
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
+    """Counts of each row of ``chans`` (C x M) on ``bins`` equal bins of [-limit, limit], ends clamped."""
+    width = 2 * limit / bins
+    idx = ((chans + limit) / width).floor().clamp_(0, bins - 1).long()
+    idx += torch.arange(chans.shape[0], device=chans.device)[:, None] * bins
+    return torch.bincount(idx.reshape(-1), minlength=chans.shape[0] * bins).reshape(chans.shape[0], bins)
+
+
+def _out_features(block: nn.Module) -> int:
+    layer = block.layer if isinstance(block, Block) else block
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+def _held_batch(data, batch_size: int, seed: int) -> torch.Tensor:
+    """A fixed training batch (normalised), drawn from the probe's own generator."""
+    g = torch.Generator().manual_seed(seed * 1000 + 5)
+    idx = torch.randperm(len(data.y_train), generator=g)[:batch_size].to(data.x_train.device)
+    return data.normalize(data.x_train[idx])

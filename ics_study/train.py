@@ -1,0 +1,186 @@
+"""``train(cfg, run_dir) -> summary``: the training loop. No Hydra here; the CLI calls this.
+
+Protocol (``../shared/docs/PROTOCOL.md``): SGD on cross-entropy, batch 128, constant lr, a fixed
+number of steps. Step t means: forward/backward on batch t, then update t. The train loss and
+accuracy of step t are those of batch t before its update; an evaluation at step t sees the
+weights after update t.
+
+Speed rules: the dataset lives on the device; per-step metrics are accumulated in a device buffer
+and read back once every ``trainer.log_every`` steps (the only host sync outside evaluation);
+probes keep their own device buffers and are flushed at the same moments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .data import build_data
+from .models import build_model, set_noise_generator
+from .probes import ActivationProbe
+from .records import Recorder
+from .validate import validate
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from .errors import UserError
+
+        raise UserError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=cpu or auto")
+    return device
+
+
+def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """One generator per source of randomness, so that adding a probe never shifts another stream."""
+    noise = torch.Generator(device=device)
+    noise.manual_seed(seed * 1000 + 1)
+    return {"data": torch.Generator().manual_seed(seed * 1000 + 2), "noise": noise}
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model, data, batch_size: int, device, precision: str) -> tuple[float, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for images, labels in data.test_batches(batch_size):
+        with autocast(device, precision):
+            logits = model(images)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
+    model.train()
+    n = len(data.y_test)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
+    validate(cfg)
+    run_dir = Path(run_dir)
+    t = cfg.trainer
+    device = pick_device(t.device)
+    torch.set_num_threads(t.threads or torch.get_num_threads())
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not t.deterministic
+
+    data = build_data(cfg.data, cfg.seed, device)
+    torch.manual_seed(cfg.seed)  # weights
+    model = build_model(cfg.model).to(device)
+    gens = seeded_generators(cfg.seed, device)
+    set_noise_generator(model, gens["noise"])
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
+    )
+    batches = data.train_batches(cfg.data.batch_size, gens["data"], cfg.data.drop_last, cfg.data.augment)
+
+    recorder = Recorder(run_dir, cfg.logger)
+    recorder.status("running", steps=0)
+    probe = ActivationProbe(model, cfg.probe, cfg.seed, data) if cfg.probe.enabled else None
+    if probe is not None:
+        recorder.layout(probe.tensorboard_layout())
+
+    buffer = torch.zeros(t.log_every, 2, device=device)  # (loss, accuracy) of each pending step
+    pending: list[int] = []
+    status, diverged_at, last_train = "completed", None, (math.nan, math.nan)
+    test_loss = test_acc = None
+    bar = _progress(t)
+    start = time.perf_counter()
+    images_seen = 0
+
+    def flush() -> bool:
+        """Read back pending metrics; returns False if training diverged."""
+        nonlocal diverged_at, last_train
+        host = buffer[: len(pending)].cpu().numpy()
+        steps = np.asarray(pending)
+        recorder.scalars(steps, {"train/loss": host[:, 0], "train/acc": host[:, 1]})
+        if probe is not None:
+            probe.flush(recorder)
+        recorder.flush()
+        elapsed = time.perf_counter() - start
+        last_train = (float(host[-1, 0]), float(host[-1, 1]))
+        if bar is not None:
+            bar.update(len(pending))
+            bar.set_postfix(loss=f"{last_train[0]:.3f}", acc=f"{last_train[1]:.3f}", img_s=f"{images_seen / elapsed:.0f}")
+        bad = ~np.isfinite(host[:, 0])
+        if bad.any():
+            diverged_at = int(steps[bad.argmax()])
+        pending.clear()
+        return diverged_at is None
+
+    model.train()
+    for step in range(1, t.max_steps + 1):
+        images, labels = next(batches)
+        with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if probe is not None:
+            probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
+        with torch.no_grad():
+            buffer[len(pending), 0] = loss.detach()
+            buffer[len(pending), 1] = (logits.argmax(1) == labels).float().mean()
+        pending.append(step)
+        images_seen += len(labels)
+        last = step == t.max_steps
+        if (len(pending) == t.log_every or last) and not flush():
+            status = "diverged"
+            log.warning("loss became non-finite at step %d; stopping", diverged_at)
+            break
+        if step % t.eval_every == 0 or last:
+            test_loss, test_acc = evaluate(model, data, cfg.data.eval_batch_size, device, t.precision)
+            recorder.scalars([step], {"test/loss": [test_loss], "test/acc": [test_acc]})
+            log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *last_train, test_loss, test_acc)
+    else:
+        step = t.max_steps
+    wall = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+
+    summary = {
+        "status": status,
+        "steps": step,
+        "max_steps": t.max_steps,
+        "diverged_at": diverged_at,
+        "final": {"train_loss": last_train[0], "train_acc": last_train[1], "test_loss": test_loss, "test_acc": test_acc},
+        "wall_time_s": wall,
+        "train_images_per_s": images_seen / wall,
+        "device": str(device),
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "lr": cfg.optim.lr,
+    }
+    hparams = {
+        "model": cfg.model.name, "norm": cfg.model.norm, "depth": cfg.model.depth, "width": cfg.model.width,
+        "lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "seed": cfg.seed, "data": cfg.data.name,
+    }
+    recorder.close(summary, hparams)
+    return summary
+
+
+def _progress(t):
+    if not t.progress_bar:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=t.max_steps, unit="step", dynamic_ncols=True, mininterval=1.0)

@@ -1,0 +1,52 @@
+"""Checks of value ranges that types alone cannot express; each failure is one ``UserError`` line."""
+
+from __future__ import annotations
+
+from .config import TrainConfig
+from .data import DATASETS
+from .errors import UserError
+from .models import ARCHS, NORMS, PLANS
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _positive(key: str, value, strict: bool = True) -> None:
+    if value < 0 or (strict and value == 0):
+        raise UserError(f"{key}={value} must be {'positive' if strict else 'zero or more'}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    m, d, o, t, p = cfg.model, cfg.data, cfg.optim, cfg.trainer, cfg.probe
+    _one_of("model.arch", m.arch, sorted(ARCHS))
+    _one_of("model.depth", m.depth, sorted(PLANS))
+    _one_of("model.norm", m.norm, sorted(NORMS))
+    _positive("model.width", m.width)
+    _positive("model.num_classes", m.num_classes)
+    if m.noise.n_sigma < 1:
+        raise UserError(f"model.noise.n_sigma={m.noise.n_sigma} must be >= 1 (sigma_j ~ U(1, n_sigma))")
+    for key in ("n_mu", "r_mu", "r_sigma"):
+        _positive(f"model.noise.{key}", getattr(m.noise, key), strict=False)
+    _one_of("data.name", d.name, DATASETS)
+    _positive("data.batch_size", d.batch_size)
+    _positive("data.eval_batch_size", d.eval_batch_size)
+    if d.name == "cifar10" and not d.root:
+        raise UserError("data.root is empty: set it to the folder that holds cifar-10-batches-py/")
+    _one_of("optim.name", o.name, ["sgd"])
+    _positive("optim.lr", o.lr)
+    _positive("optim.momentum", o.momentum, strict=False)
+    _positive("optim.weight_decay", o.weight_decay, strict=False)
+    _positive("trainer.max_steps", t.max_steps)
+    _positive("trainer.eval_every", t.eval_every)
+    _positive("trainer.log_every", t.log_every)
+    _positive("trainer.threads", t.threads, strict=False)
+    _one_of("trainer.precision", t.precision, ["fp32", "bf16"])
+    _one_of("probe.point", p.point, ["pre_relu", "post_relu"])
+    _one_of("probe.batch", p.batch, ["train", "fixed"])
+    _positive("probe.channels_per_layer", p.channels_per_layer)
+    _positive("probe.every", p.every)
+    _positive("probe.hist_bins", p.hist_bins)
+    _positive("probe.hist_range", p.hist_range)
+    _positive("probe.summary_sample", p.summary_sample)

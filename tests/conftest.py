@@ -1,0 +1,76 @@
+"""Shared fixtures: composed configs, a tiny fast model config, and the real CIFAR-10 copy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIRE_REAL_DATA = os.environ.get("ICS_STUDY_REQUIRE_REAL_DATA") == "1"
+
+
+def compose(overrides: list[str] = ()):
+    """The composed train config (Hydra's compose API), as the typed TrainConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from ics_study.cli import _register_schemas
+
+    _register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="ics_study.configs", version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_object(cfg)
+
+
+# A CIFAR-shaped smoke setting that trains in a few seconds on two CPU cores.
+TINY = [
+    "data=synthetic", "data.num_train=512", "data.num_test=256", "data.batch_size=32", "data.eval_batch_size=256",
+    "model.depth=11", "model.width=0.125", "trainer.max_steps=12", "trainer.eval_every=6", "trainer.log_every=5",
+    "trainer.progress_bar=false", "trainer.device=cpu", "probe.every=4",
+]
+
+
+@pytest.fixture
+def tiny_cfg():
+    return lambda *extra: compose(TINY + list(extra))
+
+
+def _shared_build_script() -> Path | None:
+    env = os.environ.get("ICS_STUDY_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [p / "shared" / "data" / "cifar10" for p in [REPO.parent, *REPO.parents]]
+    for folder in candidates:
+        if (folder / "build.py").exists():
+            return folder / "build.py"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cifar_root() -> Path:
+    """The shared real CIFAR-10 copy, built once into a cache folder outside the repository."""
+    script = _shared_build_script()
+    if script is None:
+        message = "the shared CIFAR-10 copy (shared/data/cifar10/build.py) is not here"
+        if REQUIRE_REAL_DATA:
+            pytest.fail(message + " and ICS_STUDY_REQUIRE_REAL_DATA=1")
+        pytest.skip(message)
+    cache = Path(os.environ.get("ICS_STUDY_CIFAR_CACHE", Path.home() / ".cache" / "ics-study" / "cifar10"))
+    subprocess.run([sys.executable, str(script), str(cache)], check=True, capture_output=True)
+    return cache
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """``ics-study ARGS`` in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ics_study.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,100 @@
+"""The noisy BN against Algorithm 1 of the paper, on a fixed input."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ics_study.config import NoiseConfig
+from ics_study.models.noisy_bn import NoisyBatchNorm
+
+C = 256  # many channels so that per-channel draws cover their ranges
+
+
+def make_layer(seed=0, **noise):
+    layer = NoisyBatchNorm(C, NoiseConfig(**noise))
+    layer.generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.fill_(2.0)  # gamma and beta non-trivial: noise must come after them
+        layer.bias.fill_(0.3)
+    return layer
+
+
+def fixed_input():
+    return torch.randn(32, C, 6, 6, generator=torch.Generator().manual_seed(123)) * 3 + 1
+
+
+def bn_output(layer, x):
+    return F.batch_norm(x, None, None, layer.weight, layer.bias, training=True, eps=layer.eps)
+
+
+def noise_of(layer, x):
+    """(s, m, out) of one training forward: the generator is replayed to recover the draws."""
+    state = layer.generator.get_state()
+    out = layer(x)
+    layer.generator.set_state(state)
+    s, m = layer.draw_noise(bn_output(layer, x))
+    return s, m, out
+
+
+def test_output_is_scale_times_bn_output_plus_shift():
+    layer, x = make_layer(), fixed_input()
+    s, m, out = noise_of(layer, x)
+    torch.testing.assert_close(out, s * bn_output(layer, x) + m)
+
+
+def test_per_channel_mu_and_sigma_in_stated_ranges():
+    layer, x = make_layer(), fixed_input()
+    s, m, _ = noise_of(layer, x)
+    mu = m.mean(dim=(0, 2, 3))  # per channel, estimates mu_j (1152 elements each)
+    sigma = s.mean(dim=(0, 2, 3))
+    assert mu.abs().max() < 0.5 + 0.01 and sigma.min() > 1 - 0.01 and sigma.max() < 1.25 + 0.01
+    # mu_j ~ U(-0.5, 0.5): spread over the whole range, variance 1/12
+    assert mu.min() < -0.4 and mu.max() > 0.4
+    assert abs(mu.var().item() - 1 / 12) < 0.02
+    assert sigma.min() < 1.03 and sigma.max() > 1.22
+    assert abs(sigma.var().item() - 0.25**2 / 12) < 0.002
+
+
+def test_per_element_draws_around_the_channel_values():
+    layer, x = make_layer(), fixed_input()
+    s, m, _ = noise_of(layer, x)
+    m_c = m.transpose(0, 1).reshape(C, -1)
+    s_c = s.transpose(0, 1).reshape(C, -1)
+    # m ~ U(mu_j - 0.1, mu_j + 0.1): within-channel width below 0.2 and std 0.2/sqrt(12)
+    width = m_c.max(1).values - m_c.min(1).values
+    assert width.max() <= 0.2 + 1e-5 and width.min() > 0.19
+    assert torch.allclose(m_c.std(1), torch.full((C,), 0.2 / 12**0.5), atol=0.006)
+    # s ~ N(sigma_j, 0.1)
+    assert torch.allclose(s_c.std(1), torch.full((C,), 0.1), atol=0.008)
+
+
+def test_fresh_draws_every_step():
+    layer, x = make_layer(), fixed_input()
+    s1, m1, _ = noise_of(layer, x)
+    layer(x)  # advance past the replayed draw
+    s2, m2, _ = noise_of(layer, x)
+    mu1, mu2 = m1.mean(dim=(0, 2, 3)), m2.mean(dim=(0, 2, 3))
+    assert torch.corrcoef(torch.stack([mu1, mu2]))[0, 1].abs() < 0.2
+    assert not torch.allclose(s1, s2)
+
+
+def test_no_noise_in_eval_mode():
+    layer, x = make_layer(), fixed_input()
+    layer(x)  # update running statistics
+    layer.eval()
+    expected = F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias, False, 0.0, layer.eps)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_gradients_flow_to_input_and_affine_parameters():
+    layer, x = make_layer(), fixed_input().requires_grad_()
+    layer(x).square().sum().backward()
+    assert x.grad.abs().sum() > 0 and layer.weight.grad.abs().sum() > 0 and layer.bias.grad.abs().sum() > 0
+
+
+def test_same_seed_same_noise_and_constants_come_from_config():
+    x = fixed_input()
+    torch.testing.assert_close(make_layer(seed=5)(x), make_layer(seed=5)(x))
+    layer = make_layer(n_mu=0.0, n_sigma=1.0, r_mu=0.0, r_sigma=0.0)  # no noise at all
+    torch.testing.assert_close(layer(x), bn_output(layer, x))

@@ -1,0 +1,70 @@
+"""VGG shapes, layer numbering and initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ics_study.config import ModelConfig
+from ics_study.models import build_model
+from ics_study.models.noisy_bn import NoisyBatchNorm
+from ics_study.models.vgg import Block
+
+CONVS = {11: 8, 13: 10, 16: 13, 19: 16}
+
+
+@pytest.mark.parametrize("depth", sorted(CONVS))
+@pytest.mark.parametrize("norm", ["none", "batch", "noisy_batch"])
+def test_shapes_and_layer_count(depth, norm):
+    model = build_model(ModelConfig(name="t", depth=depth, width=0.125, norm=norm))
+    assert model(torch.randn(4, 3, 32, 32)).shape == (4, 10)
+    assert len(model.blocks) == CONVS[depth] + 1  # convs + the output Linear
+    assert isinstance(model.layer(CONVS[depth] + 1), nn.Linear)
+    with pytest.raises(IndexError, match="layers #1..#"):
+        model.layer(CONVS[depth] + 2)
+
+
+def test_vgg16_channels_and_head():
+    model = build_model(ModelConfig(name="t", depth=16, width=1.0, norm="batch"))
+    widths = [b.layer.out_channels for b in model.blocks[:-1]]
+    assert widths == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    head = model.layer(14)
+    assert (head.in_features, head.out_features) == (512, 10)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+    narrow = build_model(ModelConfig(name="t", depth=16, width=0.25, norm="none"))
+    assert narrow.layer(14).in_features == 128 and narrow.layer(1).layer.out_channels == 16
+
+
+def test_norm_placement_conv_bn_relu():
+    model = build_model(ModelConfig(name="t", depth=11, width=0.125, norm="noisy_batch"))
+    block = model.layer(3)
+    assert isinstance(block, Block) and isinstance(block.layer, nn.Conv2d)
+    assert isinstance(block.norm, NoisyBatchNorm) and isinstance(block.act, nn.ReLU)
+    assert sum(isinstance(m, NoisyBatchNorm) for m in model.modules()) == 8
+    plain = build_model(ModelConfig(name="t", depth=11, width=0.125, norm="none"))
+    assert isinstance(plain.layer(3).norm, nn.Identity)
+
+
+def test_glorot_uniform_weights_zero_biases():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="t", depth=16, width=0.5, norm="batch"))
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            bound = math.sqrt(6 / (fan_in + fan_out))
+            w = m.weight.detach()
+            assert w.abs().max() <= bound + 1e-6
+            if w.numel() > 1000:  # uniform on [-b, b] has variance b^2 / 3
+                assert abs(w.var().item() / (bound**2 / 3) - 1) < 0.1
+            assert torch.all(m.bias == 0)
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+
+
+def test_hidden_head_layers_are_numbered_blocks():
+    model = build_model(ModelConfig(name="t", depth=11, width=0.125, norm="batch", head_hidden=[32]))
+    assert len(model.blocks) == 8 + 2 and isinstance(model.layer(9), Block)
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
