@@ -47,6 +47,7 @@ _job_statuses: list[str] = []
 def _train_job(cfg) -> dict:
     """One Hydra job: typed config -> train() -> summary. Runs once per job in a multirun."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
     from .storage import write_json
@@ -65,8 +66,11 @@ def _train_job(cfg) -> dict:
         summary = train(OmegaConf.to_object(cfg), run_dir)
     except UserError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
-        log.error("%s", e)
         _job_statuses.append("failed")
+        if HydraConfig.get().mode == RunMode.RUN:  # a single run: one line, no traceback
+            print(f"ics-study: error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+        log.error("%s", e)  # a sweep: the other jobs go on; status.json holds the error
         raise
     except Exception as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
@@ -102,13 +106,21 @@ def _hydra_error_line(ex: BaseException) -> str | None:
     return text
 
 
+def _quote_home(arg: str) -> str:
+    """``key=~/x`` -> ``key='~/x'``: Hydra's grammar refuses a bare '~' (shells like zsh leave it)."""
+    key, sep, value = arg.partition("=")
+    if sep and value.startswith("~") and not arg.startswith("-"):
+        return f"{key}='{value}'"
+    return arg
+
+
 def run_train(args: list[str]) -> int:
     import hydra
 
     _register_schemas()
     main = hydra.main(version_base="1.3", config_path="pkg://ics_study.configs", config_name="train")(_train_job)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    sys.argv = ["ics-study train", *args]
+    sys.argv = ["ics-study train", *map(_quote_home, args)]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     _job_statuses.clear()
     try:

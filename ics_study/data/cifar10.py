@@ -46,6 +46,7 @@ def _numpy_reconstruct():
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, bytes, numbers and numpy arrays; refuses every other global."""
 
+
     def find_class(self, module: str, name: str):
         if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
             return _numpy_reconstruct()
@@ -53,6 +54,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             return np.ndarray
         if (module, name) == ("numpy", "dtype"):
             return np.dtype
+        if (module, name) == ("_codecs", "encode"):  # protocol-2 pickles made by Python 3 wrap bytes in it
+            import codecs
+
+            return codecs.encode
         raise pickle.UnpicklingError(f"refusing to load '{module}.{name}': not plain array data")
 
 

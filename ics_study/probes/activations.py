@@ -242,9 +242,11 @@ class ActivationProbe:
 
 
 def _histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
-    """Counts of each row of ``chans`` (C x M) on ``bins`` equal bins of [-limit, limit], ends clamped."""
+    """Counts of each row of ``chans`` (C x M) on ``bins`` equal bins of [-limit, limit], ends clamped.
+
+    Non-finite values (a diverged run) are counted in the middle bin so that counts still sum to M."""
     width = 2 * limit / bins
-    idx = ((chans + limit) / width).floor().clamp_(0, bins - 1).long()
+    idx = ((chans.nan_to_num(nan=0.0) + limit) / width).floor().clamp_(0, bins - 1).long()
     idx += torch.arange(chans.shape[0], device=chans.device)[:, None] * bins
     return torch.bincount(idx.reshape(-1), minlength=chans.shape[0] * bins).reshape(chans.shape[0], bins)
 

@@ -1,0 +1,59 @@
+"""The training loop: reproducible on the CPU, unchanged by probes, divergence reported as a result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ics_study.train import train
+
+
+def losses(run_dir):
+    m = pd.read_parquet(run_dir / "metrics")
+    return m[m.metric == "train/loss"].sort_values("step")["value"].to_numpy()
+
+
+def test_same_seed_same_numbers(tiny_cfg, tmp_path):
+    a = train(tiny_cfg("model=vgg_bn_noise"), tmp_path / "a")
+    b = train(tiny_cfg("model=vgg_bn_noise"), tmp_path / "b")
+    np.testing.assert_array_equal(losses(tmp_path / "a"), losses(tmp_path / "b"))
+    assert a["final"] == b["final"]
+    c = train(tiny_cfg("model=vgg_bn_noise", "seed=1"), tmp_path / "c")
+    assert c["final"]["train_loss"] != a["final"]["train_loss"]
+
+
+@pytest.mark.parametrize("model", ["vgg", "vgg_bn_noise"])
+@pytest.mark.parametrize("probe", ["probe.batch=train", "probe.batch=fixed", "probe.point=post_relu"])
+def test_probes_never_change_training(tiny_cfg, tmp_path, model, probe):
+    train(tiny_cfg(f"model={model}", "probe.enabled=false"), tmp_path / "off")
+    train(tiny_cfg(f"model={model}", probe), tmp_path / "on")
+    np.testing.assert_array_equal(losses(tmp_path / "off"), losses(tmp_path / "on"))
+    assert not (tmp_path / "off" / "activations").exists()
+    assert (tmp_path / "on" / "activations").exists()
+
+
+def test_metrics_table_and_summary(tiny_cfg, tmp_path):
+    summary = train(tiny_cfg(), tmp_path)
+    m = pd.read_parquet(tmp_path / "metrics")
+    assert list(m.columns) == ["step", "metric", "value"]
+    for name in ("train/loss", "train/acc"):
+        assert m[m.metric == name].step.tolist() == list(range(1, 13))
+    assert sorted(m[m.metric == "test/acc"].step) == [6, 12]
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk["steps"] == 12
+    assert on_disk["final"]["test_acc"] == pytest.approx(m[(m.metric == "test/acc") & (m.step == 12)].value.item())
+    assert on_disk["final"]["train_loss"] == pytest.approx(losses(tmp_path)[-1], rel=1e-6)
+    assert summary["train_images_per_s"] > 0
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
+
+
+def test_divergence_stops_the_run_with_its_step(tiny_cfg, tmp_path):
+    summary = train(tiny_cfg("model=vgg", "optim.lr=1e12", "trainer.max_steps=40", "trainer.log_every=4"), tmp_path)
+    assert summary["status"] == "diverged"
+    assert summary["diverged_at"] is not None and summary["steps"] < 40
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "diverged"
+    assert not np.isfinite(losses(tmp_path)[summary["diverged_at"] - 1])
