@@ -1,0 +1,142 @@
+"""Activation probes: statistics equal a direct computation, channels are fixed, tables and events read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ics_study.config import LoggerConfig, ModelConfig, ProbeConfig
+from ics_study.models import build_model
+from ics_study.probes import ActivationProbe
+from ics_study.probes.activations import QUANTILES, sample_channels
+from ics_study.records import Recorder
+
+from .conftest import TINY, run_cli
+
+
+def tiny_model(norm="batch"):
+    torch.manual_seed(0)
+    return build_model(ModelConfig(name="t", depth=11, width=0.125, norm=norm))
+
+
+def capture_points(model, probe):
+    """The tensors each probe point produced, caught by an independent hook."""
+    seen = {}
+    for k, block in enumerate(probe.layers):
+        probe._point(block).register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k + 1, o.detach().clone()))
+    return seen
+
+
+def run_steps(tmp_path, model, probe, steps, x):
+    recorder = Recorder(tmp_path, LoggerConfig(tensorboard=False, tables=True))
+    for step in steps:
+        with probe.observe(step):
+            model(x)
+    probe.flush(recorder)
+    recorder.flush()
+    return pd.read_parquet(tmp_path / "activations"), pd.read_parquet(tmp_path / "histograms")
+
+
+def test_statistics_and_histograms_equal_a_direct_computation(tmp_path):
+    model = tiny_model()
+    cfg = ProbeConfig(channels_per_layer=3, every=1, hist_bins=16, hist_range=3.0, summary_sample=10**9)
+    probe = ActivationProbe(model, cfg, seed=0)
+    seen = capture_points(model, probe)
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    acts, hists = run_steps(tmp_path, model, probe, [1], x)
+    for layer in (1, 5, 9):
+        out = seen[layer]
+        for ch in probe.channels[layer - 1].tolist():
+            v = out[:, ch].double().reshape(-1)
+            row = acts[(acts.layer == layer) & (acts.channel == ch)].set_index("stat").value
+            assert row["mean"] == pytest.approx(v.mean().item(), abs=1e-5)
+            assert row["var"] == pytest.approx(v.var(unbiased=False).item(), rel=1e-4, abs=1e-6)
+            assert row["min"] == pytest.approx(v.min().item(), abs=1e-5)
+            assert row["max"] == pytest.approx(v.max().item(), abs=1e-5)
+            h = hists[(hists.layer == layer) & (hists.channel == ch)].iloc[0]
+            edges = np.asarray(h.bin_edges)
+            np.testing.assert_allclose(edges, np.linspace(-3, 3, 17), atol=1e-6)
+            expected, _ = np.histogram(np.clip(v.numpy(), -3, 3 - 1e-9), bins=edges)
+            np.testing.assert_array_equal(np.asarray(h.counts), expected)
+            assert np.asarray(h.counts).sum() == v.numel()  # N*H*W
+        flat = out.double().reshape(-1)
+        layer_rows = acts[(acts.layer == layer) & (acts.channel == -1)].set_index("stat").value
+        assert layer_rows["layer_mean"] == pytest.approx(flat.mean().item(), abs=1e-5)
+        assert layer_rows["layer_std"] == pytest.approx(flat.std().item(), rel=1e-4)
+        assert layer_rows["layer_frac_nonpos"] == pytest.approx((flat <= 0).double().mean().item())
+        # summary_sample exceeds the layer: the quantiles are over every value
+        for q in QUANTILES:
+            assert layer_rows[f"layer_q{round(q * 100):02d}"] == pytest.approx(
+                torch.quantile(flat.float(), q).item(), abs=1e-4)
+
+
+def test_histograms_only_every_n_steps_moments_every_step(tmp_path):
+    model = tiny_model()
+    probe = ActivationProbe(model, ProbeConfig(channels_per_layer=2, every=3), seed=0)
+    acts, hists = run_steps(tmp_path, model, probe, range(1, 8), torch.randn(8, 3, 32, 32))
+    assert sorted(acts[acts.stat == "mean"].step.unique()) == list(range(1, 8))
+    assert sorted(hists.step.unique()) == [1, 3, 6]
+    assert sorted(acts[acts.stat == "layer_std"].step.unique()) == [1, 3, 6]
+    # the same channels at every step
+    per_step = acts[acts.stat == "mean"].groupby("step").apply(lambda d: tuple(zip(d.layer, d.channel)))
+    assert per_step.nunique() == 1
+
+
+def test_same_seed_same_channels_in_every_variant():
+    picks = {norm: ActivationProbe(tiny_model(norm), ProbeConfig(), seed=7).channels for norm in
+             ("none", "batch", "noisy_batch")}
+    for norm in ("batch", "noisy_batch"):
+        assert all(torch.equal(a, b) for a, b in zip(picks["none"], picks[norm]))
+    other = ActivationProbe(tiny_model(), ProbeConfig(), seed=8).channels
+    assert not all(torch.equal(a, b) for a, b in zip(picks["none"], other))
+    assert [len(c) for c in sample_channels([8, 3], 4, 0)] == [4, 3]
+
+
+def test_probes_record_nothing_outside_the_observed_forward():
+    model = tiny_model()
+    probe = ActivationProbe(model, ProbeConfig(), seed=0)
+    model(torch.randn(4, 3, 32, 32))
+    assert probe.calls == 0
+    with probe.observe(1):
+        model(torch.randn(4, 3, 32, 32))
+    assert probe.calls == len(probe.layers)
+
+
+@pytest.mark.slow
+def test_hooks_fire_under_torch_compile():
+    model = tiny_model("batch")
+    probe = ActivationProbe(model, ProbeConfig(every=2), seed=0)  # hooks registered before compiling
+    compiled = torch.compile(model, dynamic=False)
+    x = torch.randn(4, 3, 32, 32)
+    for step in range(1, 4):
+        with probe.observe(step):
+            compiled(x)
+    assert probe.calls == 3 * len(probe.layers)
+    assert len(probe._hists[0]) == 2  # steps 1 and 2
+
+
+def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
+    proc = run_cli("train", *TINY, "model=vgg_bn_noise", "probe.channels_per_layer=4", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    acts = pd.read_parquet(tmp_path / "activations")
+    assert list(acts.columns) == ["step", "layer", "channel", "stat", "value"]
+    assert set(acts.layer) == set(range(1, 10))  # 8 convs + the output layer of VGG-11
+    assert len(acts[acts.stat == "mean"]) == 12 * 9 * 4
+    hists = pd.read_parquet(tmp_path / "histograms")
+    assert list(hists.columns) == ["step", "layer", "channel", "bin_edges", "counts"]
+    assert sorted(hists.step.unique()) == [1, 4, 8, 12]
+    assert (hists.counts.map(np.sum) == 32 * 32 * 32).loc[hists.layer == 1].all()  # N*H*W at layer #1
+    chans = pd.read_parquet(tmp_path / "probe_channels")
+    assert len(chans) == 9 * 4 and set(chans["rank"]) == {0, 1, 2, 3}
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0}).Reload()
+    hist_tags = events.Tags()["histograms"]
+    assert len(hist_tags) == 9 * 4
+    first = hist_tags[0]
+    assert [e.step for e in events.Histograms(first)] == [1, 4, 8, 12]
+    assert events.Histograms(first)[0].histogram_value.num == 32 * 32 * 32
+    assert "moments/layer01_rank0/mean" in events.Tags()["scalars"]
