@@ -128,6 +128,12 @@ def run_train(args: list[str]) -> int:
     except UserError as e:
         print(f"ics-study: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as e:  # Hydra could not create the run or sweep dir
+        if e.filename is None:
+            raise
+        print(f"ics-study: error: cannot write {e.filename} ({e.strerror}); set paths.results_dir "
+              "(or hydra.run.dir / hydra.sweep.dir) to a writable folder", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as e:
         line = _hydra_error_line(e)
         if line is None:

@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     test_loss = test_acc = None
     bar = _progress(t)
     start = time.perf_counter()
-    images_seen = 0
+    images_seen, eval_time = 0, 0.0
 
     def flush() -> bool:
         """Read back pending metrics; returns False if training diverged."""
@@ -119,7 +119,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         last_train = (float(host[-1, 0]), float(host[-1, 1]))
         if bar is not None:
             bar.update(len(pending))
-            bar.set_postfix(loss=f"{last_train[0]:.3f}", acc=f"{last_train[1]:.3f}", img_s=f"{images_seen / elapsed:.0f}")
+            rate = images_seen / max(elapsed - eval_time, 1e-9)
+            bar.set_postfix(loss=f"{last_train[0]:.3f}", acc=f"{last_train[1]:.3f}", img_s=f"{rate:.0f}")
         bad = ~np.isfinite(host[:, 0])
         if bad.any():
             diverged_at = int(steps[bad.argmax()])
@@ -148,7 +149,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
             log.warning("loss became non-finite at step %d; stopping", diverged_at)
             break
         if step % t.eval_every == 0 or last:
+            eval_start = time.perf_counter()
             test_loss, test_acc = evaluate(model, data, cfg.data.eval_batch_size, device, t.precision)
+            eval_time += time.perf_counter() - eval_start
             recorder.scalars([step], {"test/loss": [test_loss], "test/acc": [test_acc]})
             log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *last_train, test_loss, test_acc)
     else:
@@ -164,7 +167,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         "diverged_at": diverged_at,
         "final": {"train_loss": last_train[0], "train_acc": last_train[1], "test_loss": test_loss, "test_acc": test_acc},
         "wall_time_s": wall,
-        "train_images_per_s": images_seen / wall,
+        "eval_time_s": eval_time,
+        "train_images_per_s": images_seen / (wall - eval_time),  # training steps only
         "device": str(device),
         "model": cfg.model.name,
         "seed": cfg.seed,

@@ -68,9 +68,10 @@ def test_multirun_over_the_three_models(tmp_path):
     (["model.dpeth=3"], "dpeth"),
     (["model.depth=12"], "choose one of: 11, 13, 16, 19"),
     (["data.root=/nonexistent/cifar", "data.download=false"], "data.root"),
+    (["hydra.run.dir=/proc/ics-study-cannot-write"], "writable folder"),
 ])
 def test_user_mistakes_get_one_clear_line(tmp_path, args, needle):
-    line = one_line_error(run_cli("train", "trainer.max_steps=1", *args, f"hydra.run.dir={tmp_path}/run"))
+    line = one_line_error(run_cli("train", "trainer.max_steps=1", f"hydra.run.dir={tmp_path}/run", *args))
     assert needle in line
 
 

@@ -136,9 +136,11 @@ class ActivationProbe:
             n = min(self.cfg.summary_sample, x.numel())
             self._sample_idx[k] = torch.randperm(x.numel(), generator=self._sample_gen)[:n].to(x.device)
         x = x.float()
-        chans = x.index_select(1, self._device_channels[k]).transpose(0, 1).reshape(len(self.channels[k]), -1)
+        c = len(self.channels[k])
+        chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1)  # c x (N*H*W), one gather
         mean = chans.mean(1)
-        self._moments[k].append(torch.stack([mean, chans.var(1, unbiased=False)], 1))
+        var = (chans - mean[:, None]).square_().mean(1)  # two passes: no E[x^2] - E[x]^2 cancellation
+        self._moments[k].append(torch.stack([mean, var], 1))
         self.calls += 1
         if not self.full_stats:
             return

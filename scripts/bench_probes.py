@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""What do the activation probes cost? Trains the same model with probes off and on, side by side.
+
+    python scripts/bench_probes.py                                   # VGG-16 w=1, CPU or GPU, synthetic data
+    python scripts/bench_probes.py --width 0.25 --steps 100 --repeats 5
+    python scripts/bench_probes.py --data-root ~/.cache/ics-study/cifar10   # real CIFAR-10
+
+Runs alternate (off, on, off, on, ...) after one warm-up each, so drifts of a noisy machine hit both
+equally; the table gives the median training images/s of each and the ratio on/off. Outputs (tables,
+events) are written to a temporary folder, exactly as in a real run, so their cost is included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ics_study.cli import _register_schemas  # noqa: E402
+from ics_study.train import train  # noqa: E402
+
+
+def compose(overrides):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    _register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="ics_study.configs", version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_object(cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="vgg_bn_noise")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=100, help="training steps per timed run (>= probe.every)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--data-root", default=None, help="real CIFAR-10 root; synthetic data if omitted")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. probe.every=50")
+    args = ap.parse_args()
+
+    data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    base = [f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={args.steps}",
+            f"trainer.eval_every={args.steps}", "trainer.progress_bar=false", f"trainer.device={args.device}",
+            f"trainer.precision={args.precision}", *data, *args.overrides]
+    variants = {"probes off": ["probe.enabled=false"], "probes on": ["probe.enabled=true"]}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    device = "?"
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats + 1):  # repetition 0 is the warm-up
+            for name, extra in variants.items():
+                cfg = compose(base + ["trainer.max_steps=20" if rep == 0 else f"trainer.max_steps={args.steps}"] + extra)
+                summary = train(cfg, Path(tmp) / f"{rep}_{name.replace(' ', '_')}")
+                device = summary["device"]
+                if rep:
+                    rates[name].append(summary["train_images_per_s"])
+    off, on = statistics.median(rates["probes off"]), statistics.median(rates["probes on"])
+    print(f"\n{args.model} width {args.width}, batch 128, {args.steps} steps x {args.repeats} alternating runs, "
+          f"device {device}, {args.precision}")
+    print("| setting | median img/s | runs |")
+    print("|---|---|---|")
+    for name, vals in rates.items():
+        print(f"| {name} | {statistics.median(vals):.1f} | {', '.join(f'{v:.0f}' for v in vals)} |")
+    print(f"| on / off | {on / off:.3f} | slowdown {100 * (1 - on / off):.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
