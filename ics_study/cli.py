@@ -128,9 +128,10 @@ def run_train(args: list[str]) -> int:
     except UserError as e:
         print(f"ics-study: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except OSError as e:  # Hydra could not create the run or sweep dir
-        if e.filename is None:
-            raise
+    except OSError as e:  # Hydra could not create the run or sweep dir (MissingConfigException is one too)
+        if e.filename is None or _hydra_error_line(e) is not None:
+            print(f"ics-study: error: {_hydra_error_line(e) or e}", file=sys.stderr)
+            return EXIT_USER_ERROR
         print(f"ics-study: error: cannot write {e.filename} ({e.strerror}); set paths.results_dir "
               "(or hydra.run.dir / hydra.sweep.dir) to a writable folder", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -27,10 +27,21 @@ class NoiseConfig:
 
 
 @dataclass
+class LpConfig:
+    """l_p normalisation (Figures 5, 6, 12): the choices the paper leaves open [I]."""
+
+    center: bool = True  # subtract the batch mean, like BN
+    norm_of_centered: bool = False  # False: the l_p norm is taken of the un-centred activations (paper)
+    average: str = "power_mean"  # (mean |x|^p)^(1/p) over batch (and H, W); max |x| for p = inf
+    eps: float = 1e-5
+    momentum: float = 0.1  # running mean / norm for evaluation, like BN
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING  # label used in run names and figures, e.g. "vgg_bn"
     arch: str = "vgg"
-    depth: int = 16  # 11, 13, 16 or 19; 16 because the paper plots a 13th normalised layer [I]
+    depth: int = 16  # VGG: 11, 13, 16 or 19 (16: the paper plots a 13th normalised layer [I]); DLN: layers
     width: float = 1.0  # channel multiplier: 0.25 gives 16..128 channels
     norm: str = "none"  # "none", "batch", "noisy_batch" (see ics_study/models/norms.py)
     num_classes: int = 10
@@ -39,6 +50,9 @@ class ModelConfig:
     bn_eps: float = 1e-5  # PyTorch defaults [I]
     bn_momentum: float = 0.1
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    lp: LpConfig = field(default_factory=LpConfig)
+    features: int = 10  # DLN only: width of every square linear layer
+    bias: bool = False  # DLN only: the paper's deep linear network has no biases [I]
 
 
 @dataclass
@@ -50,7 +64,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # "cifar10" or "synthetic"
+    name: str = MISSING  # "cifar10", "synthetic" or "linear_regression"
     root: str = ""  # folder holding cifar-10-batches-py/ (or that folder itself)
     download: bool = True  # fetch the official archive (MD5-checked) if root has no data
     batch_size: int = 128
@@ -63,6 +77,9 @@ class DataConfig:
     num_test: int = 1000
     image_size: int = 32
     noise_std: float = 48.0  # pixel noise (0..255 scale) around each class's template image
+    # linear_regression only: y = A x, A a seeded Gaussian matrix, x ~ N(0, I)
+    features: int = 10
+    loss_reduction: str = "sum"  # l2 loss 0.5 * sum ||f(x) - y||^2 over the batch [I] ("sum" or "mean")
 
 
 @dataclass
@@ -101,6 +118,26 @@ class ProbeConfig:
 
 
 @dataclass
+class IcsConfig:
+    """Internal covariate shift, Definition 2.1 (Figure 3): ||G - G'|| and cos(G, G') per layer."""
+
+    enabled: bool = False
+    every: int = 100
+    layers: list[int] = field(default_factory=lambda: [5, 10])
+
+
+@dataclass
+class LandscapeConfig:
+    """Loss landscape along the gradient (Figure 4): L(w - eta g) and its gradient for eta on a grid."""
+
+    enabled: bool = False
+    every: int = 100
+    eta_scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # eta = scale x lr [I]
+    eta_range: list[float] = field(default_factory=list)  # [lo, hi] x lr, log-spaced; replaces eta_scales
+    eta_points: int = 8  # points of eta_range
+
+
+@dataclass
 class LoggerConfig:
     tensorboard: bool = True
     tables: bool = True  # Parquet tables beside the events
@@ -120,5 +157,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    ics: IcsConfig = field(default_factory=IcsConfig)
+    landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

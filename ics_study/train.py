@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import build_data
 from .models import build_model, set_noise_generator
-from .probes import ActivationProbe
+from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .records import Recorder
-from .validate import validate
+from .tasks import Task, task_for
+from .validate import validate, validate_layers
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +57,20 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def evaluate(model, data, batch_size: int, device, precision: str) -> tuple[float, float]:
+def evaluate(model, data, task: Task, batch_size: int, device, precision: str) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN without one) over the whole test set, in evaluation mode."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    for images, labels in data.test_batches(batch_size):
+    correct = torch.zeros((), device=device, dtype=torch.float64)
+    for x, y in data.test_batches(batch_size):
         with autocast(device, precision):
-            logits = model(images)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-        correct += (logits.argmax(1) == labels).sum()
+            out = model(x)
+        loss_sum += task.loss_sum(out, y)
+        if task.accuracy is not None:
+            correct += task.accuracy(out, y) * len(y)
     model.train()
     n = len(data.y_test)
-    return loss_sum.item() / n, correct.item() / n
+    return loss_sum.item() / n, (correct.item() / n if task.accuracy is not None else math.nan)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
@@ -83,8 +85,10 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         torch.backends.cudnn.benchmark = not t.deterministic
 
     data = build_data(cfg.data, cfg.seed, device)
+    task = task_for(cfg.data)
     torch.manual_seed(cfg.seed)  # weights
     model = build_model(cfg.model).to(device)
+    validate_layers(cfg, len(model.blocks))
     gens = seeded_generators(cfg.seed, device)
     set_noise_generator(model, gens["noise"])
     optimizer = torch.optim.SGD(
@@ -97,8 +101,12 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     probe = ActivationProbe(model, cfg.probe, cfg.seed, data) if cfg.probe.enabled else None
     if probe is not None:
         recorder.layout(probe.tensorboard_layout())
+    ics = ICSProbe(cfg.ics)
+    landscape = LandscapeProbe(cfg.landscape, cfg.optim.lr)
+    replay = Replay(model, gens["noise"])
+    measured = PendingScalars()  # ICS and landscape values, read back at each flush
 
-    buffer = torch.zeros(t.log_every, 2, device=device)  # (loss, accuracy) of each pending step
+    buffer = torch.full((t.log_every, 2), math.nan, device=device)  # (loss, accuracy) of each pending step
     pending: list[int] = []
     status, diverged_at, last_train = "completed", None, (math.nan, math.nan)
     test_loss = test_acc = None
@@ -111,9 +119,13 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         nonlocal diverged_at, last_train
         host = buffer[: len(pending)].cpu().numpy()
         steps = np.asarray(pending)
-        recorder.scalars(steps, {"train/loss": host[:, 0], "train/acc": host[:, 1]})
+        train_metrics = {"train/loss": host[:, 0], "train/acc": host[:, 1]}
+        if task.accuracy is None:
+            del train_metrics["train/acc"]
+        recorder.scalars(steps, train_metrics)
         if probe is not None:
             probe.flush(recorder)
+        measured.flush(recorder)
         recorder.flush()
         elapsed = time.perf_counter() - start
         last_train = (float(host[-1, 0]), float(host[-1, 1]))
@@ -129,20 +141,34 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
 
     model.train()
     for step in range(1, t.max_steps + 1):
-        images, labels = next(batches)
+        x, y = next(batches)
+        measure_ics, measure_landscape = ics.due(step), landscape.due(step)
+        if measure_ics or measure_landscape:
+            replay.mark_step_start()
         with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels)
+            out = model(x)
+        loss = task.loss(out, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+
+        def loss_at_current_weights(x=x, y=y):
+            with autocast(device, t.precision):
+                return task.loss(model(x), y)
+
+        if measure_landscape:
+            measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
+        if measure_ics:
+            measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
+        else:
+            optimizer.step()
         if probe is not None:
             probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
         with torch.no_grad():
             buffer[len(pending), 0] = loss.detach()
-            buffer[len(pending), 1] = (logits.argmax(1) == labels).float().mean()
+            if task.accuracy is not None:
+                buffer[len(pending), 1] = task.accuracy(out.detach(), y)
         pending.append(step)
-        images_seen += len(labels)
+        images_seen += len(y)
         last = step == t.max_steps
         if (len(pending) == t.log_every or last) and not flush():
             status = "diverged"
@@ -150,9 +176,12 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
             break
         if step % t.eval_every == 0 or last:
             eval_start = time.perf_counter()
-            test_loss, test_acc = evaluate(model, data, cfg.data.eval_batch_size, device, t.precision)
+            test_loss, test_acc = evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision)
             eval_time += time.perf_counter() - eval_start
-            recorder.scalars([step], {"test/loss": [test_loss], "test/acc": [test_acc]})
+            test_metrics = {"test/loss": [test_loss], "test/acc": [test_acc]}
+            if task.accuracy is None:
+                del test_metrics["test/acc"]
+            recorder.scalars([step], test_metrics)
             log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *last_train, test_loss, test_acc)
     else:
         step = t.max_steps

@@ -21,7 +21,10 @@ def _positive(key: str, value, strict: bool = True) -> None:
 def validate(cfg: TrainConfig) -> None:
     m, d, o, t, p = cfg.model, cfg.data, cfg.optim, cfg.trainer, cfg.probe
     _one_of("model.arch", m.arch, sorted(ARCHS))
-    _one_of("model.depth", m.depth, sorted(PLANS))
+    if m.arch == "vgg":
+        _one_of("model.depth", m.depth, sorted(PLANS))
+    elif m.depth < 2:
+        raise UserError(f"model.depth={m.depth} must be at least 2")
     _one_of("model.norm", m.norm, sorted(NORMS))
     _positive("model.width", m.width)
     _positive("model.num_classes", m.num_classes)
@@ -43,6 +46,20 @@ def validate(cfg: TrainConfig) -> None:
     _positive("trainer.log_every", t.log_every)
     _positive("trainer.threads", t.threads, strict=False)
     _one_of("trainer.precision", t.precision, ["fp32", "bf16"])
+    _one_of("data.loss_reduction", d.loss_reduction, ["sum", "mean"])
+    if (m.arch == "dln") != (d.name == "linear_regression"):
+        raise UserError("model=dln goes with data=linear_regression (and only with it); use experiment=dln")
+    if m.arch == "dln" and m.features != d.features:
+        raise UserError(f"model.features={m.features} must equal data.features={d.features}")
+    _positive("ics.every", cfg.ics.every)
+    _positive("landscape.every", cfg.landscape.every)
+    if cfg.landscape.eta_range:
+        lo_hi = cfg.landscape.eta_range
+        if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
+            raise UserError(f"landscape.eta_range={list(lo_hi)} must be [lo, hi] with 0 < lo < hi")
+        _positive("landscape.eta_points", cfg.landscape.eta_points)
+    elif not cfg.landscape.eta_scales or min(cfg.landscape.eta_scales) <= 0:
+        raise UserError("landscape.eta_scales must be a non-empty list of positive numbers (or set landscape.eta_range)")
     _one_of("probe.point", p.point, ["pre_relu", "post_relu"])
     _one_of("probe.batch", p.batch, ["train", "fixed"])
     _positive("probe.channels_per_layer", p.channels_per_layer)
@@ -50,3 +67,11 @@ def validate(cfg: TrainConfig) -> None:
     _positive("probe.hist_bins", p.hist_bins)
     _positive("probe.hist_range", p.hist_range)
     _positive("probe.summary_sample", p.summary_sample)
+
+
+def validate_layers(cfg: TrainConfig, num_layers: int) -> None:
+    """Layer numbers in the config exist in the built network (#1..#num_layers)."""
+    if cfg.ics.enabled:
+        bad = [k for k in cfg.ics.layers if not 1 <= k <= num_layers]
+        if bad or not cfg.ics.layers:
+            raise UserError(f"ics.layers={list(cfg.ics.layers)}: this network has layers #1..#{num_layers}")

@@ -10,8 +10,8 @@ from torch import nn
 
 from ics_study.config import ModelConfig
 from ics_study.models import build_model
+from ics_study.models.blocks import Block
 from ics_study.models.noisy_bn import NoisyBatchNorm
-from ics_study.models.vgg import Block
 
 CONVS = {11: 8, 13: 10, 16: 13, 19: 16}
 

@@ -26,17 +26,19 @@ class DeviceData:
 
     @classmethod
     def build(cls, x_train, y_train, x_test, y_test, device, normalize: bool = True) -> DeviceData:
-        if normalize:  # per-channel statistics of the training set [I]
+        if normalize and x_train.dtype == torch.uint8:  # images: per-channel training-set statistics [I]
             pixels = x_train.to(torch.float64).div_(255.0)
             mean = pixels.mean(dim=(0, 2, 3), keepdim=True).float()
             std = pixels.std(dim=(0, 2, 3), keepdim=True).float()
         else:
             mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
-        to = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        to = lambda t: t.to(device)  # noqa: E731
         return cls(to(x_train), to(y_train), to(x_test), to(y_test), to(mean), to(std))
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float().div_(255.0) - self.mean) / self.std
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.uint8:  # features (regression): used as they are
+            return x.float()
+        return (x.float().div_(255.0) - self.mean) / self.std
 
     def train_batches(self, batch_size: int, generator: torch.Generator, drop_last: bool = True,
                       augment: AugmentConfig | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

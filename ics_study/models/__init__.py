@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from .dln import DeepLinearNet
 from .noisy_bn import NoisyBatchNorm
 from .norms import NORMS
 from .vgg import PLANS, VGG
 
-ARCHS = {"vgg": VGG}
+ARCHS = {"vgg": VGG, "dln": DeepLinearNet}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import ModelConfig
+from .lp_norm import LpNorm
 from .noisy_bn import NoisyBatchNorm
 
 NormBuilder = Callable[[int, ModelConfig], nn.Module]
@@ -43,6 +44,21 @@ def _batch(channels: int, cfg: ModelConfig) -> nn.Module:
 @register("noisy_batch")
 def _noisy_batch(channels: int, cfg: ModelConfig) -> nn.Module:
     return NoisyBatchNorm(channels, cfg.noise, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
+@register("lp1")
+def _lp1(channels: int, cfg: ModelConfig) -> nn.Module:
+    return LpNorm(channels, 1, cfg.lp)
+
+
+@register("lp2")
+def _lp2(channels: int, cfg: ModelConfig) -> nn.Module:
+    return LpNorm(channels, 2, cfg.lp)
+
+
+@register("lpinf")
+def _lpinf(channels: int, cfg: ModelConfig) -> nn.Module:
+    return LpNorm(channels, float("inf"), cfg.lp)
 
 
 class _BatchNorm(nn.BatchNorm2d):

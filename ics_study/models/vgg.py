@@ -2,7 +2,7 @@
 
     depth 16: conv3x3 64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M -> Linear(512*w, 10)
 
-Every conv (and hidden linear) layer is a ``Block``: layer -> norm -> ReLU, where norm comes from
+Every conv (and hidden linear) layer is a ``Block`` (blocks.py): layer -> norm -> ReLU, norm from
 the registry in ``norms.py`` (identity for the standard net). Blocks are numbered from 1 at the
 input, so "layer #k" of the paper is ``model.layer(k)``; the output Linear is the last layer
 (#14 in VGG-16) and has no norm or ReLU. Weights are Glorot-uniform, biases zero, BN gamma 1 and
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from .blocks import Block, NumberedModel
 from .norms import build_norm
 
 M = "M"  # 2x2 max-pool
@@ -26,18 +27,7 @@ PLANS: dict[int, list] = {
 }
 
 
-class Block(nn.Module):
-    """One numbered layer: conv or linear, then the normalisation, then ReLU."""
-
-    def __init__(self, layer: nn.Module, norm: nn.Module):
-        super().__init__()
-        self.layer, self.norm, self.act = layer, norm, nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.layer(x)))
-
-
-class VGG(nn.Module):
+class VGG(NumberedModel):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         features: list[nn.Module] = []
@@ -64,18 +54,6 @@ class VGG(nn.Module):
         """Layers #1..#L in order: the Blocks, then the output Linear."""
         convs = [m for m in self.features if isinstance(m, Block)]
         return convs + [m for m in self.classifier if isinstance(m, (Block, nn.Linear))]
-
-    def layer(self, k: int) -> nn.Module:
-        """Layer #k of the paper, counted from 1 at the input."""
-        blocks = self.blocks
-        if not 1 <= k <= len(blocks):
-            raise IndexError(f"layer #{k} does not exist: this network has layers #1..#{len(blocks)}")
-        return blocks[k - 1]
-
-    def weight_of(self, k: int) -> nn.Parameter:
-        """The weight tensor W_k of layer #k."""
-        block = self.layer(k)
-        return block.layer.weight if isinstance(block, Block) else block.weight
 
     def reset_parameters(self) -> None:
         for m in self.modules():

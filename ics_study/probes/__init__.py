@@ -1,5 +1,8 @@
-"""Probes observe training without changing it. Each returns arrays; the recorder writes them."""
+"""Probes observe training without changing it. Each returns arrays or device scalars; the recorder writes them."""
 
 from .activations import ActivationProbe
+from .ics import ICSProbe
+from .landscape import LandscapeProbe
+from .replay import PendingScalars, Replay
 
-__all__ = ["ActivationProbe"]
+__all__ = ["ActivationProbe", "ICSProbe", "LandscapeProbe", "PendingScalars", "Replay"]

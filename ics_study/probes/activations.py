@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from ..config import ProbeConfig
+from ..models.blocks import Block
 from ..models.noisy_bn import NoisyBatchNorm
-from ..models.vgg import Block
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
@@ -229,7 +229,7 @@ class ActivationProbe:
     def tensorboard_layout(self) -> dict:
         """Custom scalars: per statistic, one chart per layer; every run (variant) is a line in it."""
         layout = {}
-        for i, stat in enumerate(CHANNEL_STATS):
+        for stat in CHANNEL_STATS:
             layout[f"sampled activation: {stat}"] = {
                 f"layer #{k + 1}": ["Multiline", [f"moments/layer{k + 1:02d}_rank0/{stat}"]] for k in range(len(self.layers))
             }

@@ -1,0 +1,71 @@
+"""Run extra forward passes at a training step without disturbing training.
+
+A measurement (ICS, landscape) re-evaluates the loss of the step's batch at other weights. Inside
+``Replay.isolated()`` every such pass sees exactly the noise the training forward of the step saw
+(``rewind()`` puts the noise generator back to its state at the start of the step), BN runs in
+training mode (batch statistics) while its running statistics are saved and restored, and on exit
+every random generator (noise, torch CPU, CUDA) is back where training left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+class Replay:
+    def __init__(self, model: nn.Module, noise_gen: torch.Generator | None):
+        self.model, self.noise_gen = model, noise_gen
+        self.step_start: torch.Tensor | None = None
+
+    def mark_step_start(self) -> None:
+        """Call before the training forward of a step that will be measured."""
+        if self.noise_gen is not None:
+            self.step_start = self.noise_gen.get_state()
+
+    def rewind(self) -> None:
+        if self.noise_gen is not None and self.step_start is not None:
+            self.noise_gen.set_state(self.step_start)
+
+    @contextlib.contextmanager
+    def isolated(self):
+        buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        noise = self.noise_gen.get_state() if self.noise_gen is not None else None
+        cpu = torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+            if noise is not None:
+                self.noise_gen.set_state(noise)
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+
+
+class PendingScalars:
+    """Scalars computed on the device at some steps, read back to the host once per flush."""
+
+    def __init__(self):
+        self.items: list[tuple[int, str, torch.Tensor]] = []
+
+    def add(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        self.items += [(step, name, v.detach().reshape(())) for name, v in values.items()]
+
+    def flush(self, recorder) -> None:
+        if not self.items:
+            return
+        host = torch.stack([v.double() for _, _, v in self.items]).cpu().tolist()
+        series: dict[str, tuple[list[int], list[float]]] = {}
+        for (step, name, _), value in zip(self.items, host):
+            steps, vals = series.setdefault(name, ([], []))
+            steps.append(step)
+            vals.append(value)
+        for name, (steps, vals) in series.items():
+            recorder.scalars(steps, {name: vals})
+        self.items = []
