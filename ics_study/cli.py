@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compose import register_schemas
 from .errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -32,15 +33,6 @@ class Command:
 
 
 # --- train -------------------------------------------------------------------------------------
-def _register_schemas() -> None:
-    """Typed schemas under names distinct from the YAML files (see configs/train.yaml)."""
-    from hydra.core.config_store import ConfigStore
-
-    from .config import TrainConfig
-
-    ConfigStore.instance().store(name="base_train", node=TrainConfig)
-
-
 _job_statuses: list[str] = []
 
 
@@ -117,7 +109,7 @@ def _quote_home(arg: str) -> str:
 def run_train(args: list[str]) -> int:
     import hydra
 
-    _register_schemas()
+    register_schemas()
     main = hydra.main(version_base="1.3", config_path="pkg://ics_study.configs", config_name="train")(_train_job)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["ics-study train", *map(_quote_home, args)]

@@ -96,7 +96,10 @@ class TrainerConfig:
     eval_every: int = 500  # full test-set evaluation every this many steps, and at the end
     log_every: int = 50  # device buffers are read back (one host sync) every this many steps
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast); fp32 until the evidence says otherwise (docs/performance.md)
+    channels_last: bool = True  # NHWC memory layout: same numbers, 1.1-1.3x faster on CPU and GPU
+    compile: bool = False  # torch.compile the model (probes keep working: hooks are registered first)
+    compile_mode: str = "default"  # "default", "reduce-overhead" (CUDA graphs), "max-autotune"
     threads: int = 0  # CPU threads for torch; 0 = every core
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     progress_bar: bool = True

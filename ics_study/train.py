@@ -89,6 +89,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     torch.manual_seed(cfg.seed)  # weights
     model = build_model(cfg.model).to(device)
     validate_layers(cfg, len(model.blocks))
+    if t.channels_last and cfg.data.name != "linear_regression":
+        model = model.to(memory_format=torch.channels_last)
+        data.channels_last = True
     gens = seeded_generators(cfg.seed, device)
     set_noise_generator(model, gens["noise"])
     optimizer = torch.optim.SGD(
@@ -101,6 +104,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     probe = ActivationProbe(model, cfg.probe, cfg.seed, data) if cfg.probe.enabled else None
     if probe is not None:
         recorder.layout(probe.tensorboard_layout())
+    # compile after the probe's hooks are registered; measurements use the eager module
+    forward = torch.compile(model, mode=t.compile_mode, dynamic=False) if t.compile else model
     ics = ICSProbe(cfg.ics)
     landscape = LandscapeProbe(cfg.landscape, cfg.optim.lr)
     replay = Replay(model, gens["noise"])
@@ -146,7 +151,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         if measure_ics or measure_landscape:
             replay.mark_step_start()
         with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
-            out = model(x)
+            out = forward(x)
         loss = task.loss(out, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

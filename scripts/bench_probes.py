@@ -20,22 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ics_study.cli import _register_schemas  # noqa: E402
+from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402
-
-
-def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    _register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="ics_study.configs", version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=overrides)
-    GlobalHydra.instance().clear()
-    return OmegaConf.to_object(cfg)
 
 
 def main() -> None:

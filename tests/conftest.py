@@ -9,25 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ics_study.compose import compose  # noqa: F401  (re-exported for the tests)
+
 REPO = Path(__file__).resolve().parents[1]
 REQUIRE_REAL_DATA = os.environ.get("ICS_STUDY_REQUIRE_REAL_DATA") == "1"
-
-
-def compose(overrides: list[str] = ()):
-    """The composed train config (Hydra's compose API), as the typed TrainConfig."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    from ics_study.cli import _register_schemas
-
-    _register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="ics_study.configs", version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return OmegaConf.to_object(cfg)
 
 
 # A CIFAR-shaped smoke setting that trains in a few seconds on two CPU cores.

@@ -79,3 +79,19 @@ def test_diverged_run_exits_3_and_says_so(tmp_path):
     proc = run_cli("train", *TINY, "model=vgg", "optim.lr=1e12", "trainer.max_steps=30", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 3, proc.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+PRESET_JOBS = {"fig1": 4, "fig2": 3, "fig3": 4, "fig4": 2, "lp_norms": 5, "dln": 5, "paper": 9}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, jobs", sorted(PRESET_JOBS.items()))
+def test_every_sweep_preset_runs_its_grid(tmp_path, preset, jobs):
+    tiny = TINY + ["ics.layers=[2,5]"]
+    if preset == "dln":
+        tiny = [a for a in tiny if not a.startswith(("data", "model.", "ics."))] + ["model.depth=6", "ics.layers=[2,4]"]
+    proc = run_cli("train", "-m", f"experiment={preset}", "scale=cpu_small", *tiny, "seed=0", "trainer.max_steps=3",
+                   "ics.every=2", "landscape.every=2", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = [p for p in tmp_path.iterdir() if (p / "summary.json").exists()]
+    assert len(done) == jobs

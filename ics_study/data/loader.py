@@ -23,6 +23,7 @@ class DeviceData:
     y_test: torch.Tensor
     mean: torch.Tensor  # 1 x 3 x 1 x 1, float, in [0, 1] units
     std: torch.Tensor
+    channels_last: bool = False  # hand images to the model in NHWC layout
 
     @classmethod
     def build(cls, x_train, y_train, x_test, y_test, device, normalize: bool = True) -> DeviceData:
@@ -38,7 +39,8 @@ class DeviceData:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.uint8:  # features (regression): used as they are
             return x.float()
-        return (x.float().div_(255.0) - self.mean) / self.std
+        images = (x.float().div_(255.0) - self.mean) / self.std
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def train_batches(self, batch_size: int, generator: torch.Generator, drop_last: bool = True,
                       augment: AugmentConfig | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
