@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compose import register_schemas
+from .compose import hydra_config_path, register_schemas
 from .errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -110,7 +110,7 @@ def run_train(args: list[str]) -> int:
     import hydra
 
     register_schemas()
-    main = hydra.main(version_base="1.3", config_path="pkg://ics_study.configs", config_name="train")(_train_job)
+    main = hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")(_train_job)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["ics-study train", *map(_quote_home, args)]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line

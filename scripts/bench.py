@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""ics-study's training loop against the loop a typical user writes, on the same hardware.
+
+    python scripts/bench.py                                  # VGG-16-BN, batch 128, this machine's device
+    python scripts/bench.py --data-root ~/.cache/ics-study/cifar10 --steps 100 --repeats 3
+    python scripts/bench.py --quick                          # seconds; what the test suite runs
+
+(a) reference: torchvision's CIFAR10 dataset with ToTensor/Normalize transforms, a shuffling
+    DataLoader, the same VGG in eager fp32, SGD, ``loss.item()`` every step for the running loss;
+(b) ics-study: ``train()`` at default probes (per-step channel moments, histograms every 100 steps),
+    in fp32 and bf16 (and compiled: ``--variants bf16,compile``).
+Runs alternate (a, b-fp32, b-bf16, a, ...) after a warm-up round; the table gives the median
+training images/s of each and its ratio to the reference. On a GPU it adds achieved TFLOP/s and the
+model FLOPs utilisation (VGG-16 forward: 0.626 GFLOP per 32x32 image at width 1; training ~3x).
+Without ``--data-root``, torchvision's FakeData (random PIL images) feeds the reference loop and
+ics-study trains on its synthetic data: same shapes, same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ics_study.compose import compose  # noqa: E402
+from ics_study.models import build_model  # noqa: E402
+from ics_study.train import pick_device, train  # noqa: E402
+
+VGG16_FWD_FLOP = 0.626e9  # per 32x32 image at width 1
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
+
+
+def reference_loop(args, device: torch.device, steps: int) -> float:
+    """The loop from a typical tutorial. Returns training images/s."""
+    import torchvision
+    import torchvision.transforms as T
+
+    tf = T.Compose([T.ToTensor(), T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])
+    if args.data_root:
+        class CIFAR10(torchvision.datasets.CIFAR10):
+            def _check_integrity(self) -> bool:  # the shared copy is re-encoded: its MD5s differ
+                return True
+
+            def _load_meta(self) -> None:  # likewise for batches.meta
+                self.classes = [str(i) for i in range(10)]
+                self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+        dataset = CIFAR10(str(Path(args.data_root).expanduser()), train=True, download=False, transform=tf)
+    else:
+        dataset = torchvision.datasets.FakeData(size=50_000, image_size=(3, 32, 32), num_classes=10, transform=tf)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=True, num_workers=args.ref_workers,
+                                         drop_last=True, pin_memory=device.type == "cuda")
+    torch.manual_seed(0)
+    model = build_model(compose([f"model={args.model}", f"model.width={args.width}"]).model).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    criterion = torch.nn.CrossEntropyLoss()
+    model.train()
+    running_loss, seen = 0.0, 0
+    start = time.perf_counter()
+    for i, (images, labels) in enumerate(loader):
+        if i == steps:
+            break
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad()
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        seen += len(labels)
+    return seen / (time.perf_counter() - start)
+
+
+def ics_study_loop(args, device: torch.device, steps: int, precision: str, compiled: bool, out: Path) -> float:
+    data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    cfg = compose([f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={steps}",
+                   f"trainer.eval_every={steps}", "trainer.progress_bar=false", f"trainer.device={device}",
+                   f"trainer.precision={precision}", f"trainer.compile={compiled}", *data, *args.overrides])
+    return train(cfg, out)["train_images_per_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="vgg_bn")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=None, help="steps per timed run (default 30 on CPU, 300 on GPU)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--ref-workers", type=int, default=2, help="DataLoader workers of the reference loop")
+    ap.add_argument("--variants", default="ref,fp32,bf16", help="comma list of ref, fp32, bf16, compile (bf16 + compile)")
+    ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    if args.quick:
+        args.width, args.steps, args.repeats, args.ref_workers = 0.125, 3, 1, 0
+    steps = args.steps or (300 if device.type == "cuda" else 30)
+
+    known = {"ref": ("reference (DataLoader, eager fp32)", lambda out: reference_loop(args, device, steps)),
+             "fp32": ("ics-study fp32 + probes", lambda out: ics_study_loop(args, device, steps, "fp32", False, out)),
+             "bf16": ("ics-study bf16 + probes", lambda out: ics_study_loop(args, device, steps, "bf16", False, out)),
+             "compile": ("ics-study bf16 + probes + compile",
+                         lambda out: ics_study_loop(args, device, steps, "bf16", True, out))}
+    variants = dict(known[v] for v in args.variants.split(","))
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats + (0 if args.quick else 1)):  # round 0 warms up (not with --quick)
+            for i, (name, run) in enumerate(variants.items()):
+                rate = run(Path(tmp) / f"{rep}_{i}")
+                if rep or args.quick:
+                    rates[name].append(rate)
+                print(f"  round {rep} {name}: {rate:.0f} img/s", file=sys.stderr, flush=True)
+
+    name_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    threads = torch.get_num_threads()
+    print(f"\n{args.model} width {args.width}, batch 128, {steps} steps/run, median of {args.repeats} alternating "
+          f"runs; device {device} ({name_dev}, {threads} threads); torch {torch.__version__}")
+    flop = 3 * VGG16_FWD_FLOP * args.width**2
+    peak = next((v for k, v in PEAK_BF16.items() if k in name_dev), None)
+    ref = statistics.median(next(iter(rates.values())))  # the first variant is the baseline
+    head = f"| loop | median img/s | vs {next(iter(rates))} | runs |"
+    if device.type == "cuda":
+        head += " TFLOP/s | MFU (bf16 peak) |"
+    print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
+    for name, vals in rates.items():
+        med = statistics.median(vals)
+        row = f"| {name} | {med:.0f} | {med / ref:.2f}x | {', '.join(f'{v:.0f}' for v in vals)} |"
+        if device.type == "cuda":
+            row += f" {med * flop / 1e12:.1f} | {med * flop / peak:.1%} |" if peak else f" {med * flop / 1e12:.1f} | ? |"
+        print(row)
+    best = max(statistics.median(v) for k, v in rates.items() if k.startswith("ics"))
+    print(f"\nfig2 at the paper's scale (3 networks x 15,000 steps x 128 images) at the best ics-study rate: "
+          f"{3 * 15000 * 128 / best / 60:.1f} min of training")
+
+
+if __name__ == "__main__":
+    main()
