@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import LoggerConfig
-from .storage import TableWriter, write_json
+from .storage import TableWriter, labels, write_json
 
 
 class Recorder:
@@ -36,7 +36,7 @@ class Recorder:
         steps = np.asarray(steps, dtype=np.int64)
         for name, vals in values.items():
             vals = np.asarray(vals, dtype=np.float64)
-            self.table("metrics", step=steps, metric=np.full(len(steps), name, dtype=object), value=vals)
+            self.table("metrics", step=steps, metric=labels([name], np.zeros(len(steps))), value=vals)
         self.tb_scalars(steps, values)
 
     def tb_scalars(self, steps, values: dict[str, np.ndarray]) -> None:
@@ -80,15 +80,16 @@ class Recorder:
     def status(self, status: str, **extra) -> None:
         write_json(self.run_dir / "status.json", {"status": status, "time": time.time(), **extra})
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
+        """Write waiting table rows (all of them if ``force``, else once enough have gathered)."""
         for writer in self.tables.values():
-            writer.flush()
-        if self.tb is not None:
+            writer.flush(force)
+        if self.tb is not None and force:
             self.tb.flush()
 
     def close(self, summary: dict, hparams: dict) -> None:
         """Final flush; hparams with the final metrics; summary.json and status.json."""
-        self.flush()
+        self.flush(force=True)
         if self.tb is not None:
             finals = {f"final/{k}": float(v) for k, v in summary["final"].items() if v is not None}
             for tag, value in finals.items():  # readable even where the HPARAMS tab is not

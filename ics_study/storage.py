@@ -1,6 +1,6 @@
 """How results reach the disk: atomically, and as tidy tables that pandas reads in one call.
 
-A table is a folder of Parquet part files (``metrics/part-000001.parquet``, ...), one per flush.
+A table is a folder of Parquet part files (``metrics/part-000001.parquet``, ...).
 ``pandas.read_parquet(run_dir / "metrics")`` reads the whole folder. Every file is written to a
 hidden temporary name, fsynced and renamed, so a crash never leaves a half-written file that a
 reader would pick up (pyarrow skips names starting with '.').
@@ -12,18 +12,28 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync the result, then rename it to ``path``."""
+def atomic_write(path: Path, write, fsync: bool = True) -> None:
+    """Call ``write(tmp_path)``, fsync the result (unless told not to), then rename it to ``path``.
+
+    The rename alone makes the file appear whole or not at all if the process dies; the fsync also
+    covers a machine crash, at a cost (tens of ms on some disks) paid only where it matters."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
+    if fsync:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def labels(vocabulary, codes) -> pa.DictionaryArray:
+    """A string column stored as small integer codes into ``vocabulary`` (fast to build, small on disk)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(vocabulary)))
 
 
 def write_json(path: Path, obj) -> None:
@@ -31,24 +41,31 @@ def write_json(path: Path, obj) -> None:
 
 
 class TableWriter:
-    """Buffers rows column by column and writes one Parquet part per ``flush()``."""
+    """Buffers rows column by column and writes one Parquet part per ``flush()``.
+
+    ``flush(force=False)`` writes only once ``rows_per_part`` rows are waiting, so a run writes a
+    few large parts rather than many small ones; ``flush(force=True)`` writes whatever is waiting."""
+
+    rows_per_part = 250_000
 
     def __init__(self, folder: Path, schema: pa.Schema | None = None):
         self.folder, self.schema = Path(folder), schema  # None: taken from the first append
         self.folder.mkdir(parents=True, exist_ok=True)
         self.parts = len(list(self.folder.glob("part-*.parquet")))
         self._chunks: list[pa.Table] = []
+        self._rows = 0
 
     def append(self, **columns) -> None:
         chunk = pa.table(columns, schema=self.schema)
         self.schema = chunk.schema
         self._chunks.append(chunk)
+        self._rows += chunk.num_rows
 
-    def flush(self) -> None:
-        if not self._chunks:
+    def flush(self, force: bool = True) -> None:
+        if not self._chunks or (not force and self._rows < self.rows_per_part):
             return
         table = pa.concat_tables(self._chunks)
-        self._chunks = []
+        self._chunks, self._rows = [], 0
         self.parts += 1
         path = self.folder / f"part-{self.parts:06d}.parquet"
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), fsync=False)

@@ -68,6 +68,7 @@ def validate(cfg: TrainConfig) -> None:
     _positive("probe.hist_bins", p.hist_bins)
     _positive("probe.hist_range", p.hist_range)
     _positive("probe.summary_sample", p.summary_sample)
+    _positive("probe.tb_every", p.tb_every)
 
 
 def validate_layers(cfg: TrainConfig, num_layers: int) -> None:

@@ -35,7 +35,7 @@ def run_steps(tmp_path, model, probe, steps, x):
         with probe.observe(step):
             model(x)
     probe.flush(recorder)
-    recorder.flush()
+    recorder.flush(force=True)
     return pd.read_parquet(tmp_path / "activations"), pd.read_parquet(tmp_path / "histograms")
 
 

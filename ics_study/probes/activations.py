@@ -36,12 +36,14 @@ from torch import nn
 
 from ..config import ProbeConfig
 from ..models.blocks import Block
+from ..storage import labels
 from ..models.noisy_bn import NoisyBatchNorm
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
 CHANNEL_STATS = ("mean", "var")
 RANGE_STATS = ("min", "max")
+STATS = CHANNEL_STATS + RANGE_STATS + LAYER_STATS  # the vocabulary of the `stat` column
 
 
 def sample_channels(widths: list[int], per_layer: int, seed: int) -> list[torch.Tensor]:
@@ -194,10 +196,11 @@ class ActivationProbe:
             m = moments[k]  # (S, C, 2)
             s_idx, c_idx, st_idx = np.meshgrid(np.arange(len(steps)), np.arange(len(c)), np.arange(2), indexing="ij")
             rows = {"step": steps[s_idx.ravel()], "channel": c[c_idx.ravel()],
-                    "stat": np.asarray(CHANNEL_STATS, dtype=object)[st_idx.ravel()], "value": m.ravel()}
+                    "stat": st_idx.ravel(), "value": m.ravel()}
             self._activation_rows(recorder, layer_no, **rows)
-            recorder.tb_scalars(steps, {
-                f"moments/layer{layer_no:02d}_rank{r}/{stat}": m[:, r, i]
+            tb = (steps % self.cfg.tb_every == 0) | (steps == 1)  # TensorBoard gets every tb_every-th step
+            recorder.tb_scalars(steps[tb], {
+                f"moments/layer{layer_no:02d}_rank{r}/{stat}": m[tb, r, i]
                 for r in range(min(self.cfg.tb_scalar_channels, len(c))) for i, stat in enumerate(CHANNEL_STATS)
             })
             if not len(full_steps):
@@ -207,11 +210,11 @@ class ActivationProbe:
             recorder.tb_scalars(full_steps, {f"layer_summary/layer{layer_no:02d}/{s[6:]}": f[:, i] for i, s in enumerate(LAYER_STATS)})
             S = len(full_steps)
             self._activation_rows(recorder, layer_no, step=np.repeat(full_steps, nl), channel=np.full(S * nl, -1),
-                                  stat=np.tile(np.asarray(LAYER_STATS, dtype=object), S), value=f[:, :nl].ravel())
+                                  stat=np.tile(np.arange(nl) + len(CHANNEL_STATS + RANGE_STATS), S), value=f[:, :nl].ravel())
             ranges = f[:, nl:].reshape(S, len(c), 2)
             s_idx, c_idx, st_idx = np.meshgrid(np.arange(S), np.arange(len(c)), np.arange(2), indexing="ij")
             self._activation_rows(recorder, layer_no, step=full_steps[s_idx.ravel()], channel=c[c_idx.ravel()],
-                                  stat=np.asarray(RANGE_STATS, dtype=object)[st_idx.ravel()], value=ranges.ravel())
+                                  stat=st_idx.ravel() + len(CHANNEL_STATS), value=ranges.ravel())
             h = hists[k].astype(np.int64)  # (S, C, bins)
             recorder.table("histograms", step=np.repeat(full_steps, len(c)).astype(np.int64),
                            layer=np.full(S * len(c), layer_no, dtype=np.int16), channel=np.tile(c, S).astype(np.int32),
@@ -224,7 +227,7 @@ class ActivationProbe:
     def _activation_rows(recorder, layer_no, step, channel, stat, value) -> None:
         recorder.table("activations", step=np.asarray(step, dtype=np.int64),
                        layer=np.full(len(step), layer_no, dtype=np.int16), channel=np.asarray(channel, dtype=np.int32),
-                       stat=stat, value=np.asarray(value, dtype=np.float32))
+                       stat=labels(STATS, stat), value=np.asarray(value, dtype=np.float32))
 
     def tensorboard_layout(self) -> dict:
         """Custom scalars: per statistic, one chart per layer; every run (variant) is a line in it."""
