@@ -54,7 +54,6 @@ def _train_job(cfg) -> dict:
     except OSError as e:
         raise UserError(f"cannot write to the run dir {run_dir} ({e.strerror}); set paths.results_dir") from None
     try:
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         summary = train(OmegaConf.to_object(cfg), run_dir)
     except UserError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
@@ -145,8 +144,35 @@ def run_train(args: list[str]) -> int:
     return EXIT_DIVERGED if "diverged" in _job_statuses else 0
 
 
+def _user_errors_as_one_line(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    def wrapped(args: list[str]) -> int:
+        try:
+            return run(args)
+        except UserError as e:
+            print(f"ics-study: error: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+
+    return wrapped
+
+
+def run_figures(args: list[str]) -> int:
+    from .figures import main as figures_main
+
+    return figures_main(args)
+
+
+def run_report(args: list[str]) -> int:
+    from .report import main as report_main
+
+    return report_main(args)
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command("train a model (Hydra overrides; -m for sweeps; --cfg job, --info, --help)", run_train),
+    "figures": Command("the paper's figures from finished runs: figures PATH... [--out DIR] [--format png,pdf]",
+                       _user_errors_as_one_line(run_figures)),
+    "report": Command("a markdown + CSV report of results and the paper's claims: report PATH... [--out DIR]",
+                      _user_errors_as_one_line(run_report)),
 }
 
 

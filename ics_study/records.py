@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import LoggerConfig
-from .storage import TableWriter, labels, write_json
+from .storage import TableWriter, atomic_write, labels, write_json
 
 
 class Recorder:
@@ -77,6 +77,13 @@ class Recorder:
             self.tb.add_custom_scalars(layout)
 
     # --- run state -----------------------------------------------------------------------------
+    def config(self, cfg: dict) -> None:
+        """The run's fully resolved config as ``config.yaml``."""
+        import yaml
+
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        atomic_write(self.run_dir / "config.yaml", lambda tmp: tmp.write_text(text))
+
     def status(self, status: str, **extra) -> None:
         write_json(self.run_dir / "status.json", {"status": status, "time": time.time(), **extra})
 

@@ -12,6 +12,7 @@ probes keep their own device buffers and are flushed at the same moments.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -100,6 +101,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     batches = data.train_batches(cfg.data.batch_size, gens["data"], cfg.data.drop_last, cfg.data.augment)
 
     recorder = Recorder(run_dir, cfg.logger)
+    recorder.config(dataclasses.asdict(cfg))
     recorder.status("running", steps=0)
     probe = ActivationProbe(model, cfg.probe, cfg.seed, data) if cfg.probe.enabled else None
     if probe is not None:

@@ -1,0 +1,185 @@
+"""The paper's figures, each a function ``Runs -> matplotlib Figure`` that reads only the tables.
+
+A figure whose runs are missing raises ``MissingRuns`` naming the runs it needs (the preset that
+makes them); the caller prints that line and goes on.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..runs import Runs
+from .panels import ridge, seed_band, seed_lines
+from .style import figure, label
+
+
+class MissingRuns(Exception):
+    pass
+
+
+def _need(runs: Runs, what: str, **where) -> Runs:
+    sub = runs.select(**where)
+    if not len(sub):
+        raise MissingRuns(f"needs {what}")
+    return sub
+
+
+def _first_run(runs: Runs, variant: str, lr: float | None = None) -> str | None:
+    t = runs.table[(runs.table.variant == variant) & runs.table.probe]
+    if lr is not None:
+        t = t[t.lr == lr]
+    return t.sort_values("seed").path.iloc[0] if len(t) else None
+
+
+def _ridges(axes, runs: Runs, layers: list[int], variants: list[str], lr: float | None) -> None:
+    for i, layer in enumerate(layers):
+        for j, variant in enumerate(variants):
+            ax = axes[i][j]
+            path = _first_run(runs, variant, lr)
+            if path is None:
+                ax.set_axis_off()
+                continue
+            ridge(ax, runs.histograms(path, layer), variant)
+            ax.set_title(f"{label(variant)}, layer #{layer}")
+            ax.set_xlabel("activation value")
+
+
+def _accuracy(ax, runs: Runs, split: str, smooth: int, legend: bool = True) -> None:
+    n = seed_lines(ax, runs.metric(f"{split}/acc"), smooth=smooth)
+    what = "training accuracy" + (f" ({smooth}-step mean)" if smooth > 1 else "") if split == "train" else "test accuracy"
+    ax.set(xlabel="steps", ylabel=what, ylim=(0, 1.02))
+    if n and legend:
+        ax.legend(loc="upper left")
+
+
+def fig1(runs: Runs):
+    """Training and test accuracy, standard vs BN at lr 0.1 and 0.5; histograms of layers #3 and #11."""
+    sub = _need(runs, "runs of vgg and vgg_bn (experiment=fig1)", variant=["vgg", "vgg_bn"])
+    fig, axes = figure(3, 2, height_per_row=1.7)
+    _accuracy(axes[0][0], sub, "train", smooth=25)
+    _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
+    lr = 0.1 if 0.1 in set(sub.table.lr) else None
+    _ridges(axes[1:], sub, [3, 11], ["vgg", "vgg_bn"], lr)
+    fig.suptitle("Figure 1: VGG with and without BatchNorm")
+    return fig
+
+
+def fig2(runs: Runs):
+    """Training accuracy of standard, BN and noisy BN; stacked histograms of layers #2, #9, #13."""
+    variants = ["vgg", "vgg_bn", "vgg_bn_noise"]
+    sub = _need(runs, "runs of vgg_bn_noise with vgg and vgg_bn (experiment=fig2)", variant="vgg_bn_noise")
+    sub = runs.select(variant=variants, lr=0.1) if 0.1 in set(runs.table.lr) else runs.select(variant=variants)
+    fig, axes = figure(4, 3, height_per_row=1.6)
+    for ax in axes[0][1:]:
+        ax.set_axis_off()
+    _accuracy(axes[0][0], sub, "train", smooth=25)
+    _ridges(axes[1:], sub, [2, 9, 13], variants, None)
+    fig.suptitle('Figure 2: "noisy" BatchNorm trains like BatchNorm despite unstable activations')
+    return fig
+
+
+def fig3(runs: Runs):
+    """ICS ||G - G'|| (log) and cos(G, G') for layers #5 and #10, lr 0.1 and 0.01."""
+    sub = _need(runs, "runs with ics.enabled=true (experiment=fig3)", ics=True)
+    fig, axes = figure(2, 2)
+    for j, layer in enumerate((5, 10)):
+        for i, (stat, ylabel) in enumerate((("l2_diff", r"$\|G - G'\|_2$"), ("cosine", r"$\cos(G, G')$"))):
+            ax = axes[i][j]
+            n = seed_lines(ax, sub.metric(f"ics/layer{layer:02d}/{stat}"))
+            ax.set(xlabel="steps", ylabel=ylabel, title=f"layer #{layer}")
+            if stat == "l2_diff" and n:
+                ax.set_yscale("log")
+            if n and i == 0 and j == 0:
+                ax.legend()
+    fig.suptitle("Figure 3: internal covariate shift (Definition 2.1)")
+    return fig
+
+
+def fig4(runs: Runs):
+    """Loss range, gradient predictiveness range and effective beta-smoothness along the gradient."""
+    sub = _need(runs, "runs with landscape.enabled=true (experiment=fig4)", landscape=True)
+    fig, axes = figure(1, 3, height_per_row=2.0)
+    for ax, (lo, hi, ylabel) in zip(axes[0][:2], (("loss_min", "loss_max", "loss landscape"),
+                                                   ("gradpred_min", "gradpred_max", "gradient predictiveness"))):
+        seed_band(ax, sub.metric(f"landscape/{lo}"), sub.metric(f"landscape/{hi}"))
+        ax.set(xlabel="steps", ylabel=ylabel, yscale="log")
+        ax.legend()
+    seed_lines(axes[0][2], sub.metric("landscape/beta_smoothness"))
+    axes[0][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness")
+    fig.suptitle("Figure 4: the loss landscape along the gradient")
+    return fig
+
+
+def fig8(runs: Runs):
+    """|mu_{t+1}-mu_t|, |var_{t+1}-var_t|, mu_t - mu_0, var_t - var_0 of layers #2, #9, #13."""
+    sub = _need(runs, "runs with activation probes (experiment=fig2)", probe=True)
+    sub = sub.select(lr=0.1) if 0.1 in set(sub.table.lr) else sub
+    rows = [("mean", "diff", r"$|\mu_{t+1} - \mu_t|$"), ("var", "diff", r"$|\sigma^2_{t+1} - \sigma^2_t|$"),
+            ("mean", "drift", r"$\mu_t - \mu_0$"), ("var", "drift", r"$\sigma^2_t - \sigma^2_0$")]
+    fig, axes = figure(4, 3, height_per_row=1.4)
+    for j, layer in enumerate((2, 9, 13)):
+        acts = sub.activations(layer)
+        for i, (stat, kind, ylabel) in enumerate(rows):
+            ax = axes[i][j]
+            a = acts[acts.stat == stat] if len(acts) else acts
+            seed_lines(ax, moment_changes(a, kind), smooth=25, show_lr=False)
+            ax.set(xlabel="steps" if i == 3 else None, ylabel=ylabel if j == 0 else None)
+            if i == 0:
+                ax.set_title(f"layer #{layer}")
+            if kind == "diff" and len(a):
+                ax.set_yscale("log")
+    axes[0][0].legend()
+    fig.suptitle("Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps)")
+    return fig
+
+
+def moment_changes(a: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Per run: |x_{t+1} - x_t| ("diff") or x_t - x_first ("drift") of a per-step statistic."""
+    if a.empty:
+        return a
+    out = []
+    for _, g in a.sort_values("step").groupby("run"):
+        v = g.value.astype(float)
+        g = g.assign(value=(v.diff().abs() if kind == "diff" else v - v.iloc[0]))
+        out.append(g.dropna(subset=["value"]))
+    return pd.concat(out, ignore_index=True)
+
+
+def fig_lp(runs: Runs):
+    """Figures 5, 6, 12: l_p normalisations: training accuracy, layer #11 histograms, beta-smoothness."""
+    lp = ["vgg_lp1", "vgg_lp2", "vgg_lpinf"]
+    sub = _need(runs, "runs of vgg_lp1/vgg_lp2/vgg_lpinf (experiment=lp_norms)", variant=lp)
+    both = runs.select(variant=lp + ["vgg", "vgg_bn"])
+    fig, axes = figure(3, 3, height_per_row=1.7)
+    _accuracy(axes[0][0], both, "train", smooth=25)
+    seed_lines(axes[0][1], both.metric("landscape/beta_smoothness"))
+    axes[0][1].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness")
+    axes[0][2].set_axis_off()
+    _ridges(axes[1:], sub, [11], lp, None)
+    for ax in axes[2]:
+        ax.set_axis_off()
+    fig.suptitle("Figures 5, 6, 12: l_p normalisations")
+    return fig
+
+
+def fig_dln(runs: Runs):
+    """Deep linear network: loss, ICS at layers #9 and #17, and the landscape (Figures 3b, 5b, 9, 10, 13)."""
+    sub = _need(runs, "deep-linear-network runs (experiment=dln)", data="linear_regression")
+    fig, axes = figure(2, 3)
+    seed_lines(axes[0][0], sub.metric("train/loss"))
+    axes[0][0].set(xlabel="steps", ylabel="training loss", yscale="log")
+    axes[0][0].legend()
+    for j, layer in enumerate((9, 17)):
+        seed_lines(axes[0][j + 1], sub.metric(f"ics/layer{layer:02d}/l2_diff"))
+        axes[0][j + 1].set(xlabel="steps", ylabel=r"$\|G - G'\|_2$", title=f"ICS, layer #{layer}", yscale="log")
+    seed_band(axes[1][0], sub.metric("landscape/loss_min"), sub.metric("landscape/loss_max"))
+    axes[1][0].set(xlabel="steps", ylabel="loss landscape", yscale="log")
+    seed_band(axes[1][1], sub.metric("landscape/gradpred_min"), sub.metric("landscape/gradpred_max"))
+    axes[1][1].set(xlabel="steps", ylabel="gradient predictiveness", yscale="log")
+    seed_lines(axes[1][2], sub.metric("landscape/beta_smoothness"))
+    axes[1][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness", yscale="log")
+    fig.suptitle("Deep linear network")
+    return fig
+
+
+FIGURES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig8": fig8, "fig_lp": fig_lp, "fig_dln": fig_dln}

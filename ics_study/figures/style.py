@@ -1,0 +1,40 @@
+"""One look for every figure: a colour and a label per variant, column-width sizes, vector output."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {
+    "vgg": "#1f77b4", "vgg_bn": "#d62728", "vgg_bn_noise": "#2ca02c",
+    "vgg_lp1": "#9467bd", "vgg_lp2": "#8c564b", "vgg_lpinf": "#e377c2",
+    "dln_none": "#1f77b4", "dln_batch": "#d62728", "dln_lp1": "#9467bd", "dln_lp2": "#8c564b", "dln_lpinf": "#e377c2",
+}
+LABELS = {
+    "vgg": "Standard", "vgg_bn": "Standard + BatchNorm", "vgg_bn_noise": 'Standard + "Noisy" BatchNorm',
+    "vgg_lp1": "Standard + L1", "vgg_lp2": "Standard + L2", "vgg_lpinf": r"Standard + L$\infty$",
+    "dln_none": "DLN", "dln_batch": "DLN + BatchNorm", "dln_lp1": "DLN + L1", "dln_lp2": "DLN + L2",
+    "dln_lpinf": r"DLN + L$\infty$",
+}
+LR_STYLES = ["-", "--", ":", "-."]
+COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
+RC = {
+    "font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,
+    "ytick.labelsize": 6, "lines.linewidth": 1.0, "axes.spines.top": False, "axes.spines.right": False,
+    "pdf.fonttype": 42, "savefig.bbox": "tight", "savefig.dpi": 200, "legend.frameon": False,
+}
+
+
+def color(variant: str) -> str:
+    return COLORS.get(variant, "#7f7f7f")
+
+
+def label(variant: str) -> str:
+    return LABELS.get(variant, variant)
+
+
+def figure(rows: int, cols: int, width: float = 2 * COLUMN_WIDTH, height_per_row: float = 1.6):
+    """A figure two columns wide (call inside ``plt.rc_context(RC)``, as ``make_figures`` does)."""
+    return plt.subplots(rows, cols, figsize=(width, height_per_row * rows), squeeze=False, layout="constrained")

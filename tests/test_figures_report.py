@@ -1,0 +1,109 @@
+"""Figures and report from a tiny synthetic sweep made here: figure objects and numbers checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ics_study.figures import FIGURES, make_figures
+from ics_study.figures.style import RC
+from ics_study.report import make_report
+from ics_study.runs import find_runs
+from ics_study.train import train
+
+from .conftest import TINY, compose, run_cli
+
+SWEEP = [("vgg", 0.1, 0), ("vgg", 0.1, 1), ("vgg_bn", 0.1, 0), ("vgg_bn", 0.1, 1), ("vgg_bn_noise", 0.1, 0),
+         ("vgg_bn_noise", 0.1, 1), ("vgg", 0.5, 0), ("vgg_bn", 0.5, 0)]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    tiny16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
+    for i, (model, lr, seed) in enumerate(SWEEP):
+        measured = ["ics.enabled=true", "ics.every=4", "landscape.enabled=true", "landscape.every=4"] if lr == 0.1 else []
+        train(compose([*tiny16, f"model={model}", f"optim.lr={lr}", f"seed={seed}", *measured]), root / f"{i}_{model}")
+    return root
+
+
+def test_runs_are_found_and_grouped(sweep):
+    runs = find_runs([sweep])
+    assert len(runs) == len(SWEEP)
+    assert sorted(set(runs.table.variant)) == ["vgg", "vgg_bn", "vgg_bn_noise"]
+    acc = runs.metric("train/acc")
+    assert set(acc.columns) >= {"variant", "lr", "seed", "step", "value"} and len(acc) == 12 * len(SWEEP)
+
+
+def test_figure_objects(sweep):
+    import matplotlib.pyplot as plt
+
+    runs = find_runs([sweep])
+    with plt.rc_context(RC):
+        fig1 = FIGURES["fig1"](runs)
+        train_ax, test_ax = fig1.axes[0], fig1.axes[1]
+        assert train_ax.get_xlabel() == "steps" and "training accuracy" in train_ax.get_ylabel()
+        assert len(train_ax.get_lines()) == 4  # (standard, BN) x (lr 0.1, 0.5)
+        legend = [t.get_text() for t in train_ax.get_legend().get_texts()]
+        assert "Standard, lr 0.1 (2 seeds)" in legend and "Standard + BatchNorm, lr 0.5" in legend
+        assert len(fig1.axes) == 6  # 2 accuracy panels + 2 layers x 2 networks of histograms
+        assert [ax.get_title() for ax in fig1.axes[2:]] == ["Standard, layer #3", "Standard + BatchNorm, layer #3",
+                                                           "Standard, layer #11", "Standard + BatchNorm, layer #11"]
+        assert all(len(ax.patches) == 4 for ax in fig1.axes[2:])  # histograms at steps 1, 4, 8, 12
+        fig2 = FIGURES["fig2"](runs)
+        assert len(fig2.axes[0].get_lines()) == 3
+        assert sum(1 for ax in fig2.axes if ax.patches) == 9  # 3 layers x 3 networks
+        fig3 = FIGURES["fig3"](runs)
+        assert fig3.axes[0].get_yscale() == "log" and len(fig3.axes[0].get_lines()) == 3
+        fig4 = FIGURES["fig4"](runs)
+        assert len(fig4.axes[0].collections) == 3 and "smoothness" in fig4.axes[2].get_ylabel()
+        fig8 = FIGURES["fig8"](runs)
+        assert len(fig8.axes) == 12 and all(len(ax.get_lines()) == 3 for ax in fig8.axes)
+        plt.close("all")
+
+
+def test_figures_command_writes_files_and_skips_missing_with_a_line(sweep, tmp_path):
+    messages = []
+    written = make_figures([sweep], tmp_path, ("png", "pdf"), log=messages.append)
+    assert set(written) == {"fig1", "fig2", "fig3", "fig4", "fig8"}
+    assert (tmp_path / "fig2.pdf").read_bytes().startswith(b"%PDF")
+    assert "skipped fig_lp: needs runs of vgg_lp1/vgg_lp2/vgg_lpinf (experiment=lp_norms)" in messages
+    assert any(m.startswith("skipped fig_dln") for m in messages)
+    # a sweep without the ICS measurement skips Figure 3 with its reason
+    no_ics = [p for p in sweep.iterdir() if "_vgg" in p.name and p.name.startswith(("6_", "7_"))]
+    messages.clear()
+    make_figures(no_ics, tmp_path / "b", ("png",), log=messages.append)
+    assert "skipped fig3: needs runs with ics.enabled=true (experiment=fig3)" in messages
+
+
+def test_report_numbers_equal_a_direct_computation(sweep, tmp_path):
+    res, claims = make_report([sweep], tmp_path)
+    runs = find_runs([sweep])
+    bn = runs.table[(runs.table.variant == "vgg_bn") & (runs.table.lr == 0.1)]
+    row = res[(res.variant == "vgg_bn") & (res.lr == 0.1)].iloc[0]
+    assert row.test_acc_mean == pytest.approx(bn.final_test_acc.mean())
+    assert row.test_acc_std == pytest.approx(bn.final_test_acc.std(ddof=0))
+    finals = []
+    for path in bn.path:
+        m = pd.read_parquet(f"{path}/metrics")
+        a = m[m.metric == "train/acc"]
+        finals.append(a[a.step > 12 * 0.95].value.mean())
+    assert row.train_acc_mean == pytest.approx(np.mean(finals))
+    assert row.seeds == 2 and row.diverged == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| vgg_bn | 0.1 | 2 |" in text and "## The paper's claims" in text
+    assert set(claims.verdict) <= {"reproduced", "not reproduced"} | {v for v in claims.verdict if v.startswith("not measured")}
+    assert len(pd.read_csv(tmp_path / "claims.csv")) == len(claims)
+    ics_claim = claims[claims.claim.str.contains("layer #5")].iloc[0]
+    assert not ics_claim.verdict.startswith("not measured")
+
+
+def test_cli_figures_and_report(sweep, tmp_path):
+    proc = run_cli("figures", str(sweep), "--out", str(tmp_path / "f"), "--format", "pdf", "--only", "fig1")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "f" / "fig1.pdf").exists() and not (tmp_path / "f" / "fig1.png").exists()
+    proc = run_cli("report", str(sweep), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0 and (tmp_path / "r" / "results.csv").exists()
+    bad = run_cli("figures", str(tmp_path / "nothing-here"))
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
