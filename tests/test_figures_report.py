@@ -42,7 +42,8 @@ def test_figure_objects(sweep):
     runs = find_runs([sweep])
     with plt.rc_context(RC):
         fig1 = FIGURES["fig1"](runs)
-        train_ax, test_ax = fig1.axes[0], fig1.axes[1]
+        train_ax = fig1.axes[0]
+        assert fig1.axes[1].get_ylabel() == "test accuracy"
         assert train_ax.get_xlabel() == "steps" and "training accuracy" in train_ax.get_ylabel()
         assert len(train_ax.get_lines()) == 4  # (standard, BN) x (lr 0.1, 0.5)
         legend = [t.get_text() for t in train_ax.get_legend().get_texts()]

@@ -36,8 +36,8 @@ from torch import nn
 
 from ..config import ProbeConfig
 from ..models.blocks import Block
-from ..storage import labels
 from ..models.noisy_bn import NoisyBatchNorm
+from ..storage import labels
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
