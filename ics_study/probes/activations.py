@@ -65,7 +65,8 @@ class ActivationProbe:
         self.active = False
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something (tests count them)
-        self._moments: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._moments: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.layers]  # (mean, var)
+        self._quantiles: torch.Tensor | None = None
         self._full: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._hists: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._steps: list[int] = []
@@ -140,16 +141,21 @@ class ActivationProbe:
         x = x.float()
         c = len(self.channels[k])
         chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1)  # c x (N*H*W), one gather
-        mean = chans.mean(1)
-        var = (chans - mean[:, None]).square_().mean(1)  # two passes: no E[x^2] - E[x]^2 cancellation
-        self._moments[k].append(torch.stack([mean, var], 1))
+        if chans.is_cuda:  # one fused kernel; per-step launches are what a GPU step pays for
+            var, mean = torch.var_mean(chans, dim=1, correction=0)
+        else:  # var_mean is ~10x slower than two plain passes on CPU; two passes avoid E[x^2] - E[x]^2
+            mean = chans.mean(1)
+            var = (chans - mean[:, None]).square_().mean(1)
+        self._moments[k].append((mean, var))
         self.calls += 1
         if not self.full_stats:
             return
         self._hists[k].append(_histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
         flat = x.reshape(-1)
         sample = flat[self._sample_idx[k]]
-        qs = torch.quantile(sample, torch.tensor(QUANTILES, device=x.device, dtype=x.dtype))
+        if self._quantiles is None or self._quantiles.device != x.device:
+            self._quantiles = torch.tensor(QUANTILES, device=x.device, dtype=x.dtype)
+        qs = torch.quantile(sample, self._quantiles)
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
         ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
         self._full[k].append(torch.cat([layer, qs, ranges]))
@@ -159,7 +165,9 @@ class ActivationProbe:
         """Copy everything pending to the host in one transfer and hand it to the recorder."""
         if not self._steps:
             return
-        parts = [torch.stack(m) for m in self._moments if m] + [torch.stack(f) for f in self._full if f]
+        parts = [torch.stack([torch.stack([mv[0] for mv in m]), torch.stack([mv[1] for mv in m])], -1)
+                 for m in self._moments if m]  # per layer: steps x channels x (mean, var)
+        parts += [torch.stack(f) for f in self._full if f]
         parts += [torch.stack(h) for h in self._hists if h]
         host = torch.cat([p.reshape(-1).double() for p in parts]).cpu().numpy() if parts else np.zeros(0)
         steps, full_steps = np.asarray(self._steps), np.asarray(self._full_steps)
