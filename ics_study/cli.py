@@ -6,7 +6,8 @@ Adding a subcommand is one entry in ``COMMANDS``. ``train`` is a thin Hydra main
 configs shipped in ``ics_study.configs`` (the top-level ``configs/`` folder), turns them into the
 typed ``TrainConfig`` and calls ``train(cfg, run_dir)``; everything else lives outside Hydra.
 
-Exit status: 0 done; 2 a user mistake (one line on stderr, no traceback); 3 the run diverged.
+Exit status: 0 done; 1 a job of a sweep failed; 2 a user mistake (one line on stderr, no traceback);
+3 a run diverged; 130 interrupted by SIGTERM/SIGINT (checkpointed: rerun the command to resume).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130  # SIGTERM/SIGINT: checkpoint written, status "interrupted"; rerun to resume
 log = logging.getLogger("ics_study")
 
 
@@ -141,6 +143,8 @@ def run_train(args: list[str]) -> int:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved_env
+    if "interrupted" in _job_statuses:
+        return EXIT_INTERRUPTED
     return EXIT_DIVERGED if "diverged" in _job_statuses else 0
 
 

@@ -20,15 +20,29 @@ from .storage import TableWriter, atomic_write, labels, write_json
 
 
 class Recorder:
-    def __init__(self, run_dir: Path, cfg: LoggerConfig):
+    def __init__(self, run_dir: Path, cfg: LoggerConfig, resume: tuple[int, dict[str, int]] | None = None):
+        """``resume=(step, positions)`` continues a run: table parts written after the checkpoint's
+        ``positions`` are deleted and TensorBoard events after ``step`` are purged."""
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.tables: dict[str, TableWriter] = {}
+        if resume is not None:
+            self._truncate(resume[1])
         self.tb = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(log_dir=str(self.run_dir), flush_secs=30)
+            purge = resume[0] + 1 if resume is not None else None
+            self.tb = SummaryWriter(log_dir=str(self.run_dir), flush_secs=30, purge_step=purge)
+
+    def positions(self) -> dict[str, int]:
+        """Parts written per table (call after ``flush(force=True)``): what a checkpoint records."""
+        return {name: w.parts for name, w in self.tables.items()}
+
+    def _truncate(self, positions: dict[str, int]) -> None:
+        for part in self.run_dir.glob("*/part-*.parquet"):
+            if int(part.stem.split("-")[1]) > positions.get(part.parent.name, 0):
+                part.unlink()
 
     # --- scalars -------------------------------------------------------------------------------
     def scalars(self, steps, values: dict[str, np.ndarray]) -> None:

@@ -13,8 +13,10 @@ probes keep their own device buffers and are flushed at the same moments.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checkpoint
 from .config import TrainConfig
 from .data import build_data
 from .models import build_model, set_noise_generator
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .records import Recorder
+from .errors import UserError
 from .tasks import Task, task_for
 from .validate import validate, validate_layers
 
@@ -38,17 +42,15 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from .errors import UserError
-
         raise UserError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=cpu or auto")
     return device
 
 
-def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
-    """One generator per source of randomness, so that adding a probe never shifts another stream."""
-    noise = torch.Generator(device=device)
-    noise.manual_seed(seed * 1000 + 1)
-    return {"data": torch.Generator().manual_seed(seed * 1000 + 2), "noise": noise}
+def noise_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The noisy BN's own stream, so that adding a probe never shifts another source of randomness."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1000 + 1)
+    return g
 
 
 def autocast(device: torch.device, precision: str):
@@ -74,10 +76,45 @@ def evaluate(model, data, task: Task, batch_size: int, device, precision: str) -
     return loss_sum.item() / n, (correct.item() / n if task.accuracy is not None else math.nan)
 
 
+class _StopSignal:
+    """SIGTERM / SIGINT set a flag; the loop checkpoints and stops at the end of the current step."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a threaded launcher): leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
+    """Train as ``cfg`` says, writing into ``run_dir``; continues from ``run_dir/checkpoint.pt`` (or
+    ``trainer.resume``) when there is one. Returns the summary that is also ``summary.json``."""
     validate(cfg)
     run_dir = Path(run_dir)
     t = cfg.trainer
+    source = checkpoint.find(t.resume) if t.resume else checkpoint.find(run_dir)
+    if t.resume and source is None:
+        raise UserError(f"trainer.resume={t.resume}: no {checkpoint.FILENAME} there")
+    state = checkpoint.load(source, cfg) if source is not None else None
+    if state is not None and t.resume:
+        run_dir = source.parent  # continue writing into the run being resumed
+    if state is not None and state["step"] >= t.max_steps and (run_dir / "summary.json").exists():
+        log.info("%s already holds %d steps: nothing to do", run_dir, state["step"])
+        return json.loads((run_dir / "summary.json").read_text())
+
     device = pick_device(t.device)
     torch.set_num_threads(t.threads or torch.get_num_threads())
     if t.deterministic:
@@ -93,37 +130,47 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     if t.channels_last and cfg.data.name != "linear_regression":
         model = model.to(memory_format=torch.channels_last)
         data.channels_last = True
-    gens = seeded_generators(cfg.seed, device)
-    set_noise_generator(model, gens["noise"])
+    noise = noise_generator(cfg.seed, device)
+    set_noise_generator(model, noise)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
     )
-    batches = data.train_batches(cfg.data.batch_size, gens["data"], cfg.data.drop_last, cfg.data.augment)
-
-    recorder = Recorder(run_dir, cfg.logger)
-    recorder.config(dataclasses.asdict(cfg))
-    recorder.status("running", steps=0)
+    batches = data.train_batches(cfg.data.batch_size, cfg.seed, cfg.data.drop_last, cfg.data.augment)
     probe = ActivationProbe(model, cfg.probe, cfg.seed, data) if cfg.probe.enabled else None
-    if probe is not None:
+
+    done = {"step": 0, "images": 0, "train_time": 0.0, "eval_time": 0.0, "last_train": [math.nan, math.nan],
+            "last_test": [None, None]}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        batches.load_state_dict(state["batches"])
+        checkpoint.restore_rng(state["rng"], {"noise": noise})
+        if probe is not None:
+            probe.load_state_dict(state["probe"])
+        done = state["progress"]
+        log.info("resuming %s from step %d (%s)", run_dir, done["step"], source)
+
+    recorder = Recorder(run_dir, cfg.logger, resume=(done["step"], state["tables"]) if state is not None else None)
+    recorder.config(dataclasses.asdict(cfg))
+    recorder.status("running", steps=done["step"])
+    if probe is not None and state is None:
         recorder.layout(probe.tensorboard_layout())
     # compile after the probe's hooks are registered; measurements use the eager module
     forward = torch.compile(model, mode=t.compile_mode, dynamic=False) if t.compile else model
     ics = ICSProbe(cfg.ics)
     landscape = LandscapeProbe(cfg.landscape, cfg.optim.lr)
-    replay = Replay(model, gens["noise"])
+    replay = Replay(model, noise)
     measured = PendingScalars()  # ICS and landscape values, read back at each flush
 
     buffer = torch.full((t.log_every, 2), math.nan, device=device)  # (loss, accuracy) of each pending step
     pending: list[int] = []
-    status, diverged_at, last_train = "completed", None, (math.nan, math.nan)
-    test_loss = test_acc = None
-    bar = _progress(t)
-    start = time.perf_counter()
-    images_seen, eval_time = 0, 0.0
+    status, diverged_at = "completed", None
+    bar = _progress(t, done["step"])
+    segment_start, segment_images, segment_eval = time.perf_counter(), 0, 0.0
 
     def flush() -> bool:
-        """Read back pending metrics; returns False if training diverged."""
-        nonlocal diverged_at, last_train
+        """Read back pending metrics and write every table; returns False if training diverged."""
+        nonlocal diverged_at
         host = buffer[: len(pending)].cpu().numpy()
         steps = np.asarray(pending)
         train_metrics = {"train/loss": host[:, 0], "train/acc": host[:, 1]}
@@ -134,77 +181,97 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
             probe.flush(recorder)
         measured.flush(recorder)
         recorder.flush()
-        elapsed = time.perf_counter() - start
-        last_train = (float(host[-1, 0]), float(host[-1, 1]))
+        done["last_train"] = [float(host[-1, 0]), float(host[-1, 1])]
         if bar is not None:
+            rate = segment_images / max(time.perf_counter() - segment_start - segment_eval, 1e-9)
             bar.update(len(pending))
-            rate = images_seen / max(elapsed - eval_time, 1e-9)
-            bar.set_postfix(loss=f"{last_train[0]:.3f}", acc=f"{last_train[1]:.3f}", img_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{host[-1, 0]:.3f}", acc=f"{host[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         bad = ~np.isfinite(host[:, 0])
         if bad.any():
             diverged_at = int(steps[bad.argmax()])
         pending.clear()
         return diverged_at is None
 
+    def save_checkpoint(step: int) -> None:
+        recorder.flush(force=True)
+        progress = dict(done, step=step, images=done["images"] + segment_images,
+                        train_time=done["train_time"] + time.perf_counter() - segment_start - segment_eval,
+                        eval_time=done["eval_time"] + segment_eval)
+        checkpoint.save(run_dir / checkpoint.FILENAME, cfg, step=step, model=model.state_dict(),
+                        optimizer=optimizer.state_dict(), batches=batches.state_dict(),
+                        rng=checkpoint.rng_state({"noise": noise}),
+                        probe=probe.state_dict() if probe is not None else {}, tables=recorder.positions(),
+                        progress=progress)
+
     model.train()
-    for step in range(1, t.max_steps + 1):
-        x, y = next(batches)
-        measure_ics, measure_landscape = ics.due(step), landscape.due(step)
-        if measure_ics or measure_landscape:
-            replay.mark_step_start()
-        with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
-            out = forward(x)
-        loss = task.loss(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    step = done["step"]
+    with _StopSignal() as stop:
+        for step in range(done["step"] + 1, t.max_steps + 1):
+            x, y = next(batches)
+            measure_ics, measure_landscape = ics.due(step), landscape.due(step)
+            if measure_ics or measure_landscape:
+                replay.mark_step_start()
+            with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
+                out = forward(x)
+            loss = task.loss(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
 
-        def loss_at_current_weights(x=x, y=y):
-            with autocast(device, t.precision):
-                return task.loss(model(x), y)
+            def loss_at_current_weights(x=x, y=y):
+                with autocast(device, t.precision):
+                    return task.loss(model(x), y)
 
-        if measure_landscape:
-            measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
-        if measure_ics:
-            measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
-        else:
-            optimizer.step()
-        if probe is not None:
-            probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
-        with torch.no_grad():
-            buffer[len(pending), 0] = loss.detach()
-            if task.accuracy is not None:
-                buffer[len(pending), 1] = task.accuracy(out.detach(), y)
-        pending.append(step)
-        images_seen += len(y)
-        last = step == t.max_steps
-        if (len(pending) == t.log_every or last) and not flush():
-            status = "diverged"
-            log.warning("loss became non-finite at step %d; stopping", diverged_at)
-            break
-        if step % t.eval_every == 0 or last:
-            eval_start = time.perf_counter()
-            test_loss, test_acc = evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision)
-            eval_time += time.perf_counter() - eval_start
-            test_metrics = {"test/loss": [test_loss], "test/acc": [test_acc]}
-            if task.accuracy is None:
-                del test_metrics["test/acc"]
-            recorder.scalars([step], test_metrics)
-            log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *last_train, test_loss, test_acc)
-    else:
-        step = t.max_steps
-    wall = time.perf_counter() - start
+            if measure_landscape:
+                measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
+            if measure_ics:
+                measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
+            else:
+                optimizer.step()
+            if probe is not None:
+                probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
+            with torch.no_grad():
+                buffer[len(pending), 0] = loss.detach()
+                if task.accuracy is not None:
+                    buffer[len(pending), 1] = task.accuracy(out.detach(), y)
+            pending.append(step)
+            segment_images += len(y)
+            last = step == t.max_steps
+            checkpoint_now = last or (t.checkpoint_every and step % t.checkpoint_every == 0) or stop.received
+            if (len(pending) == t.log_every or checkpoint_now) and not flush():
+                status = "diverged"
+                log.warning("loss became non-finite at step %d; stopping", diverged_at)
+                break
+            if step % t.eval_every == 0 or last:
+                eval_start = time.perf_counter()
+                done["last_test"] = list(evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision))
+                segment_eval += time.perf_counter() - eval_start
+                test_metrics = dict(zip(("test/loss", "test/acc"), ([v] for v in done["last_test"])))
+                if task.accuracy is None:
+                    del test_metrics["test/acc"]
+                recorder.scalars([step], test_metrics)
+                log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *done["last_train"],
+                         *done["last_test"])
+            if checkpoint_now:
+                save_checkpoint(step)
+            if stop.received:
+                status = "interrupted"
+                log.warning("signal %d: checkpointed at step %d; rerun the same command to resume", stop.received, step)
+                break
     if bar is not None:
         bar.close()
 
+    train_time = done["train_time"] + time.perf_counter() - segment_start - segment_eval
     summary = {
         "status": status,
         "steps": step,
         "max_steps": t.max_steps,
         "diverged_at": diverged_at,
-        "final": {"train_loss": last_train[0], "train_acc": last_train[1], "test_loss": test_loss, "test_acc": test_acc},
-        "wall_time_s": wall,
-        "eval_time_s": eval_time,
-        "train_images_per_s": images_seen / (wall - eval_time),  # training steps only
+        "final": {"train_loss": done["last_train"][0], "train_acc": done["last_train"][1],
+                  "test_loss": done["last_test"][0], "test_acc": done["last_test"][1]},
+        "wall_time_s": train_time + done["eval_time"] + segment_eval,
+        "eval_time_s": done["eval_time"] + segment_eval,
+        "train_images_per_s": (done["images"] + segment_images) / max(train_time, 1e-9),  # training steps only
+        "resumed_from": done["step"] if state is not None else None,
         "device": str(device),
         "model": cfg.model.name,
         "seed": cfg.seed,
@@ -218,9 +285,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     return summary
 
 
-def _progress(t):
+def _progress(t, initial: int = 0):
     if not t.progress_bar:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=t.max_steps, unit="step", dynamic_ncols=True, mininterval=1.0)
+    return tqdm(total=t.max_steps, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0)

@@ -124,13 +124,28 @@ def test_batches_cover_each_epoch_once_and_are_seeded():
     norm = data.normalize(data.x_train)
     assert torch.allclose(norm.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
     assert torch.allclose(norm.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    batches = data.train_batches(32, gen, drop_last=True)
+    batches = data.train_batches(32, seed=0, drop_last=True)
     epoch = [next(batches) for _ in range(3)]  # 3 full batches of 32, 4 images dropped
     seen = torch.cat([b[0] for b in epoch]).reshape(96, -1)
     assert len({tuple(r.tolist()) for r in seen.round(decimals=4)}) == 96
-    again = data.train_batches(32, torch.Generator().manual_seed(0))
+    again = data.train_batches(32, seed=0)
     assert torch.equal(next(again)[0], epoch[0][0])
+
+
+def test_batch_stream_resumes_exactly_mid_epoch():
+    x, y, xt, yt = make_synthetic(100, 10)
+    data = DeviceData.build(x, y, xt, yt, "cpu")
+    aug = AugmentConfig(crop=True, flip=True)
+    full = data.train_batches(16, seed=3, augment=aug)
+    expected = [next(full) for _ in range(15)]  # 6 batches per epoch: crosses two epoch boundaries
+    first = data.train_batches(16, seed=3, augment=aug)
+    for _ in range(8):
+        next(first)
+    resumed = data.train_batches(16, seed=3, augment=aug)
+    resumed.load_state_dict(first.state_dict())
+    for want in expected[8:]:
+        got = next(resumed)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_augmentation_shapes_and_effects():

@@ -42,21 +42,10 @@ class DeviceData:
         images = (x.float().div_(255.0) - self.mean) / self.std
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
-    def train_batches(self, batch_size: int, generator: torch.Generator, drop_last: bool = True,
-                      augment: AugmentConfig | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless (images, labels) batches; a fresh permutation from ``generator`` every epoch."""
-        n = len(self.y_train)
-        if batch_size > n:
-            raise ValueError(f"batch size {batch_size} exceeds the {n} training images")
-        while True:
-            order = torch.randperm(n, generator=generator).to(self.y_train.device)
-            stop = n - n % batch_size if drop_last else n
-            for i in range(0, stop, batch_size):
-                idx = order[i : i + batch_size]
-                images = self.normalize(self.x_train[idx])
-                if augment is not None and (augment.crop or augment.flip):
-                    images = augment_batch(images, augment, generator)
-                yield images, self.y_train[idx]
+    def train_batches(self, batch_size: int, seed: int, drop_last: bool = True,
+                      augment: AugmentConfig | None = None) -> BatchStream:
+        """Endless (images, labels) batches: a fresh seeded permutation every epoch; resumable."""
+        return BatchStream(self, batch_size, seed, drop_last, augment)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, len(self.y_test), batch_size):
@@ -80,3 +69,51 @@ def augment_batch(images: torch.Tensor, aug: AugmentConfig, generator: torch.Gen
         chan = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
         images = padded[batch, chan, rows, cols]
     return images
+
+
+class BatchStream:
+    """Training batches in a seeded order, with a state that a checkpoint can save and restore.
+
+    The order generator draws one permutation per epoch; augmentation draws from its own generator.
+    The state is (order generator at the start of the epoch, batches taken in the epoch,
+    augmentation generator), which is enough to continue the stream exactly."""
+
+    def __init__(self, data: DeviceData, batch_size: int, seed: int, drop_last: bool, augment: AugmentConfig | None):
+        n = len(data.y_train)
+        if batch_size > n:
+            raise ValueError(f"batch size {batch_size} exceeds the {n} training images")
+        self.data, self.batch_size, self.augment = data, batch_size, augment
+        self.order_gen = torch.Generator().manual_seed(seed * 1000 + 2)
+        self.aug_gen = torch.Generator().manual_seed(seed * 1000 + 6)
+        self.batches_per_epoch = n // batch_size if drop_last else -(-n // batch_size)
+        self.epoch_start = self.order_gen.get_state()
+        self.position = self.batches_per_epoch  # start a new epoch on the first call
+        self.order: torch.Tensor | None = None
+
+    def _new_epoch(self) -> None:
+        self.epoch_start = self.order_gen.get_state()
+        self.order = torch.randperm(len(self.data.y_train), generator=self.order_gen).to(self.data.y_train.device)
+        self.position = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position >= self.batches_per_epoch:
+            self._new_epoch()
+        i = self.position * self.batch_size
+        idx = self.order[i : i + self.batch_size]
+        self.position += 1
+        images = self.data.normalize(self.data.x_train[idx])
+        if self.augment is not None and (self.augment.crop or self.augment.flip):
+            images = augment_batch(images, self.augment, self.aug_gen)
+        return images, self.data.y_train[idx]
+
+    def state_dict(self) -> dict:
+        return {"epoch_start": self.epoch_start, "position": self.position, "augment": self.aug_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order_gen.set_state(state["epoch_start"])
+        self._new_epoch()
+        self.position = int(state["position"])
+        self.aug_gen.set_state(state["augment"])

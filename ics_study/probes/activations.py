@@ -111,6 +111,8 @@ class ActivationProbe:
         images = self.fixed_batch.to(next(model.parameters()).device)
         if noisy and self._noise_gen is None:
             self._noise_gen = torch.Generator(device=images.device).manual_seed(noisy[0].generator.initial_seed() + 7)
+            if getattr(self, "_saved_noise", None) is not None:  # resumed from a checkpoint
+                self._noise_gen.set_state(self._saved_noise)
         train_gens = [m.generator for m in noisy]
         for m in noisy:
             m.generator = self._noise_gen
@@ -248,6 +250,16 @@ class ActivationProbe:
             f"layer #{k + 1}": ["Multiline", [f"layer_summary/layer{k + 1:02d}/std"]] for k in range(len(self.layers))
         }
         return layout
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to continue exactly (everything else follows from the seed)."""
+        noise = getattr(self, "_noise_gen", None)
+        return {"channels_written": self._channels_written,
+                "noise": noise.get_state() if noise is not None else torch.zeros(0, dtype=torch.uint8)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._channels_written = bool(state["channels_written"])
+        self._saved_noise = state["noise"] if len(state["noise"]) else None
 
     def remove(self) -> None:
         for h in self.handles:

@@ -1,0 +1,92 @@
+"""Checkpoints: everything needed to continue a run exactly where it stopped.
+
+``checkpoint.pt`` in the run dir holds the model, the optimiser, the step, every random state
+(torch CPU and CUDA, the noise generator, the data order and augmentation streams, the probes'
+own), the number of table parts written so far, the timing so far, and the config that matters
+for the trajectory. It is written atomically (temporary file, fsync, rename) and read back with
+``torch.load(weights_only=True)``: a checkpoint holds tensors and plain values only, never code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .errors import UserError
+from .storage import atomic_write
+
+FILENAME = "checkpoint.pt"
+# trainer/logger settings that do not change the numbers a run produces
+_FREE = {"trainer": {"max_steps", "progress_bar", "log_every", "eval_every", "checkpoint_every", "resume", "threads",
+                     "device", "compile", "compile_mode"}, "logger": {"tensorboard", "tables"}, "paths": None}
+
+
+def trajectory_config(cfg: TrainConfig) -> dict:
+    """The part of the config that determines the training trajectory."""
+    d = dataclasses.asdict(cfg)
+    for group, keys in _FREE.items():
+        if keys is None:
+            d.pop(group, None)
+        else:
+            for k in keys:
+                d[group].pop(k, None)
+    return d
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _differences(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def find(path: str | Path) -> Path | None:
+    """The checkpoint file at ``path`` (a file or a run dir), or None."""
+    path = Path(path).expanduser()
+    candidate = path / FILENAME if path.is_dir() else path
+    return candidate if candidate.is_file() else None
+
+
+def save(path: Path, cfg: TrainConfig, **state) -> None:
+    state["config"] = json.dumps(trajectory_config(cfg), sort_keys=True)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load(path: Path, cfg: TrainConfig) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot load checkpoint {path}: {first[:200]}. Delete it to start afresh.") from None
+    saved = json.loads(state["config"])
+    diff = _differences(saved, trajectory_config(cfg))
+    if diff:
+        raise UserError(f"checkpoint {path} was written with a different config (differs in: {', '.join(diff[:6])}); "
+                        "use the same settings, or another run dir to start afresh")
+    return state
+
+
+def rng_state(generators: dict[str, torch.Generator | None]) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    for name, g in generators.items():
+        if g is not None:
+            state[name] = g.get_state()
+    return state
+
+
+def restore_rng(state: dict, generators: dict[str, torch.Generator | None]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, g in generators.items():
+        if g is not None and name in state:
+            g.set_state(state[name])

@@ -1,0 +1,146 @@
+"""Resume exactly after SIGKILL or SIGTERM, refuse foreign or unsafe checkpoints, rerun a finished run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from ics_study import checkpoint
+from ics_study.errors import UserError
+from ics_study.train import train
+
+from .conftest import TINY, compose, run_cli
+
+ARGS = [*TINY, "model=vgg_bn_noise", "trainer.max_steps=40", "trainer.checkpoint_every=10", "trainer.eval_every=10",
+        "ics.enabled=true", "ics.every=7", "ics.layers=[3,6]", "data.augment.flip=true"]
+
+
+def tables(run):
+    out = {}
+    for name in ("metrics", "activations", "histograms"):
+        df = pd.read_parquet(run / name)
+        keys = [c for c in ("step", "metric", "layer", "channel", "stat") if c in df.columns]
+        df = df.assign(**{c: df[c].astype(str) for c in ("metric", "stat") if c in df.columns})
+        if "counts" in df.columns:
+            df = df.assign(counts=df.counts.map(tuple), bin_edges=df.bin_edges.map(tuple))
+        out[name] = df.sort_values(keys).reset_index(drop=True)
+    return out
+
+
+def start(run, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ics_study.cli", "train", *ARGS, *extra, f"hydra.run.dir={run}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(run, proc, timeout=120):
+    t0 = time.time()
+    while not (run / checkpoint.FILENAME).exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ref") / "run"
+    proc = run_cli("train", *ARGS, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def assert_same_run(run, reference):
+    a, b = tables(run), tables(reference)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
+    assert sa["final"] == sb["final"] and sa["status"] == "completed" and sa["steps"] == 40
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 41))  # no duplicated points
+
+
+@pytest.mark.slow
+def test_sigkill_at_an_arbitrary_moment_then_resume_equals_an_uninterrupted_run(tmp_path, reference):
+    run = tmp_path / "run"
+    proc = start(run)
+    wait_for_checkpoint(run, proc)
+    time.sleep(0.3)  # somewhere after the first checkpoint, mid-step, mid-flush or mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run / "status.json").read_text())["status"] == "running"
+    resumed = run_cli("train", *ARGS, f"hydra.run.dir={run}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] in (10, 20, 30)
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path, reference):
+    run = tmp_path / "run"
+    proc = start(run)
+    wait_for_checkpoint(run, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # it finished before the signal arrived: nothing to test this time
+        pytest.skip("the run ended before SIGTERM")
+    assert proc.returncode == 130, err
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    state = torch.load(run / checkpoint.FILENAME, weights_only=True)
+    assert state["step"] == status["steps"]
+    resumed = run_cli("train", *ARGS, f"hydra.run.dir={run}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run, reference)
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny_cfg):
+    first = train(tiny_cfg(), tmp_path)
+    mtime = (tmp_path / "metrics").stat().st_mtime_ns
+    assert train(tiny_cfg(), tmp_path) == first
+    assert (tmp_path / "metrics").stat().st_mtime_ns == mtime
+
+
+def test_a_checkpoint_from_another_config_is_refused(tmp_path, tiny_cfg):
+    train(tiny_cfg("trainer.max_steps=6"), tmp_path)
+    with pytest.raises(UserError, match="different config.*model.width"):
+        train(tiny_cfg("trainer.max_steps=12", "model.width=0.25"), tmp_path)
+    longer = train(tiny_cfg("trainer.max_steps=12"), tmp_path)  # more steps of the same run: allowed
+    assert longer["steps"] == 12 and longer["resumed_from"] == 6
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoints_load_weights_only(tmp_path, tiny_cfg):
+    marker = tmp_path / "pwned"
+    (tmp_path / checkpoint.FILENAME).write_bytes(pickle.dumps({"step": 1, "evil": _Exploit(marker)}))
+    with pytest.raises(UserError, match="cannot load checkpoint"):
+        train(tiny_cfg(), tmp_path)
+    assert not marker.exists()
+
+
+def test_resume_path_continues_that_run(tmp_path, tiny_cfg):
+    train(tiny_cfg("trainer.max_steps=6"), tmp_path / "a")
+    summary = train(compose([*TINY, "trainer.max_steps=12", f"trainer.resume={tmp_path / 'a'}"]), tmp_path / "b")
+    assert summary["resumed_from"] == 6
+    m = pd.read_parquet(tmp_path / "a" / "metrics")
+    assert sorted(m[m.metric == "train/loss"].step) == list(range(1, 13))
+    line = run_cli("train", *TINY, f"trainer.resume={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'c'}").stderr
+    assert "no checkpoint.pt there" in line
