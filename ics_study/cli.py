@@ -55,8 +55,10 @@ def _train_job(cfg) -> dict:
         probe_file.unlink()
     except OSError as e:
         raise UserError(f"cannot write to the run dir {run_dir} ({e.strerror}); set paths.results_dir") from None
+    train_cfg = OmegaConf.to_object(cfg)
+    _one_gpu_per_parallel_job(train_cfg, HydraConfig.get())
     try:
-        summary = train(OmegaConf.to_object(cfg), run_dir)
+        summary = train(train_cfg, run_dir)
     except UserError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
         _job_statuses.append("failed")
@@ -73,6 +75,16 @@ def _train_job(cfg) -> dict:
     _job_statuses.append(summary["status"])
     log.info("%s after %d steps: %s", summary["status"], summary["steps"], summary["final"])
     return summary
+
+
+def _one_gpu_per_parallel_job(cfg, hydra_cfg) -> None:
+    """Parallel local jobs on a machine with several GPUs: job k trains on cuda:(k mod #GPUs)."""
+    if cfg.trainer.device != "auto" or "joblib" not in str(hydra_cfg.launcher.get("_target_", "")):
+        return
+    import torch
+
+    if torch.cuda.device_count() > 1:
+        cfg.trainer.device = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"
 
 
 def _hydra_error_line(ex: BaseException) -> str | None:
@@ -96,6 +108,9 @@ def _hydra_error_line(ex: BaseException) -> str | None:
     text = " ".join(lines)
     if options:
         text += " " + ", ".join(options)
+    for launcher, plugin in (("joblib", "hydra-joblib-launcher"), ("submitit", "hydra-submitit-launcher")):
+        if f"hydra/launcher/{launcher}" in text:
+            return f"this launcher needs the {plugin} plugin: pip install 'ics-study[cluster]'"
     return text
 
 
@@ -116,9 +131,14 @@ def run_train(args: list[str]) -> int:
     sys.argv = ["ics-study train", *map(_quote_home, args)]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     _job_statuses.clear()
+    multirun = "-m" in args or "--multirun" in args
     try:
         main()
     except UserError as e:
+        if multirun:  # a job failed; the others ran
+            print(f"ics-study: error: a job of the sweep failed ({e}); `ics-study sweep SWEEP_DIR` lists them",
+                  file=sys.stderr)
+            return 1
         print(f"ics-study: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as e:  # Hydra could not create the run or sweep dir (MissingConfigException is one too)
@@ -131,8 +151,10 @@ def run_train(args: list[str]) -> int:
     except Exception as e:
         line = _hydra_error_line(e)
         if line is None:
-            if "failed" in _job_statuses:  # a job failed in a multirun; its status.json has the details
-                print(f"ics-study: error: a job failed: {type(e).__name__}: {e}", file=sys.stderr)
+            if multirun:  # a job failed; the others ran; its status.json has the details
+                first = (str(e).splitlines() or [""])[0]
+                print(f"ics-study: error: a job of the sweep failed ({type(e).__name__}: {first}); "
+                      "`ics-study sweep SWEEP_DIR` lists them", file=sys.stderr)
                 return 1
             raise
         print(f"ics-study: error: {line}", file=sys.stderr)
@@ -171,12 +193,27 @@ def run_report(args: list[str]) -> int:
     return report_main(args)
 
 
+def run_sweep(args: list[str]) -> int:
+    from .sweeps import main_sweep
+
+    return main_sweep(args)
+
+
+def run_aggregate(args: list[str]) -> int:
+    from .sweeps import main_aggregate
+
+    return main_aggregate(args)
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command("train a model (Hydra overrides; -m for sweeps; --cfg job, --info, --help)", run_train),
     "figures": Command("the paper's figures from finished runs: figures PATH... [--out DIR] [--format png,pdf]",
                        _user_errors_as_one_line(run_figures)),
     "report": Command("a markdown + CSV report of results and the paper's claims: report PATH... [--out DIR]",
                       _user_errors_as_one_line(run_report)),
+    "sweep": Command("status of a sweep's jobs (failed ones stand out): sweep PATH", _user_errors_as_one_line(run_sweep)),
+    "aggregate": Command("one tidy table for a whole sweep: aggregate PATH [--out FILE]",
+                         _user_errors_as_one_line(run_aggregate)),
 }
 
 

@@ -108,6 +108,12 @@ class Recorder:
         if self.tb is not None and force:
             self.tb.flush()
 
+    def abandon(self) -> None:
+        """Close the TensorBoard writer without a summary (the run failed)."""
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
     def close(self, summary: dict, hparams: dict) -> None:
         """Final flush; hparams with the final metrics; summary.json and status.json."""
         self.flush(force=True)

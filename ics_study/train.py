@@ -27,10 +27,10 @@ import torch
 from . import checkpoint
 from .config import TrainConfig
 from .data import build_data
+from .errors import UserError
 from .models import build_model, set_noise_generator
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .records import Recorder
-from .errors import UserError
 from .tasks import Task, task_for
 from .validate import validate, validate_layers
 
@@ -77,14 +77,19 @@ def evaluate(model, data, task: Task, batch_size: int, device, precision: str) -
 
 
 class _StopSignal:
-    """SIGTERM / SIGINT set a flag; the loop checkpoints and stops at the end of the current step."""
+    """SIGTERM / SIGINT / SIGUSR2 set a flag; the loop checkpoints and stops at the end of the step.
+
+    On leaving, a signal that arrived is passed on to the handler that was there before (submitit's
+    on SLURM, which requeues the job; the requeued job then resumes from the checkpoint)."""
 
     def __init__(self):
         self.received: int | None = None
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR2", None)):
+            if sig is None:
+                continue
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (e.g. a threaded launcher): leave signals alone
@@ -97,6 +102,9 @@ class _StopSignal:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        previous = self._previous.get(self.received)
+        if self.received is not None and callable(previous) and previous is not signal.default_int_handler:
+            previous(self.received, None)  # e.g. submitit: checkpoint done, now requeue
 
 
 def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
@@ -121,6 +129,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not t.deterministic
+        if device.index is not None:
+            torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)  # per job, also when a sweep shares the process
 
     data = build_data(cfg.data, cfg.seed, device)
     task = task_for(cfg.data)
@@ -203,60 +214,64 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                         probe=probe.state_dict() if probe is not None else {}, tables=recorder.positions(),
                         progress=progress)
 
-    model.train()
-    step = done["step"]
-    with _StopSignal() as stop:
-        for step in range(done["step"] + 1, t.max_steps + 1):
-            x, y = next(batches)
-            measure_ics, measure_landscape = ics.due(step), landscape.due(step)
-            if measure_ics or measure_landscape:
-                replay.mark_step_start()
-            with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
-                out = forward(x)
-            loss = task.loss(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+    try:  # on any error, close the TensorBoard writer: a sweep in one process must not leak it
+        model.train()
+        step = done["step"]
+        with _StopSignal() as stop:
+            for step in range(done["step"] + 1, t.max_steps + 1):
+                x, y = next(batches)
+                measure_ics, measure_landscape = ics.due(step), landscape.due(step)
+                if measure_ics or measure_landscape:
+                    replay.mark_step_start()
+                with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
+                    out = forward(x)
+                loss = task.loss(out, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
 
-            def loss_at_current_weights(x=x, y=y):
-                with autocast(device, t.precision):
-                    return task.loss(model(x), y)
+                def loss_at_current_weights(x=x, y=y):
+                    with autocast(device, t.precision):
+                        return task.loss(model(x), y)
 
-            if measure_landscape:
-                measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
-            if measure_ics:
-                measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
-            else:
-                optimizer.step()
-            if probe is not None:
-                probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
-            with torch.no_grad():
-                buffer[len(pending), 0] = loss.detach()
-                if task.accuracy is not None:
-                    buffer[len(pending), 1] = task.accuracy(out.detach(), y)
-            pending.append(step)
-            segment_images += len(y)
-            last = step == t.max_steps
-            checkpoint_now = last or (t.checkpoint_every and step % t.checkpoint_every == 0) or stop.received
-            if (len(pending) == t.log_every or checkpoint_now) and not flush():
-                status = "diverged"
-                log.warning("loss became non-finite at step %d; stopping", diverged_at)
-                break
-            if step % t.eval_every == 0 or last:
-                eval_start = time.perf_counter()
-                done["last_test"] = list(evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision))
-                segment_eval += time.perf_counter() - eval_start
-                test_metrics = dict(zip(("test/loss", "test/acc"), ([v] for v in done["last_test"])))
-                if task.accuracy is None:
-                    del test_metrics["test/acc"]
-                recorder.scalars([step], test_metrics)
-                log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *done["last_train"],
-                         *done["last_test"])
-            if checkpoint_now:
-                save_checkpoint(step)
-            if stop.received:
-                status = "interrupted"
-                log.warning("signal %d: checkpointed at step %d; rerun the same command to resume", stop.received, step)
-                break
+                if measure_landscape:
+                    measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
+                if measure_ics:
+                    measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
+                else:
+                    optimizer.step()
+                if probe is not None:
+                    probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
+                with torch.no_grad():
+                    buffer[len(pending), 0] = loss.detach()
+                    if task.accuracy is not None:
+                        buffer[len(pending), 1] = task.accuracy(out.detach(), y)
+                pending.append(step)
+                segment_images += len(y)
+                last = step == t.max_steps
+                checkpoint_now = last or (t.checkpoint_every and step % t.checkpoint_every == 0) or stop.received
+                if (len(pending) == t.log_every or checkpoint_now) and not flush():
+                    status = "diverged"
+                    log.warning("loss became non-finite at step %d; stopping", diverged_at)
+                    break
+                if step % t.eval_every == 0 or last:
+                    eval_start = time.perf_counter()
+                    done["last_test"] = list(evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision))
+                    segment_eval += time.perf_counter() - eval_start
+                    test_metrics = dict(zip(("test/loss", "test/acc"), ([v] for v in done["last_test"])))
+                    if task.accuracy is None:
+                        del test_metrics["test/acc"]
+                    recorder.scalars([step], test_metrics)
+                    log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *done["last_train"],
+                             *done["last_test"])
+                if checkpoint_now:
+                    save_checkpoint(step)
+                if stop.received:
+                    status = "interrupted"
+                    log.warning("signal %d: checkpointed at step %d; rerun the same command to resume", stop.received, step)
+                    break
+    except BaseException:
+        recorder.abandon()
+        raise
     if bar is not None:
         bar.close()
 
@@ -273,6 +288,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         "train_images_per_s": (done["images"] + segment_images) / max(train_time, 1e-9),  # training steps only
         "resumed_from": done["step"] if state is not None else None,
         "device": str(device),
+        "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         "model": cfg.model.name,
         "seed": cfg.seed,
         "lr": cfg.optim.lr,
