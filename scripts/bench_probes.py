@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""What do the activation probes cost? Trains the same model with probes off and on, side by side.
+"""What do the activation probes (and the paper's measurements) cost? The same model, side by side.
 
     python scripts/bench_probes.py                                   # VGG-16 w=1, CPU or GPU, synthetic data
     python scripts/bench_probes.py --width 0.25 --steps 100 --repeats 5
     python scripts/bench_probes.py --data-root ~/.cache/ics-study/cifar10   # real CIFAR-10
+    python scripts/bench_probes.py --with-measurements      # + ICS (2 layers) and landscape (4 etas) every 100 steps
 
 Runs alternate (off, on, off, on, ...) after one warm-up each, so drifts of a noisy machine hit both
 equally; the table gives the median training images/s of each and the ratio on/off. Outputs (tables,
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--data-root", default=None, help="real CIFAR-10 root; synthetic data if omitted")
+    ap.add_argument("--with-measurements", action="store_true", help="also time ICS and the landscape at their default cadence")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. probe.every=50")
     args = ap.parse_args()
 
@@ -41,6 +43,9 @@ def main() -> None:
             f"trainer.eval_every={args.steps}", "trainer.progress_bar=false", f"trainer.device={args.device}",
             f"trainer.precision={args.precision}", *data, *args.overrides]
     variants = {"probes off": ["probe.enabled=false"], "probes on": ["probe.enabled=true"]}
+    if args.with_measurements:
+        variants["probes + ICS (layers #5, #10, every 100)"] = ["ics.enabled=true"]
+        variants["probes + landscape (4 etas, every 100)"] = ["landscape.enabled=true"]
     rates: dict[str, list[float]] = {name: [] for name in variants}
     device = "?"
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,14 +56,14 @@ def main() -> None:
                 device = summary["device"]
                 if rep:
                     rates[name].append(summary["train_images_per_s"])
-    off, on = statistics.median(rates["probes off"]), statistics.median(rates["probes on"])
+    off = statistics.median(rates["probes off"])
     print(f"\n{args.model} width {args.width}, batch 128, {args.steps} steps x {args.repeats} alternating runs, "
           f"device {device}, {args.precision}")
-    print("| setting | median img/s | runs |")
-    print("|---|---|---|")
+    print("| setting | median img/s | vs probes off | slowdown | runs |")
+    print("|---|---|---|---|---|")
     for name, vals in rates.items():
-        print(f"| {name} | {statistics.median(vals):.1f} | {', '.join(f'{v:.0f}' for v in vals)} |")
-    print(f"| on / off | {on / off:.3f} | slowdown {100 * (1 - on / off):.1f}% |")
+        med = statistics.median(vals)
+        print(f"| {name} | {med:.1f} | {med / off:.3f} | {100 * (1 - med / off):.1f}% | {', '.join(f'{v:.0f}' for v in vals)} |")
 
 
 if __name__ == "__main__":
