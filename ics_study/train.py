@@ -133,11 +133,11 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
             torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)  # per job, also when a sweep shares the process
 
-    data = build_data(cfg.data, cfg.seed, device)
-    task = task_for(cfg.data)
     torch.manual_seed(cfg.seed)  # weights
     model = build_model(cfg.model).to(device)
-    validate_layers(cfg, len(model.blocks))
+    validate_layers(cfg, len(model.blocks))  # before the data: a wrong layer number fails at once
+    data = build_data(cfg.data, cfg.seed, device)
+    task = task_for(cfg.data)
     if t.channels_last and cfg.data.name != "linear_regression":
         model = model.to(memory_format=torch.channels_last)
         data.channels_last = True

@@ -69,6 +69,12 @@ def test_multirun_over_the_three_models(tmp_path):
     (["model.depth=12"], "choose one of: 11, 13, 16, 19"),
     (["data.root=/nonexistent/cifar", "data.download=false"], "data.root"),
     (["hydra.run.dir=/proc/ics-study-cannot-write"], "writable folder"),
+    (["launcher=slurmm"], "submitit_local"),
+    (["experiment=fig9"], "fig1, fig2, fig3"),
+    (["trainer.max_steps=-5"], "trainer.max_steps=-5 must be positive"),
+    (["data=synthetic", "model.depth=11", "ics.enabled=true", "ics.layers=[5,10]"],
+     "ics.layers=[5, 10]: this network has layers #1..#9"),
+    (["landscape.enabled=true", "landscape.eta_scales=[]"], "landscape.eta_scales must be a non-empty list"),
 ])
 def test_user_mistakes_get_one_clear_line(tmp_path, args, needle):
     line = one_line_error(run_cli("train", "trainer.max_steps=1", f"hydra.run.dir={tmp_path}/run", *args))
