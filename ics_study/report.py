@@ -174,14 +174,17 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, runs: Runs) -> str:
     return "\n".join(lines)
 
 
-def make_report(paths, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_report(paths, out: Path, notes: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = find_runs(paths)
     res = results_table(per_run(runs))
     cl = claims(runs, res)
     out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out / "results.csv", index=False)
     cl.to_csv(out / "claims.csv", index=False)
-    (out / "report.md").write_text(render(res, cl, runs))
+    text = render(res, cl, runs)
+    if notes is not None:
+        text += "\n" + Path(notes).read_text()
+    (out / "report.md").write_text(text)
     return res, cl
 
 
@@ -189,9 +192,12 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="ics-study report", description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="+", help="run dirs and/or sweep dirs")
     ap.add_argument("--out", default="results/report", help="output folder (default results/report)")
+    ap.add_argument("--notes", default=None, help="a markdown file appended to the report (context, caveats)")
     args = ap.parse_args(argv)
+    if args.notes and not Path(args.notes).is_file():
+        raise UserError(f"--notes {args.notes}: no such file")
     try:
-        make_report(args.paths, Path(args.out))
+        make_report(args.paths, Path(args.out), Path(args.notes) if args.notes else None)
     except OSError as e:
         raise UserError(f"cannot write the report to {args.out}: {e.strerror}") from None
     print(f"wrote {Path(args.out) / 'report.md'}, results.csv, claims.csv", file=sys.stderr)

@@ -22,4 +22,4 @@ ics-study train -m experiment=fig1 "${common[@]}" "hydra.sweep.dir=$runs/fig1"
 # Figure 2 needs the noisy-BN runs; the standard and BN runs at lr 0.1 are those of Figure 1.
 ics-study train -m experiment=fig2 model=vgg_bn_noise "${common[@]}" "hydra.sweep.dir=$runs/fig2"
 ics-study figures "$runs" --out "$out" --format png,pdf
-ics-study report "$runs" --out "$out"
+ics-study report "$runs" --out "$out" --notes "$(dirname "$0")/reference_notes.md"

@@ -53,7 +53,8 @@ def test_figure_objects(sweep):
                                                            "Standard, layer #11", "Standard + BatchNorm, layer #11"]
         assert all(len(ax.patches) == 4 for ax in fig1.axes[2:])  # histograms at steps 1, 4, 8, 12
         fig2 = FIGURES["fig2"](runs)
-        assert len(fig2.axes[0].get_lines()) == 3
+        acc = [ax for ax in fig2.axes if "accuracy" in ax.get_ylabel()]
+        assert len(acc) == 1 and len(acc[0].get_lines()) == 3
         assert sum(1 for ax in fig2.axes if ax.patches) == 9  # 3 layers x 3 networks
         fig3 = FIGURES["fig3"](runs)
         assert fig3.axes[0].get_yscale() == "log" and len(fig3.axes[0].get_lines()) == 3

@@ -70,9 +70,10 @@ def fig2(runs: Runs):
     sub = _need(runs, "runs of vgg_bn_noise with vgg and vgg_bn (experiment=fig2)", variant="vgg_bn_noise")
     sub = runs.select(variant=variants, lr=0.1) if 0.1 in set(runs.table.lr) else runs.select(variant=variants)
     fig, axes = figure(4, 3, height_per_row=1.6)
-    for ax in axes[0][1:]:
-        ax.set_axis_off()
-    _accuracy(axes[0][0], sub, "train", smooth=25)
+    grid = axes[0][0].get_gridspec()
+    for ax in axes[0]:
+        ax.remove()
+    _accuracy(fig.add_subplot(grid[0, :]), sub, "train", smooth=25)  # one wide panel on top
     _ridges(axes[1:], sub, [2, 9, 13], variants, None)
     fig.suptitle('Figure 2: "noisy" BatchNorm trains like BatchNorm despite unstable activations')
     return fig
