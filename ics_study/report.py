@@ -129,7 +129,7 @@ def claims(runs: Runs, res: pd.DataFrame) -> pd.DataFrame:
             f"noisy {noisy.train_acc_mean:.3f}, BN {bn.train_acc_mean:.3f}, standard {std.train_acc_mean:.3f}",
             "reproduced" if ok else "not reproduced")
         d_noisy, d_std = _drift(runs, "vgg_bn_noise"), _drift(runs, "vgg")
-        measured = f"mean |mu_t+1 - mu_t| noisy {d_noisy:.2e} vs standard {d_std:.2e}"
+        measured = f"mean step-to-step change of the unit's mean: noisy {d_noisy:.2e} vs standard {d_std:.2e}"
         verdict = "not measured (no activation tables)" if np.isnan(d_noisy) or np.isnan(d_std) else (
             "reproduced" if d_noisy > d_std else "not reproduced")
         add('"Noisy" BN activations drift more than standard (layers #2, #9, #13)', "visibly less stable",
