@@ -57,3 +57,9 @@ def test_divergence_stops_the_run_with_its_step(tiny_cfg, tmp_path):
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["status"] == "diverged"
     assert not np.isfinite(losses(tmp_path)[summary["diverged_at"] - 1])
+
+
+def test_fixed_batch_probe_leaves_lp_running_statistics_alone(tiny_cfg, tmp_path):
+    off = train(tiny_cfg("model=vgg_lp2", "probe.enabled=false"), tmp_path / "off")
+    on = train(tiny_cfg("model=vgg_lp2", "probe.batch=fixed"), tmp_path / "on")
+    assert on["final"] == off["final"]  # test metrics use the running mean and norm

@@ -22,7 +22,7 @@ probes on or off give the same training trajectory.
 
 With ``probe.batch=fixed`` the statistics come from one held training batch instead of the step's
 batch: after each step's update the probe runs that batch forward in training mode (so BN uses
-batch statistics), then restores BN running statistics and the noise generator, and the noisy
+batch statistics), then restores every buffer (BN and l_p running statistics), and the noisy
 BN's noise for it comes from the probe's own generator.
 """
 
@@ -38,6 +38,7 @@ from ..config import ProbeConfig
 from ..models.blocks import Block
 from ..models.noisy_bn import NoisyBatchNorm
 from ..storage import labels
+from .replay import Replay
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
@@ -105,8 +106,6 @@ class ActivationProbe:
         """Fixed-batch mode, after the step's update: forward the held batch with probes on."""
         if self.fixed_batch is None:
             return
-        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
         noisy = [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
         images = self.fixed_batch.to(next(model.parameters()).device)
         if noisy and self._noise_gen is None:
@@ -114,19 +113,17 @@ class ActivationProbe:
             if getattr(self, "_saved_noise", None) is not None:  # resumed from a checkpoint
                 self._noise_gen.set_state(self._saved_noise)
         train_gens = [m.generator for m in noisy]
-        for m in noisy:
-            m.generator = self._noise_gen
-        self.active = True
-        try:
-            model(images)
-        finally:
-            self.active = False
-            for m, g in zip(noisy, train_gens):
-                m.generator = g
-            for m, (mean, var, n) in zip(bns, saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(n)
+        # Replay.isolated restores every buffer (BN and l_p running statistics) and the global RNGs
+        with Replay(model, None).isolated():
+            for m in noisy:
+                m.generator = self._noise_gen
+            self.active = True
+            try:
+                model(images)
+            finally:
+                self.active = False
+                for m, g in zip(noisy, train_gens):
+                    m.generator = g
 
     def _hook(self, k: int):
         def hook(module, inputs, output):
