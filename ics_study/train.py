@@ -7,7 +7,8 @@ weights after update t.
 
 Speed rules: the dataset lives on the device; per-step metrics are accumulated in a device buffer
 and read back once every ``trainer.log_every`` steps (the only host sync outside evaluation);
-probes keep their own device buffers and are flushed at the same moments.
+probes keep their own device buffers and are flushed at the same moments. On a GPU, plain steps
+(no histogram, ICS or landscape at that step) replay one CUDA graph (``graphed_step.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ from . import checkpoint
 from .config import TrainConfig
 from .data import build_data
 from .errors import UserError
+from .graphed_step import GraphedStep, optimizer_ready, wanted
 from .models import build_model, set_noise_generator
+from .models.noisy_bn import NoisyBatchNorm
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
+from .readback import ReadBack
 from .records import Recorder
 from .tasks import Task, task_for
 from .validate import validate, validate_layers
@@ -172,6 +176,10 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     landscape = LandscapeProbe(cfg.landscape, cfg.optim.lr)
     replay = Replay(model, noise)
     measured = PendingScalars()  # ICS and landscape values, read back at each flush
+    graphed = None
+    if wanted(t.cuda_graph, device, t.compile_mode if t.compile else None):
+        uses_noise = any(isinstance(m, NoisyBatchNorm) for m in model.modules())
+        graphed = GraphedStep(model, forward, optimizer, task, probe, noise if uses_noise else None, t.precision)
 
     buffer = torch.full((t.log_every, 2), math.nan, device=device)  # (loss, accuracy) of each pending step
     pending: list[int] = []
@@ -179,28 +187,35 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     bar = _progress(t, done["step"])
     segment_start, segment_images, segment_eval = time.perf_counter(), 0, 0.0
 
-    def flush() -> bool:
-        """Read back pending metrics and write every table; returns False if training diverged."""
+    readback = ReadBack(device)
+
+    def write_train(steps: np.ndarray, host: np.ndarray) -> None:
         nonlocal diverged_at
-        host = buffer[: len(pending)].cpu().numpy()
-        steps = np.asarray(pending)
         train_metrics = {"train/loss": host[:, 0], "train/acc": host[:, 1]}
         if task.accuracy is None:
             del train_metrics["train/acc"]
         recorder.scalars(steps, train_metrics)
-        if probe is not None:
-            probe.flush(recorder)
-        measured.flush(recorder)
-        recorder.flush()
         done["last_train"] = [float(host[-1, 0]), float(host[-1, 1])]
         if bar is not None:
             rate = segment_images / max(time.perf_counter() - segment_start - segment_eval, 1e-9)
-            bar.update(len(pending))
+            bar.update(len(steps))
             bar.set_postfix(loss=f"{host[-1, 0]:.3f}", acc=f"{host[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         bad = ~np.isfinite(host[:, 0])
-        if bad.any():
+        if bad.any() and diverged_at is None:
             diverged_at = int(steps[bad.argmax()])
+
+    def flush(wait: bool) -> bool:
+        """Start copying pending metrics and probe records to the host; write whatever has arrived
+        (everything, if ``wait``). Returns False once training is known to have diverged."""
+        steps = np.asarray(pending)
+        readback.start(buffer[: len(pending)], lambda host: write_train(steps, host))
+        for source in (probe, measured):
+            collected = source.collect(recorder) if source is not None else None
+            if collected is not None:
+                readback.start(*collected)
         pending.clear()
+        readback.drain() if wait else readback.poll()
+        recorder.flush()
         return diverged_at is None
 
     def save_checkpoint(step: int) -> None:
@@ -221,39 +236,50 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
             for step in range(done["step"] + 1, t.max_steps + 1):
                 x, y = next(batches)
                 measure_ics, measure_landscape = ics.due(step), landscape.due(step)
-                if measure_ics or measure_landscape:
-                    replay.mark_step_start()
-                with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
-                    out = forward(x)
-                loss = task.loss(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-
-                def loss_at_current_weights(x=x, y=y):
-                    with autocast(device, t.precision):
-                        return task.loss(model(x), y)
-
-                if measure_landscape:
-                    measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
-                if measure_ics:
-                    measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
+                probe_full = probe is not None and probe.fixed_batch is None and probe.wants_full_stats(step)
+                plain = not (measure_ics or measure_landscape or probe_full)
+                if graphed is not None and graphed.graph is None and plain and optimizer_ready(optimizer):
+                    graphed = _capture_or_none(graphed, x, y, probe)
+                if graphed is not None and graphed.graph is not None and plain:
+                    buffer[len(pending)].copy_(graphed(x, y))
+                    if probe is not None:
+                        probe.replayed(step)
                 else:
-                    optimizer.step()
+                    if measure_ics or measure_landscape:
+                        replay.mark_step_start()
+                    with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
+                        out = forward(x)
+                    loss = task.loss(out, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+
+                    def loss_at_current_weights(x=x, y=y):
+                        with autocast(device, t.precision):
+                            return task.loss(model(x), y)
+
+                    if measure_landscape:
+                        measured.add(step, landscape.measure(model, loss_at_current_weights, replay))
+                    if measure_ics:
+                        measured.add(step, ics.step(model, optimizer, loss_at_current_weights, replay))  # takes the step
+                    else:
+                        optimizer.step()
+                    with torch.no_grad():
+                        buffer[len(pending), 0] = loss.detach()
+                        if task.accuracy is not None:
+                            buffer[len(pending), 1] = task.accuracy(out.detach(), y)
                 if probe is not None:
                     probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
-                with torch.no_grad():
-                    buffer[len(pending), 0] = loss.detach()
-                    if task.accuracy is not None:
-                        buffer[len(pending), 1] = task.accuracy(out.detach(), y)
                 pending.append(step)
                 segment_images += len(y)
                 last = step == t.max_steps
                 checkpoint_now = last or (t.checkpoint_every and step % t.checkpoint_every == 0) or stop.received
-                if (len(pending) == t.log_every or checkpoint_now) and not flush():
+                eval_now = step % t.eval_every == 0 or last
+                # waiting costs nothing where evaluation or a checkpoint waits for the device anyway
+                if (len(pending) == t.log_every or checkpoint_now or eval_now) and not flush(wait=checkpoint_now or eval_now):
                     status = "diverged"
                     log.warning("loss became non-finite at step %d; stopping", diverged_at)
                     break
-                if step % t.eval_every == 0 or last:
+                if eval_now:
                     eval_start = time.perf_counter()
                     done["last_test"] = list(evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision))
                     segment_eval += time.perf_counter() - eval_start
@@ -272,6 +298,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     except BaseException:
         recorder.abandon()
         raise
+    readback.drain()  # a diverged run stops before its last copies were written
     if bar is not None:
         bar.close()
 
@@ -288,6 +315,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         "train_images_per_s": (done["images"] + segment_images) / max(train_time, 1e-9),  # training steps only
         "resumed_from": done["step"] if state is not None else None,
         "device": str(device),
+        "cuda_graph": graphed is not None and graphed.graph is not None,
         "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         "model": cfg.model.name,
         "seed": cfg.seed,
@@ -299,6 +327,19 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     }
     recorder.close(summary, hparams)
     return summary
+
+
+def _capture_or_none(graphed: GraphedStep, x, y, probe) -> GraphedStep | None:
+    """Capture the plain step; on failure say so once and let training go on eagerly."""
+    try:
+        graphed.capture(x, y)
+        return graphed
+    except Exception as e:  # capture is an optimisation: never the reason a run dies
+        log.warning("CUDA graph capture failed (%s: %s); training eagerly (trainer.cuda_graph=off hides this)",
+                    type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        if probe is not None:
+            probe.discard_current()
+        return None
 
 
 def _progress(t, initial: int = 0):

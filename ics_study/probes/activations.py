@@ -16,9 +16,12 @@ What is recorded (all statistics over the batch and, for conv layers, height and
   random sample of ``summary_sample`` positions.
 
 How: forward hooks registered at construction (before any ``torch.compile``) compute these under
-no_grad on the device and append small tensors to lists; ``flush`` concatenates them and copies
-them to the host in one transfer. The probe draws no random numbers from any training stream, so
-probes on or off give the same training trajectory.
+no_grad on the device; at the end of a forward the moments of all layers become one small
+(channels x 2) tensor appended to a list, and ``flush`` copies everything to the host in one
+transfer. Under a CUDA graph (``trainer.cuda_graph``) the hooks run once, at capture: ``capture()``
+returns that step tensor as a static output of the graph and ``replayed(step)`` keeps a copy of it
+after each replay. The probe draws no random numbers from any training stream, so probes on or off
+give the same training trajectory.
 
 With ``probe.batch=fixed`` the statistics come from one held training batch instead of the step's
 batch: after each step's update the probe runs that batch forward in training mode (so BN uses
@@ -66,7 +69,9 @@ class ActivationProbe:
         self.active = False
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something (tests count them)
-        self._moments: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.layers]  # (mean, var)
+        self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)  # this forward
+        self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
+        self.captured: torch.Tensor | None = None  # the step tensor a CUDA graph writes at each replay
         self._quantiles: torch.Tensor | None = None
         self._full: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._hists: list[list[torch.Tensor]] = [[] for _ in self.layers]
@@ -97,6 +102,38 @@ class ActivationProbe:
             yield
         finally:
             self.active = False
+        if self.fixed_batch is None:
+            self._commit(step)
+
+    @contextlib.contextmanager
+    def capture(self):
+        """Wrap the forward that a CUDA graph captures (or its warm-up): moments only, kept static."""
+        self.full_stats, self.active = False, self.fixed_batch is None
+        try:
+            yield
+        finally:
+            self.active = False
+        self.captured = self._stack_current() if self.fixed_batch is None else None
+
+    def replayed(self, step: int) -> None:
+        """After a replay of the captured step: keep a copy of what the graph wrote."""
+        if self.captured is not None:
+            self._moments.append(self.captured.clone())
+            self._steps.append(step)
+
+    def discard_current(self) -> None:
+        """Forget a forward's partial records (a failed graph capture)."""
+        self._current, self.captured = [None] * len(self.layers), None
+
+    def _stack_current(self) -> torch.Tensor:
+        if any(c is None for c in self._current):  # a forward that never reached some hooks
+            raise RuntimeError("activation probe: a layer's hook did not fire during the forward")
+        means, variances = zip(*self._current)
+        self._current = [None] * len(self.layers)
+        return torch.stack([torch.cat(means), torch.cat(variances)], 1)
+
+    def _commit(self, step: int) -> None:
+        self._moments.append(self._stack_current())
         self._steps.append(step)
         if self.full_stats:
             self._full_steps.append(step)
@@ -113,6 +150,7 @@ class ActivationProbe:
             if getattr(self, "_saved_noise", None) is not None:  # resumed from a checkpoint
                 self._noise_gen.set_state(self._saved_noise)
         train_gens = [m.generator for m in noisy]
+        self.full_stats = self.wants_full_stats(step)
         # Replay.isolated restores every buffer (BN and l_p running statistics) and the global RNGs
         with Replay(model, None).isolated():
             for m in noisy:
@@ -124,6 +162,7 @@ class ActivationProbe:
                 self.active = False
                 for m, g in zip(noisy, train_gens):
                     m.generator = g
+        self._commit(step)
 
     def _hook(self, k: int):
         def hook(module, inputs, output):
@@ -145,7 +184,7 @@ class ActivationProbe:
         else:  # var_mean is ~10x slower than two plain passes on CPU; two passes avoid E[x^2] - E[x]^2
             mean = chans.mean(1)
             var = (chans - mean[:, None]).square_().mean(1)
-        self._moments[k].append((mean, var))
+        self._current[k] = (mean, var)
         self.calls += 1
         if not self.full_stats:
             return
@@ -162,33 +201,47 @@ class ActivationProbe:
     # --- flush ---------------------------------------------------------------------------------
     def flush(self, recorder) -> None:
         """Copy everything pending to the host in one transfer and hand it to the recorder."""
+        collected = self.collect(recorder)
+        if collected is not None:
+            tensor, write = collected
+            write(tensor.cpu().numpy())
+
+    def collect(self, recorder):
+        """Everything pending as one device tensor and the function that writes it once it is on the
+        host (``readback.ReadBack`` copies it without waiting); None if nothing is pending."""
         if not self._steps:
-            return
-        parts = [torch.stack([torch.stack([mv[0] for mv in m]), torch.stack([mv[1] for mv in m])], -1)
-                 for m in self._moments if m]  # per layer: steps x channels x (mean, var)
+            return None
+        if len(self._moments) != len(self._steps):
+            raise RuntimeError("activation probe: recorded steps and statistics are out of step")
+        parts = [torch.stack(self._moments)]  # steps x (all sampled channels) x (mean, var)
         parts += [torch.stack(f) for f in self._full if f]
         parts += [torch.stack(h) for h in self._hists if h]
-        host = torch.cat([p.reshape(-1).double() for p in parts]).cpu().numpy() if parts else np.zeros(0)
+        tensor = torch.cat([p.reshape(-1).double() for p in parts])
         steps, full_steps = np.asarray(self._steps), np.asarray(self._full_steps)
-        if len(self._moments[0]) != len(steps):  # a step whose forward never reached the hooks
-            raise RuntimeError("activation probe: recorded steps and statistics are out of step")
-        offset = 0
-
-        def take(shape):
-            nonlocal offset
-            n = int(np.prod(shape))
-            out = host[offset : offset + n].reshape(shape)
-            offset += n
-            return out
-
-        moments = [take((len(steps), len(c), 2)) for c in self.channels]
-        full = [take((len(full_steps), len(LAYER_STATS) + 2 * len(c))) for c in self.channels] if len(full_steps) else []
-        hists = [take((len(full_steps), len(c), self.cfg.hist_bins)) for c in self.channels] if len(full_steps) else []
-        self._write(recorder, steps, full_steps, moments, full, hists)
-        for lists in (self._moments, self._full, self._hists):
+        self._moments.clear()
+        for lists in (self._full, self._hists):
             for lst in lists:
                 lst.clear()
         self._steps, self._full_steps = [], []
+
+        def write(host: np.ndarray) -> None:
+            offset = 0
+
+            def take(shape):
+                nonlocal offset
+                n = int(np.prod(shape))
+                out = host[offset : offset + n].reshape(shape)
+                offset += n
+                return out
+
+            all_moments = take((len(steps), sum(len(c) for c in self.channels), 2))
+            bounds = np.cumsum([0] + [len(c) for c in self.channels])
+            moments = [all_moments[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+            full = [take((len(full_steps), len(LAYER_STATS) + 2 * len(c))) for c in self.channels] if len(full_steps) else []
+            hists = [take((len(full_steps), len(c), self.cfg.hist_bins)) for c in self.channels] if len(full_steps) else []
+            self._write(recorder, steps, full_steps, moments, full, hists)
+
+        return tensor, write
 
     def _write(self, recorder, steps, full_steps, moments, full, hists) -> None:
         if not self._channels_written:

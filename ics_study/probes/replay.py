@@ -58,14 +58,25 @@ class PendingScalars:
         self.items += [(step, name, v.detach().reshape(())) for name, v in values.items()]
 
     def flush(self, recorder) -> None:
+        collected = self.collect(recorder)
+        if collected is not None:
+            tensor, write = collected
+            write(tensor.cpu().numpy())
+
+    def collect(self, recorder):
+        """The pending values as one device tensor and the function that writes them from the host."""
         if not self.items:
-            return
-        host = torch.stack([v.double() for _, _, v in self.items]).cpu().tolist()
-        series: dict[str, tuple[list[int], list[float]]] = {}
-        for (step, name, _), value in zip(self.items, host):
-            steps, vals = series.setdefault(name, ([], []))
-            steps.append(step)
-            vals.append(value)
-        for name, (steps, vals) in series.items():
-            recorder.scalars(steps, {name: vals})
-        self.items = []
+            return None
+        items, self.items = self.items, []
+        tensor = torch.stack([v.double() for _, _, v in items])
+
+        def write(host) -> None:
+            series: dict[str, tuple[list[int], list[float]]] = {}
+            for (step, name, _), value in zip(items, host.tolist()):
+                steps, vals = series.setdefault(name, ([], []))
+                steps.append(step)
+                vals.append(value)
+            for name, (steps, vals) in series.items():
+                recorder.scalars(steps, {name: vals})
+
+        return tensor, write

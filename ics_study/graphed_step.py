@@ -1,0 +1,124 @@
+"""One training step captured in a CUDA graph and replayed (``trainer.cuda_graph``).
+
+Why: at batch 128 a VGG-16 step is a few hundred small kernels. Launched one by one from Python
+(eager PyTorch) the GPU waits for the host: on an H100 the eager loop ran at 1-2% of the chip.
+A CUDA graph launches the whole step -- forward, the probes' per-step moments, loss, backward,
+SGD update -- as one unit, so the GPU runs back to back.
+
+What is captured: exactly the eager step of ``train.py`` for a batch held in static input tensors.
+Each replay copies the step's batch into them, replays, and copies out the (loss, accuracy) pair
+and the probes' per-step moments. The noisy BN's generator is registered with the graph, so each
+replay draws fresh noise from the same stream, at the same offsets as eager steps would.
+
+What is not captured: steps that do more than the plain step -- histogram/summary steps of the
+probes, ICS and landscape measurements, the fixed-batch probe forward -- run eagerly on the same
+weights (the graph holds its own gradient buffers; eager steps allocate theirs). Evaluation is eager.
+
+Capture needs a steady state: the optimiser's state must already exist (the momentum buffers
+after a first eager step), and the kernels must be chosen (cudnn autotuning) before capture. So
+``capture`` runs warm-up steps on a side stream and then puts weights, buffers, optimiser state and
+the noise generator back exactly as they were: warm-up never changes training. If capture fails,
+``train`` logs one warning and goes on eagerly.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+WARMUP_STEPS = 3  # as in PyTorch's CUDA-graph recipe: lazy initialisation and autotuning happen here
+
+
+def wanted(setting: str, device: torch.device, compile_mode: str | None) -> bool:
+    """``trainer.cuda_graph``: auto = on for CUDA unless torch.compile makes its own graphs."""
+    setting = {"True": "on", "False": "off"}.get(str(setting), setting)  # YAML reads on/off as booleans
+    if setting == "off" or device.type != "cuda":
+        return False
+    if setting == "on":
+        return True
+    return compile_mode != "reduce-overhead"
+
+
+def optimizer_ready(optimizer: torch.optim.Optimizer) -> bool:
+    """True when a step no longer creates optimiser state (SGD with momentum creates its buffers on
+    the first step; a graph captured before that would replay the creation, not the update)."""
+    for group in optimizer.param_groups:
+        if group.get("momentum", 0) and any("momentum_buffer" not in optimizer.state[p] for p in group["params"]):
+            return False
+    return True
+
+
+class GraphedStep:
+    def __init__(self, model: nn.Module, forward, optimizer, task, probe, noise: torch.Generator | None,
+                 precision: str):
+        self.model, self.forward, self.optimizer, self.task, self.probe = model, forward, optimizer, task, probe
+        self.noise, self.precision = noise, precision
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_x = self.static_y = self.metrics = None
+
+    def _autocast(self):
+        # the autocast weight cache must be off inside a graph (its casts would be captured once, stale)
+        if self.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+        return nullcontext()
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The plain training step on (x, y); returns (loss, accuracy) as one device tensor."""
+        with self.probe.capture() if self.probe is not None else nullcontext(), self._autocast():
+            out = self.forward(x)
+        loss = self.task.loss(out, y)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            acc = self.task.accuracy(out.detach(), y) if self.task.accuracy is not None else torch.full_like(loss, float("nan"))
+            return torch.stack([loss.detach().float(), acc.float()])
+
+    def _state_tensors(self) -> list[torch.Tensor]:
+        tensors = [p.data for p in self.model.parameters()] + list(self.model.buffers())
+        for state in self.optimizer.state.values():
+            tensors += [v for v in state.values() if torch.is_tensor(v)]
+        return tensors
+
+    @torch.no_grad()
+    def _snapshot(self):
+        saved = [(t, t.clone()) for t in self._state_tensors()]
+        noise = self.noise.get_state() if self.noise is not None else None
+        return saved, noise
+
+    @torch.no_grad()
+    def _restore(self, snapshot) -> None:
+        saved, noise = snapshot
+        for t, copy in saved:
+            t.copy_(copy)
+        if noise is not None:
+            self.noise.set_state(noise)
+
+    def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Warm up on (x, y), restore every state, capture the step. Training state is unchanged."""
+        snapshot = self._snapshot()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._step(x, y)
+        torch.cuda.current_stream().wait_stream(side)
+        self._restore(snapshot)
+        self.static_x, self.static_y = x.clone(), y.clone()
+        self.optimizer.zero_grad(set_to_none=True)  # backward inside the graph allocates its own grads
+        graph = torch.cuda.CUDAGraph()
+        if self.noise is not None:
+            graph.register_generator_state(self.noise)
+        with torch.cuda.graph(graph):
+            self.metrics = self._step(self.static_x, self.static_y)
+        self.graph = graph
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One training step on (x, y) by replay; returns the (loss, accuracy) tensor, which the next
+        replay overwrites: copy it before then."""
+        self.static_x.copy_(x)
+        self.static_y.copy_(y)
+        self.graph.replay()
+        return self.metrics

@@ -1,0 +1,125 @@
+"""The CUDA-graph step (``trainer.cuda_graph``): when it is used, and that it trains exactly as eager.
+
+The CPU tests check the switch and the probe's capture/replay bookkeeping; the CUDA tests (skipped
+without a GPU; ``scripts/gpu_check.sh`` runs them) train the same run graphed and eager.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ics_study.config import ProbeConfig
+from ics_study.errors import UserError
+from ics_study.graphed_step import optimizer_ready, wanted
+from ics_study.probes import ActivationProbe
+from ics_study.records import Recorder
+from ics_study.config import LoggerConfig
+from ics_study.train import train
+
+from .test_probes import tiny_model
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/gpu_check.sh)")
+
+
+def test_graph_is_used_on_cuda_by_default_and_never_on_cpu():
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert wanted("auto", gpu, None) and wanted("on", gpu, "default") and wanted("True", gpu, None)
+    assert not wanted("auto", cpu, None) and not wanted("on", cpu, None)
+    assert not wanted("off", gpu, None) and not wanted("False", gpu, None)
+    assert not wanted("auto", gpu, "reduce-overhead")  # torch.compile makes its own graphs then
+
+
+def test_bad_cuda_graph_value_is_one_clear_error(tiny_cfg):
+    with pytest.raises(UserError, match="trainer.cuda_graph"):
+        train(tiny_cfg("trainer.cuda_graph=sometimes"), "/nonexistent")
+
+
+def test_optimizer_is_ready_to_capture_only_once_momentum_buffers_exist():
+    p = torch.nn.Parameter(torch.ones(3))
+    assert optimizer_ready(torch.optim.SGD([p], lr=0.1))  # plain SGD keeps no state
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    assert not optimizer_ready(opt)
+    p.grad = torch.ones(3)
+    opt.step()
+    assert optimizer_ready(opt)
+
+
+def test_probe_capture_and_replay_record_what_an_observed_forward_records(tmp_path):
+    """The bookkeeping a graph relies on: capture() keeps one step tensor, replayed() copies it."""
+    model, x = tiny_model("noisy_batch"), torch.randn(8, 3, 32, 32)
+    probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=100), seed=0)
+    torch.manual_seed(1)
+    with torch.no_grad(), probe.observe(2):  # step 2: moments only
+        model(x)
+    eager = probe._moments[-1].clone()
+    torch.manual_seed(1)
+    with torch.no_grad(), probe.capture():
+        model(x)
+    torch.testing.assert_close(probe.captured, eager)
+    assert len(probe._moments) == 1  # capture itself records no step
+    probe.replayed(3)
+    probe.captured.mul_(2)  # the next replay overwrites the static tensor; step 3's copy must not change
+    probe.replayed(4)
+    recorder = Recorder(tmp_path, LoggerConfig(tensorboard=False, tables=True))
+    probe.flush(recorder)
+    recorder.flush(force=True)
+    acts = pd.read_parquet(tmp_path / "activations")
+    means = acts[acts.stat == "mean"].pivot_table(index=["layer", "channel"], columns="step", values="value")
+    assert list(means.columns) == [2, 3, 4]
+    np.testing.assert_allclose(means[3], means[2], rtol=1e-6)
+    np.testing.assert_allclose(means[4], 2 * means[2], rtol=1e-6)
+
+
+# --- on a GPU --------------------------------------------------------------------------------------
+GPU_RUN = ["trainer.device=cuda", "trainer.max_steps=40", "trainer.log_every=7", "probe.every=10",
+           "model=vgg_bn_noise", "ics.enabled=true", "ics.every=15", "ics.layers=[2,5]",
+           "landscape.enabled=true", "landscape.every=20"]
+
+
+def _series(run, metric):
+    m = pd.read_parquet(run / "metrics")
+    return m[m.metric == metric].sort_values("step")
+
+
+@cuda
+@pytest.mark.parametrize("extra", [[], ["optim.momentum=0.9"]], ids=["sgd", "momentum"])
+def test_graphed_training_matches_eager_training(tiny_cfg, tmp_path, extra):
+    runs = {}
+    for mode in ("on", "off"):
+        summary = train(tiny_cfg(*GPU_RUN, *extra, f"trainer.cuda_graph={mode}"), tmp_path / mode)
+        assert summary["status"] == "completed" and summary["cuda_graph"] == (mode == "on")
+        runs[mode] = tmp_path / mode
+    a, b = (_series(runs[m], "train/loss") for m in ("on", "off"))
+    assert list(a.step) == list(range(1, 41))
+    # same kernels, same noise (the generator is registered with the graph): equal up to autotuning
+    np.testing.assert_allclose(a.value.to_numpy(), b.value.to_numpy(), rtol=2e-3, atol=1e-4)
+    for metric in ("test/acc", "ics/layer02/l2_diff", "landscape/loss_max"):
+        sa, sb = _series(runs["on"], metric), _series(runs["off"], metric)
+        assert len(sa) and list(sa.step) == list(sb.step), metric
+        np.testing.assert_allclose(sa.value.to_numpy(), sb.value.to_numpy(), rtol=2e-2, atol=1e-3, err_msg=metric)
+    acts = [pd.read_parquet(runs[m] / "activations") for m in ("on", "off")]
+    key = ["step", "layer", "channel", "stat"]
+    joined = acts[0].merge(acts[1], on=key, suffixes=("_graph", "_eager"))
+    assert len(joined) == len(acts[1]) and set(joined.step) == set(range(1, 41))
+    np.testing.assert_allclose(joined.value_graph, joined.value_eager, rtol=2e-2, atol=2e-3)
+
+
+@cuda
+def test_graphed_bf16_training_runs(tiny_cfg, tmp_path):
+    summary = train(tiny_cfg(*GPU_RUN, "trainer.precision=bf16"), tmp_path)
+    assert summary["status"] == "completed" and summary["cuda_graph"]
+    assert np.isfinite(_series(tmp_path, "train/loss").value).all()
+
+
+@cuda
+def test_graphed_run_resumes_exactly(tiny_cfg, tmp_path):
+    full = train(tiny_cfg(*GPU_RUN, "trainer.checkpoint_every=20"), tmp_path / "full")
+    train(tiny_cfg(*GPU_RUN, "trainer.max_steps=20"), tmp_path / "split")
+    resumed = train(tiny_cfg(*GPU_RUN), tmp_path / "split")
+    assert resumed["resumed_from"] == 20 and resumed["cuda_graph"]
+    a, b = _series(tmp_path / "full", "train/loss"), _series(tmp_path / "split", "train/loss")
+    np.testing.assert_allclose(a.value.to_numpy(), b.value.to_numpy(), rtol=2e-3, atol=1e-4)
+    assert full["final"]["test_acc"] == pytest.approx(resumed["final"]["test_acc"], abs=0.02)
