@@ -32,13 +32,14 @@ WARMUP_STEPS = 3  # as in PyTorch's CUDA-graph recipe: lazy initialisation and a
 
 
 def wanted(setting: str, device: torch.device, compile_mode: str | None) -> bool:
-    """``trainer.cuda_graph``: auto = on for CUDA unless torch.compile makes its own graphs."""
+    """``trainer.cuda_graph``: auto = on for CUDA with an eager model. With torch.compile, auto is off
+    (reduce-overhead makes its own graphs; capturing other modes is allowed with ``on`` but untested)."""
     setting = {"True": "on", "False": "off"}.get(str(setting), setting)  # YAML reads on/off as booleans
     if setting == "off" or device.type != "cuda":
         return False
     if setting == "on":
         return True
-    return compile_mode != "reduce-overhead"
+    return compile_mode is None
 
 
 def optimizer_ready(optimizer: torch.optim.Optimizer) -> bool:

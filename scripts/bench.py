@@ -8,7 +8,8 @@
 (a) reference: torchvision's CIFAR10 dataset with ToTensor/Normalize transforms, a shuffling
     DataLoader, the same VGG in eager fp32, SGD, ``loss.item()`` every step for the running loss;
 (b) ics-study: ``train()`` at default probes (per-step channel moments, histograms every 100 steps),
-    in fp32 and bf16 (and compiled: ``--variants bf16,compile``).
+    in fp32 and bf16 (on a GPU each plain step replays one CUDA graph; ``eager`` is fp32 without
+    it; ``compile`` is bf16 + torch.compile: ``--variants ref,fp32,eager,compile``).
 Runs alternate (a, b-fp32, b-bf16, a, ...) after a warm-up round; the table gives the median
 training images/s of each and its ratio to the reference. On a GPU it adds achieved TFLOP/s and the
 model FLOPs utilisation (VGG-16 forward: 0.626 GFLOP per 32x32 image at width 1; training ~3x).
@@ -77,12 +78,16 @@ def reference_loop(args, device: torch.device, steps: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def ics_study_loop(args, device: torch.device, steps: int, precision: str, compiled: bool, out: Path) -> float:
+def ics_study_loop(args, device: torch.device, steps: int, precision: str, compiled: bool, out: Path,
+                   graph: str = "auto") -> float:
     data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
     cfg = compose([f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={steps}",
                    f"trainer.eval_every={steps}", "trainer.progress_bar=false", f"trainer.device={device}",
-                   f"trainer.precision={precision}", f"trainer.compile={compiled}", *data, *args.overrides])
-    return train(cfg, out)["train_images_per_s"]
+                   f"trainer.precision={precision}", f"trainer.compile={compiled}", f"trainer.cuda_graph={graph}",
+                   *data, *args.overrides])
+    summary = train(cfg, out)
+    print(f"  ({precision}, compile={compiled}: CUDA graph used: {summary['cuda_graph']})", file=sys.stderr)
+    return summary["train_images_per_s"]
 
 
 def main() -> None:
@@ -94,7 +99,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--ref-workers", type=int, default=2, help="DataLoader workers of the reference loop")
-    ap.add_argument("--variants", default="ref,fp32,bf16", help="comma list of ref, fp32, bf16, compile (bf16 + compile)")
+    ap.add_argument("--variants", default="ref,fp32,bf16",
+                    help="comma list of ref, fp32, bf16, eager (fp32, no CUDA graph), compile (bf16 + compile)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
     args = ap.parse_args()
@@ -106,6 +112,8 @@ def main() -> None:
     known = {"ref": ("reference (DataLoader, eager fp32)", lambda out: reference_loop(args, device, steps)),
              "fp32": ("ics-study fp32 + probes", lambda out: ics_study_loop(args, device, steps, "fp32", False, out)),
              "bf16": ("ics-study bf16 + probes", lambda out: ics_study_loop(args, device, steps, "bf16", False, out)),
+             "eager": ("ics-study fp32 + probes, eager (no CUDA graph)",
+                       lambda out: ics_study_loop(args, device, steps, "fp32", False, out, graph="off")),
              "compile": ("ics-study bf16 + probes + compile",
                          lambda out: ics_study_loop(args, device, steps, "bf16", True, out))}
     variants = dict(known[v] for v in args.variants.split(","))

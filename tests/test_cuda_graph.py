@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ics_study.config import ProbeConfig
+from ics_study.config import LoggerConfig, ProbeConfig
 from ics_study.errors import UserError
 from ics_study.graphed_step import optimizer_ready, wanted
 from ics_study.probes import ActivationProbe
 from ics_study.records import Recorder
-from ics_study.config import LoggerConfig
 from ics_study.train import train
 
 from .test_probes import tiny_model
@@ -29,7 +28,7 @@ def test_graph_is_used_on_cuda_by_default_and_never_on_cpu():
     assert wanted("auto", gpu, None) and wanted("on", gpu, "default") and wanted("True", gpu, None)
     assert not wanted("auto", cpu, None) and not wanted("on", cpu, None)
     assert not wanted("off", gpu, None) and not wanted("False", gpu, None)
-    assert not wanted("auto", gpu, "reduce-overhead")  # torch.compile makes its own graphs then
+    assert not wanted("auto", gpu, "reduce-overhead") and not wanted("auto", gpu, "default")  # compiled: opt-in
 
 
 def test_bad_cuda_graph_value_is_one_clear_error(tiny_cfg):
