@@ -15,10 +15,14 @@ probes, ICS and landscape measurements, the fixed-batch probe forward -- run eag
 weights (the graph holds its own gradient buffers; eager steps allocate theirs). Evaluation is eager.
 
 Capture needs a steady state: the optimiser's state must already exist (the momentum buffers
-after a first eager step), and the kernels must be chosen (cudnn autotuning) before capture. So
-``capture`` runs warm-up steps on a side stream and then puts weights, buffers, optimiser state and
-the noise generator back exactly as they were: warm-up never changes training. If capture fails,
-``train`` logs one warning and goes on eagerly.
+after a first eager step), and the kernels must be chosen (cudnn autotuning) and every per-stream
+handle created before capture. So ``capture`` runs warm-up steps on the very stream it then captures
+on (warming up on another stream made the first capture of a process fail on an H100), and then puts
+weights, buffers, optimiser state and the noise generator back exactly as they were: warm-up never
+changes training. The caller must drop every reference to an earlier step's autograd graph (its loss
+and outputs) first: a live gradient accumulator from the default stream breaks the capture. A failed
+capture leaves CUDA state (the registered generator, the memory pool) unusable, so it stops the run
+with one line that names ``trainer.cuda_graph=off``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class GraphedStep:
         self.model, self.forward, self.optimizer, self.task, self.probe = model, forward, optimizer, task, probe
         self.noise, self.precision = noise, precision
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.stream: torch.cuda.Stream | None = None  # warm-up and capture both run on it
         self.static_x = self.static_y = self.metrics = None
 
     def _autocast(self):
@@ -99,20 +104,21 @@ class GraphedStep:
     def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Warm up on (x, y), restore every state, capture the step. Training state is unchanged."""
         snapshot = self._snapshot()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        self.stream = torch.cuda.Stream()
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
             for _ in range(WARMUP_STEPS):
                 self.optimizer.zero_grad(set_to_none=True)
                 self._step(x, y)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(self.stream)
         self._restore(snapshot)
         self.static_x, self.static_y = x.clone(), y.clone()
         self.optimizer.zero_grad(set_to_none=True)  # backward inside the graph allocates its own grads
+        torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         if self.noise is not None:
             graph.register_generator_state(self.noise)
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=self.stream):
             self.metrics = self._step(self.static_x, self.static_y)
         self.graph = graph
 

@@ -239,7 +239,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                 probe_full = probe is not None and probe.fixed_batch is None and probe.wants_full_stats(step)
                 plain = not (measure_ics or measure_landscape or probe_full)
                 if graphed is not None and graphed.graph is None and plain and optimizer_ready(optimizer):
-                    graphed = _capture_or_none(graphed, x, y, probe)
+                    graphed = _capture(graphed, x, y)
                 if graphed is not None and graphed.graph is not None and plain:
                     buffer[len(pending)].copy_(graphed(x, y))
                     if probe is not None:
@@ -267,6 +267,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                         buffer[len(pending), 0] = loss.detach()
                         if task.accuracy is not None:
                             buffer[len(pending), 1] = task.accuracy(out.detach(), y)
+                    del out, loss  # free this step's autograd graph now (a CUDA graph capture needs that)
                 if probe is not None:
                     probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
                 pending.append(step)
@@ -329,17 +330,16 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     return summary
 
 
-def _capture_or_none(graphed: GraphedStep, x, y, probe) -> GraphedStep | None:
-    """Capture the plain step; on failure say so once and let training go on eagerly."""
+def _capture(graphed: GraphedStep, x, y) -> GraphedStep:
+    """Capture the plain step. A failed capture leaves CUDA unusable for this process (the noise
+    generator stays in capture mode, the graph's memory pool keeps growing): stop with one line."""
     try:
         graphed.capture(x, y)
-        return graphed
-    except Exception as e:  # capture is an optimisation: never the reason a run dies
-        log.warning("CUDA graph capture failed (%s: %s); training eagerly (trainer.cuda_graph=off hides this)",
-                    type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        if probe is not None:
-            probe.discard_current()
-        return None
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"CUDA graph capture failed ({type(e).__name__}: {first}); rerun with trainer.cuda_graph=off "
+                        "(same numbers, slower) and please report it") from e
+    return graphed
 
 
 def _progress(t, initial: int = 0):

@@ -121,10 +121,6 @@ class ActivationProbe:
             self._moments.append(self.captured.clone())
             self._steps.append(step)
 
-    def discard_current(self) -> None:
-        """Forget a forward's partial records (a failed graph capture)."""
-        self._current, self.captured = [None] * len(self.layers), None
-
     def _stack_current(self) -> torch.Tensor:
         if any(c is None for c in self._current):  # a forward that never reached some hooks
             raise RuntimeError("activation probe: a layer's hook did not fire during the forward")
