@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import signal
 import time
 from contextlib import nullcontext
@@ -130,6 +131,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     device = pick_device(t.device)
     torch.set_num_threads(t.threads or torch.get_num_threads())
     if t.deterministic:
+        # cuBLAS is deterministic only with a fixed workspace, set before its first use in the process
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not t.deterministic
