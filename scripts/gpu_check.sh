@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check as one command, sized to fit about 9 minutes: the CUDA tests (graphed ==
 # eager, bf16, resume), the loop benchmark (reference vs ics-study: CUDA graph fp32/bf16, eager fp32,
-# MFU), the probe-cost benchmark, then the full fig2 protocol (3 networks x 15,000 steps, batch 128,
+# MFU; SKIP_LOOP_BENCH=1 skips it), the probe-cost benchmark, a torch.profiler table of a probed run,
+# then (unless SKIP_FIG2=1) the full fig2 protocol (3 networks x 15,000 steps, batch 128,
 # default probes, seed 0) timed end to end. Prints tables and leaves them (and the fig2 runs, trimmed
 # to what figures and reports read) in OUT.
 #
@@ -44,6 +45,11 @@ stamp "probe cost (CUDA graph, fp32)"
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
   --with-measurements 2>>"$out/bench.log" | tee "$out/bench_probes.md"
 
+stamp "profile: noisy BN, probes at defaults, CUDA graph (top kernels and host ops)"
+timeout 120 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 300 --skip 100 \
+  > "$out/profile.txt" 2>>"$out/bench.log"; head -3 "$out/profile.txt"
+
+if [ -n "${SKIP_FIG2:-}" ]; then stamp "done (fig2 skipped)"; exit 0; fi
 stamp "fig2 at the paper's scale: 3 networks x 15,000 steps, default probes, seed 0"
 fig2_start=$(date +%s)
 timeout $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.seed=0 $real trainer.progress_bar=false \

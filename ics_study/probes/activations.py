@@ -319,7 +319,9 @@ def _histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
     width = 2 * limit / bins
     idx = ((chans.nan_to_num(nan=0.0) + limit) / width).floor().clamp_(0, bins - 1).long()
     idx += torch.arange(chans.shape[0], device=chans.device)[:, None] * bins
-    return torch.bincount(idx.reshape(-1), minlength=chans.shape[0] * bins).reshape(chans.shape[0], bins)
+    # scatter_add, not bincount: bincount reads the largest index back to the host (a sync on a GPU)
+    counts = torch.zeros(chans.shape[0] * bins, dtype=torch.int64, device=chans.device)
+    return counts.scatter_add_(0, idx.reshape(-1), torch.ones_like(idx).reshape(-1)).reshape(chans.shape[0], bins)
 
 
 def _out_features(block: nn.Module) -> int:
