@@ -200,7 +200,7 @@ def run_sweep(args: list[str]) -> int:
 
 
 def run_aggregate(args: list[str]) -> int:
-    from .sweeps import main_aggregate
+    from .aggregate import main as main_aggregate
 
     return main_aggregate(args)
 

@@ -1,7 +1,9 @@
 """``ics-study report PATH... [--out DIR]``: results per variant and learning rate, and the paper's claims.
 
 Writes ``report.md``, ``results.csv`` (one row per variant and lr) and ``claims.csv`` (one row per
-claim) from the tables of finished runs. Definitions, so that every number can be recomputed:
+claim) from the aggregate table of the finished runs under PATH (``aggregate.py``: the sweep's
+``aggregate.parquet`` where it is current, built in memory otherwise). Every per-run number comes
+from that table; this module only groups, compares and writes. Definitions:
 
 - final train acc: per run, the mean batch accuracy over the last 5% of its steps (the last batch
   alone is too noisy); final test acc: the full test set after the last step (``summary.json``);
@@ -9,7 +11,8 @@ claim) from the tables of finished runs. Definitions, so that every number can b
 - steps to X%: per run, the first step at which the 100-step rolling mean of the batch accuracy
   reaches X; the mean over seeds, or "not reached (k/n)" if some seed never got there;
 - "ahead by": a difference of seed means, called significant when it exceeds twice the larger
-  seed standard deviation (or, for single runs, any difference).
+  seed standard deviation (or, for single runs, any difference);
+- ICS, smoothness and drift claims: the mean over runs of each run's mean over its probed steps.
 """
 
 from __future__ import annotations
@@ -21,28 +24,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .aggregate import THRESHOLDS, load
 from .errors import UserError
-from .runs import Runs, find_runs
 
-THRESHOLDS = (0.9, 0.99)
+PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
+           "steps_to/90": "steps_to_90", "steps_to/99": "steps_to_99"}
 
 
-def per_run(runs: Runs) -> pd.DataFrame:
-    acc = runs.metric("train/acc")
-    rows = []
-    for r in runs.table.itertuples():
-        a = acc[acc.run == r.path].sort_values("step") if len(acc) else acc
-        row = {"variant": r.variant, "lr": r.lr, "seed": r.seed, "status": r.status, "steps": r.steps,
-               "final_test_acc": r.final_test_acc, "final_train_acc": np.nan}
-        if len(a):
-            tail = a[a.step > a.step.max() * 0.95]
-            row["final_train_acc"] = tail.value.mean()
-            rolling = a.set_index("step").value.rolling(100, min_periods=100).mean()
-            for th in THRESHOLDS:
-                hit = rolling[rolling >= th]
-                row[f"steps_to_{round(th * 100)}"] = float(hit.index[0]) if len(hit) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+def per_run(agg: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its identity and every aggregate metric as a column (derived ones renamed)."""
+    values = agg.pivot_table(index="path", columns="metric", values="value", aggfunc="first")
+    info = agg.drop_duplicates("path").set_index("path")[["variant", "lr", "seed", "status", "steps", "width",
+                                                         "precision", "max_steps", "data"]]
+    table = info.join(values).rename(columns=PER_RUN).reset_index()
+    for col in PER_RUN.values():
+        if col not in table:
+            table[col] = np.nan
+    return table.sort_values(["variant", "lr", "seed"]).reset_index(drop=True)
 
 
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
@@ -71,22 +69,15 @@ def _ahead(a, b, key: str) -> tuple[float, bool]:
     return diff, diff > noise
 
 
-def _drift(runs: Runs, variant: str) -> float:
-    """Mean over layers #2, #9, #13 and steps of |mu_{t+1} - mu_t| of the rank-0 unit, lr 0.1."""
-    vals = []
-    for layer in (2, 9, 13):
-        a = runs.select(variant=variant, lr=0.1).activations(layer, stats=("mean",))
-        for _, g in a.groupby("run") if len(a) else []:
-            vals.append(g.sort_values("step").value.astype(float).diff().abs().mean())
-    return float(np.mean(vals)) if vals else np.nan
+def _run_mean(table: pd.DataFrame, variant: str, column: str, lr: float = 0.1) -> float:
+    """Mean over the variant's runs at ``lr`` of a per-run column (NaN if no run has it)."""
+    if column not in table:
+        return np.nan
+    vals = table[(table.variant == variant) & np.isclose(table.lr, lr)][column].dropna()
+    return float(vals.mean()) if len(vals) else np.nan
 
 
-def _metric_mean(runs: Runs, variant: str, name: str, lr: float = 0.1) -> float:
-    m = runs.select(variant=variant, lr=lr).metric(name)
-    return float(m.value.mean()) if len(m) else np.nan
-
-
-def claims(runs: Runs, res: pd.DataFrame) -> pd.DataFrame:
+def claims(table: pd.DataFrame, res: pd.DataFrame) -> pd.DataFrame:
     rows = []
 
     def add(claim, paper, measured, verdict):
@@ -128,7 +119,7 @@ def claims(runs: Runs, res: pd.DataFrame) -> pd.DataFrame:
         add('"Noisy" BN trains about as fast as BN (final train accuracy, lr 0.1)', "both ~100% by 3-5k steps",
             f"noisy {noisy.train_acc_mean:.3f}, BN {bn.train_acc_mean:.3f}, standard {std.train_acc_mean:.3f}",
             "reproduced" if ok else "not reproduced")
-        d_noisy, d_std = _drift(runs, "vgg_bn_noise"), _drift(runs, "vgg")
+        d_noisy, d_std = (_run_mean(table, v, "drift/unit_mean") for v in ("vgg_bn_noise", "vgg"))
         measured = f"mean step-to-step change of the unit's mean: noisy {d_noisy:.2e} vs standard {d_std:.2e}"
         verdict = "not measured (no activation tables)" if np.isnan(d_noisy) or np.isnan(d_std) else (
             "reproduced" if d_noisy > d_std else "not reproduced")
@@ -138,12 +129,12 @@ def claims(runs: Runs, res: pd.DataFrame) -> pd.DataFrame:
         add('"Noisy" BN trains about as fast as BN', "both ~100% by 3-5k steps", "-",
             "not measured (needs experiment=fig2)")
     for layer in (5, 10):
-        s, b = (_metric_mean(runs, v, f"ics/layer{layer:02d}/l2_diff") for v in ("vgg", "vgg_bn"))
+        s, b = (_run_mean(table, v, f"mean/ics/layer{layer:02d}/l2_diff") for v in ("vgg", "vgg_bn"))
         verdict = "not measured (needs experiment=fig3)" if np.isnan(s) or np.isnan(b) else (
             "reproduced" if b >= 0.5 * s else "not reproduced")
         add(f"BN does not reduce ICS, layer #{layer} (mean ‖G - G'‖, lr 0.1)", "BN similar or larger",
             "-" if np.isnan(s) else f"BN {b:.3g} vs standard {s:.3g}", verdict)
-    s, b = (_metric_mean(runs, v, "landscape/beta_smoothness") for v in ("vgg", "vgg_bn"))
+    s, b = (_run_mean(table, v, "mean/landscape/beta_smoothness") for v in ("vgg", "vgg_bn"))
     verdict = "not measured (needs experiment=fig4)" if np.isnan(s) or np.isnan(b) else (
         "reproduced" if b < s else "not reproduced")
     add("BN's effective beta-smoothness is lower (mean over probed steps, lr 0.1)", "BN flat ~20, standard up to ~45",
@@ -155,10 +146,10 @@ def _fmt(mean, std) -> str:
     return "-" if pd.isna(mean) else f"{mean:.3f} ± {0 if pd.isna(std) else std:.3f}"
 
 
-def render(res: pd.DataFrame, cl: pd.DataFrame, runs: Runs) -> str:
-    lines = ["# ics-study report", "", f"{len(runs)} runs from: " + ", ".join(sorted({str(Path(p).parent) for p in runs.table.path})), ""]
+def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame) -> str:
+    lines = ["# ics-study report", "", f"{len(table)} runs from: " + ", ".join(sorted({str(Path(p).parent) for p in table.path})), ""]
     notes = sorted({f"{d} data, width {w:g}, {s} steps, {p}" for d, w, s, p in
-                    zip(runs.table.data, runs.table.width, runs.table.max_steps, runs.table.precision)})
+                    zip(table.data, table.width, table.max_steps, table.precision)})
     lines += ["Settings: " + "; ".join(notes), "", "## Results per variant and learning rate", "",
               "| variant | lr | seeds | final train acc | final test acc | steps to 90% | steps to 99% | diverged |",
               "|---|---|---|---|---|---|---|---|"]
@@ -175,13 +166,13 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, runs: Runs) -> str:
 
 
 def make_report(paths, out: Path, notes: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    runs = find_runs(paths)
-    res = results_table(per_run(runs))
-    cl = claims(runs, res)
+    table = per_run(load(paths))
+    res = results_table(table)
+    cl = claims(table, res)
     out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out / "results.csv", index=False)
     cl.to_csv(out / "claims.csv", index=False)
-    text = render(res, cl, runs)
+    text = render(res, cl, table)
     if notes is not None:
         text += "\n" + Path(notes).read_text()
     (out / "report.md").write_text(text)

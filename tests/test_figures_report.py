@@ -109,3 +109,35 @@ def test_cli_figures_and_report(sweep, tmp_path):
     assert proc.returncode == 0 and (tmp_path / "r" / "results.csv").exists()
     bad = run_cli("figures", str(tmp_path / "nothing-here"))
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
+
+
+def test_report_reads_the_aggregate_table(sweep, tmp_path):
+    """After ``ics-study aggregate``, the report needs nothing but aggregate.parquet: with every
+    per-run table deleted it gives the same numbers and verdicts as from the tables themselves."""
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    proc = run_cli("aggregate", str(copy))
+    assert proc.returncode == 0, proc.stderr
+    for table in ("metrics", "activations", "histograms", "probe_channels"):
+        for folder in copy.glob(f"*/{table}"):
+            shutil.rmtree(folder)
+    from_tables, claims_tables = make_report([sweep], tmp_path / "a")
+    from_aggregate, claims_aggregate = make_report([copy], tmp_path / "b")
+    pd.testing.assert_frame_equal(from_tables, from_aggregate)
+    pd.testing.assert_frame_equal(claims_tables, claims_aggregate)
+    assert "not measured" not in " ".join(claims_aggregate[claims_aggregate.claim.str.contains("drift")].verdict)
+
+
+def test_a_stale_aggregate_is_not_used(sweep, tmp_path):
+    """A run added after ``aggregate`` (or one that continued) makes the file stale: the report
+    then builds the rows itself instead of missing the run."""
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("7_*"))
+    assert run_cli("aggregate", str(copy)).returncode == 0
+    shutil.copytree(next(sweep.glob("7_*")), copy / "7_late")
+    res, _ = make_report([copy], tmp_path / "r")
+    assert res.seeds.sum() == len(SWEEP)

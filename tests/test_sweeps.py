@@ -10,7 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from ics_study.sweeps import aggregate, jobs
+from ics_study.aggregate import aggregate
+from ics_study.sweeps import jobs
 
 from .conftest import TINY, run_cli
 

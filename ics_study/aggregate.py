@@ -1,0 +1,184 @@
+"""One tidy table for a set of runs: what ``ics-study aggregate PATH`` writes and ``report`` reads.
+
+    ics-study aggregate results/multiruns/2026-11-26/14-10-00      # -> PATH/aggregate.parquet (+ .csv)
+
+One row per run (job) and metric. Columns: ``job`` (the run folder, relative to PATH), ``status``,
+the run's identity (``variant``, ``lr``, ``seed``, ``width``, ``precision``, ``max_steps``, ``data``,
+``steps``), the swept overrides (one column each, e.g. ``model``, ``optim.lr``), then ``metric``,
+``step``, ``value``. Metrics:
+
+- every series of the run's ``metrics`` table, at its last step (``train/acc``, ``test/acc``,
+  ``ics/layer05/l2_diff``, ...);
+- ``summary/...``: wall time, training images/s, steps (``summary.json``);
+- derived, with the definitions the report uses (so that every report number is in this table):
+  ``final/train_acc`` the mean batch accuracy over the last 5% of steps, ``final/test_acc`` the test
+  accuracy after the last step, ``steps_to/90`` and ``steps_to/99`` the first step at which the
+  100-step rolling mean of the batch accuracy reaches 90% / 99% (NaN: never), ``mean/<series>`` the
+  mean over steps of every ICS and landscape series, and ``drift/unit_mean`` the mean over layers
+  #2, #9, #13 and steps of |mu(t+1) - mu(t)| of the rank-0 sampled unit (the paper's "random
+  activation"; Figure 2's stability claim).
+
+``load(paths)`` is what the report uses: under each path it takes every ``aggregate.parquet`` that
+is current (it lists exactly the finished runs under its folder and is newer than all of them) and
+builds the rows of any other run in memory, so a report is right whether or not ``aggregate`` ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .errors import UserError
+from .sweeps import jobs
+
+FILENAME = "aggregate.parquet"
+THRESHOLDS = (0.9, 0.99)
+DRIFT_LAYERS = (2, 9, 13)
+IDENTITY = ("variant", "lr", "seed", "width", "precision", "max_steps", "data", "steps")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def identity(run: Path) -> dict:
+    """Who the run is, from its resolved ``config.yaml`` (and ``summary.json`` for its steps)."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    model, trainer = cfg.get("model") or {}, cfg.get("trainer") or {}
+    variant = model.get("name") if model.get("arch") != "dln" else f"dln_{model.get('norm')}"
+    return {"variant": variant, "lr": float((cfg.get("optim") or {}).get("lr", np.nan)), "seed": cfg.get("seed"),
+            "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
+            "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
+            "steps": _read_json(run / "summary.json").get("steps")}
+
+
+def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, float]]:
+    """The report's per-run numbers: metric -> (step, value)."""
+    out: dict[str, tuple[int | None, float]] = {}
+    acc = metrics[metrics.metric == "train/acc"].sort_values("step")
+    if len(acc):
+        last = int(acc.step.max())
+        out["final/train_acc"] = (last, float(acc[acc.step > last * 0.95].value.mean()))
+        rolling = acc.set_index("step").value.rolling(100, min_periods=100).mean()
+        for th in THRESHOLDS:
+            hit = rolling[rolling >= th]
+            out[f"steps_to/{round(th * 100)}"] = (None, float(hit.index[0]) if len(hit) else np.nan)
+    summary = _read_json(run / "summary.json")
+    test_acc = (summary.get("final") or {}).get("test_acc")
+    if test_acc is not None:
+        out["final/test_acc"] = (summary.get("steps"), float(test_acc))
+    for name, g in metrics[metrics.metric.str.startswith(("ics/", "landscape/"))].groupby("metric"):
+        out[f"mean/{name}"] = (None, float(g.value.mean()))
+    drift = _drift(run)
+    if not np.isnan(drift):
+        out["drift/unit_mean"] = (None, drift)
+    return out
+
+
+def _drift(run: Path) -> float:
+    if not (run / "probe_channels").exists() or not (run / "activations").exists():
+        return np.nan
+    chans = pd.read_parquet(run / "probe_channels")
+    acts = pd.read_parquet(run / "activations", filters=[("layer", "in", list(DRIFT_LAYERS))])
+    vals = []
+    for layer in DRIFT_LAYERS:
+        unit = chans[(chans.layer == layer) & (chans["rank"] == 0)].channel
+        if not len(unit):
+            continue
+        a = acts[(acts.layer == layer) & (acts.channel == int(unit.iloc[0])) & (acts.stat.astype(str) == "mean")]
+        vals.append(a.sort_values("step").value.astype(float).diff().abs().mean())
+    return float(np.mean(vals)) if vals else np.nan
+
+
+def aggregate(path: str | Path) -> pd.DataFrame:
+    """The aggregate table of every run (job) under ``path``."""
+    root = Path(path).expanduser()
+    table = jobs(root)
+    swept = [c for c in table.columns if c not in {"job", "path", "status", "error", "steps", "max_steps",
+                                                    "diverged_at", "train_loss", "train_acc", "test_loss", "test_acc"}]
+    rows = []
+    for job in table.to_dict("records"):
+        run = Path(job["path"])
+        base = {"job": run.relative_to(root).as_posix() if run != root else ".", "status": job["status"],
+                **identity(run), **{c: job[c] for c in swept}}
+        metrics = pd.read_parquet(run / "metrics") if (run / "metrics").exists() else pd.DataFrame(
+            {"step": [], "metric": [], "value": []})
+        metrics = metrics.assign(metric=metrics.metric.astype(str))
+        for name, g in metrics.sort_values("step").groupby("metric", sort=True):
+            rows.append({**base, "metric": name, "step": int(g.step.iloc[-1]), "value": float(g.value.iloc[-1])})
+        summary = _read_json(run / "summary.json")
+        for key in ("wall_time_s", "train_images_per_s", "steps"):
+            if key in summary:
+                rows.append({**base, "metric": f"summary/{key}", "step": summary.get("steps"), "value": float(summary[key])})
+        for name, (step, value) in derived(run, metrics).items():
+            rows.append({**base, "metric": name, "step": step, "value": value})
+    out = pd.DataFrame(rows)
+    return out.astype({"step": "Int64"}) if len(out) else out
+
+
+def _finished_runs(folder: Path) -> set[str]:
+    return {s.parent.relative_to(folder).as_posix() if s.parent != folder else "." for s in folder.rglob("summary.json")
+            if (s.parent / "config.yaml").exists()}
+
+
+def _current(file: Path) -> pd.DataFrame | None:
+    """The finished runs' rows of an aggregate file, if it still describes its folder exactly."""
+    folder = file.parent
+    try:
+        table = pd.read_parquet(file)
+    except (OSError, ValueError):
+        return None
+    finished = _finished_runs(folder)
+    newest = max(((folder / j / "summary.json").stat().st_mtime for j in finished), default=0.0)
+    if set(table[table.metric == "summary/steps"].job) != finished or file.stat().st_mtime < newest:
+        return None
+    table = table[table.job.isin(finished)]
+    return table.assign(path=[str(folder / j) if j != "." else str(folder) for j in table.job])
+
+
+def load(paths) -> pd.DataFrame:
+    """Aggregate rows of every finished run under ``paths``: from current aggregate files where there
+    are some, built in memory for every other run. Adds ``path`` (the run folder)."""
+    frames, files_used, runs_done = [], [], set()
+    for p in (Path(q).expanduser().resolve() for q in paths):
+        if not p.exists():
+            raise UserError(f"{p} does not exist; give run or sweep folders (e.g. results/multiruns/...)")
+        for file in sorted(p.rglob(FILENAME), key=lambda f: len(f.parts)):  # outermost first
+            if any(file.parent.is_relative_to(d) for d in files_used):
+                continue
+            table = _current(file)
+            if table is not None:
+                frames.append(table[~table.path.isin(runs_done)])
+                files_used.append(file.parent)
+                runs_done.update(table.path)
+        for run in sorted(_finished_runs(p)):
+            folder = p / run if run != "." else p
+            if str(folder) not in runs_done:
+                frames.append(aggregate(folder).assign(path=str(folder), job=folder.name))
+                runs_done.add(str(folder))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        raise UserError(f"no finished runs (folders with summary.json) under: {', '.join(map(str, paths))}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="ics-study aggregate", description="one tidy table for a whole sweep")
+    ap.add_argument("path", help="a sweep folder (or any folder of runs)")
+    ap.add_argument("--out", default=None, help="output file stem (default PATH/aggregate)")
+    args = ap.parse_args(argv)
+    table = aggregate(args.path)
+    stem = Path(args.out) if args.out else Path(args.path).expanduser() / "aggregate"
+    table.to_parquet(stem.with_suffix(".parquet"), index=False)
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    print(f"wrote {stem.with_suffix('.parquet')} and .csv: {len(table)} rows, {table.job.nunique()} jobs", file=sys.stderr)
+    return 0
