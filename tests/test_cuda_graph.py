@@ -139,3 +139,33 @@ def test_graphed_run_resumes_exactly(tmp_path):
     a, b = _series(tmp_path / "full", "train/loss"), _series(tmp_path / "split", "train/loss")
     np.testing.assert_allclose(a.value.to_numpy(), b.value.to_numpy(), rtol=1e-5, atol=1e-6)
     assert full["final"]["test_acc"] == pytest.approx(resumed["final"]["test_acc"], abs=1e-6)
+
+
+def test_readback_hands_over_in_order_and_copies_what_it_was_given():
+    from ics_study.readback import ReadBack
+
+    got = []
+    rb = ReadBack(torch.device("cpu"))
+    buffer = torch.arange(4.0)
+    rb.start(buffer[:2], lambda a: got.append(("first", a.tolist())))
+    buffer[:2] = -1  # the buffer is reused at once: the copy must hold the values at start()
+    rb.start(buffer, lambda a: got.append(("second", a.tolist())))
+    rb.poll()
+    assert got == [("first", [0.0, 1.0]), ("second", [-1.0, -1.0, 2.0, 3.0])]
+    rb.drain()
+    assert len(got) == 2 and not rb.queue
+
+
+@cuda
+def test_readback_on_a_gpu_never_waits_in_poll_and_drain_delivers():
+    from ics_study.readback import ReadBack
+
+    got = []
+    rb = ReadBack(torch.device("cuda"))
+    x = torch.randn(4096, 4096, device="cuda")
+    for _ in range(3):
+        x = x @ x / 64  # queue some work so the copy cannot have finished at once
+    rb.start(x[0, :4], lambda a: got.append(a.copy()))
+    rb.poll()  # may or may not have arrived; must not block or raise
+    rb.drain()
+    assert len(got) == 1 and np.allclose(got[0], x[0, :4].cpu().numpy())
