@@ -1,11 +1,13 @@
-"""One tidy table for a set of runs: what ``ics-study aggregate PATH`` writes and ``report`` reads.
+"""One tidy table for a set of runs: what ``ics-study aggregate PATH`` writes, and what ``report``
+and ``figures`` read to know which runs there are, what they are and how they ended.
 
     ics-study aggregate results/multiruns/2026-11-26/14-10-00      # -> PATH/aggregate.parquet (+ .csv)
 
 One row per run (job) and metric. Columns: ``job`` (the run folder, relative to PATH), ``status``,
-the run's identity (``variant``, ``lr``, ``seed``, ``width``, ``precision``, ``max_steps``, ``data``,
-``steps``), the swept overrides (one column each, e.g. ``model``, ``optim.lr``), then ``metric``,
-``step``, ``value``. Metrics:
+the run's identity (``variant``, ``norm``, ``lr``, ``seed``, ``width``, ``precision``, ``max_steps``,
+``data``, whether ``probe``/``ics``/``landscape`` were on, ``steps``, ``diverged_at``), the swept
+overrides (one column each, e.g. ``model``, ``optim.lr``), then ``metric``, ``step``, ``value``.
+Metrics:
 
 - every series of the run's ``metrics`` table, at its last step (``train/acc``, ``test/acc``,
   ``ics/layer05/l2_diff``, ...);
@@ -40,7 +42,8 @@ from .sweeps import jobs
 FILENAME = "aggregate.parquet"
 THRESHOLDS = (0.9, 0.99)
 DRIFT_LAYERS = (2, 9, 13)
-IDENTITY = ("variant", "lr", "seed", "width", "precision", "max_steps", "data", "steps")
+IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "ics", "landscape",
+            "steps", "diverged_at")
 
 
 def _read_json(path: Path) -> dict:
@@ -55,10 +58,12 @@ def identity(run: Path) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     model, trainer = cfg.get("model") or {}, cfg.get("trainer") or {}
     variant = model.get("name") if model.get("arch") != "dln" else f"dln_{model.get('norm')}"
-    return {"variant": variant, "lr": float((cfg.get("optim") or {}).get("lr", np.nan)), "seed": cfg.get("seed"),
-            "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
+    summary = _read_json(run / "summary.json")
+    return {"variant": variant, "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
+            "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
-            "steps": _read_json(run / "summary.json").get("steps")}
+            **{group: bool((cfg.get(group) or {}).get("enabled")) for group in ("probe", "ics", "landscape")},
+            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at")}
 
 
 def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, float]]:

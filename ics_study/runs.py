@@ -1,7 +1,8 @@
 """Finished runs as data: find them under any mix of run and sweep dirs, and read their tables.
 
-Figures and reports use only this module (never the training code): a run is a folder with
-``summary.json`` and ``config.yaml``; its tables are the Parquet folders the recorder wrote.
+Figures use only this module (never the training code): which runs there are and what they are
+comes from the aggregate table (``aggregate.py``); their per-step series and histograms from the
+Parquet tables the recorder wrote in each run folder.
 
     runs = find_runs(["results/multiruns/2026-11-26/14-10-00"])
     runs.table          # one row per run: path, variant, lr, seed, status, steps, final metrics, ...
@@ -10,37 +11,18 @@ Figures and reports use only this module (never the training code): a run is a f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from .errors import UserError
+from .aggregate import load
 
 
 @cache
 def _read_table(path: str) -> pd.DataFrame:
     return pd.read_parquet(path)
-
-
-def run_info(run: Path) -> dict:
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    model = cfg["model"]
-    variant = model["name"] if model["arch"] != "dln" else f"dln_{model['norm']}"
-    final = summary.get("final", {})
-    return {
-        "path": str(run), "variant": variant, "norm": model["norm"], "lr": float(cfg["optim"]["lr"]),
-        "seed": int(cfg["seed"]), "width": float(model.get("width", 1.0)), "precision": cfg["trainer"]["precision"],
-        "max_steps": int(cfg["trainer"]["max_steps"]), "status": summary["status"], "steps": summary["steps"],
-        "diverged_at": summary.get("diverged_at"), "final_train_acc": final.get("train_acc"),
-        "final_test_acc": final.get("test_acc"), "final_train_loss": final.get("train_loss"),
-        "ics": bool(cfg.get("ics", {}).get("enabled")), "landscape": bool(cfg.get("landscape", {}).get("enabled")),
-        "probe": bool(cfg.get("probe", {}).get("enabled")), "data": cfg["data"]["name"],
-    }
 
 
 @dataclass
@@ -98,15 +80,21 @@ class Runs:
 
 
 def find_runs(paths) -> Runs:
-    """Every run under ``paths`` (run dirs or sweep dirs, searched recursively)."""
-    found = []
-    for p in map(Path, paths):
-        p = p.expanduser()
-        if not p.exists():
-            raise UserError(f"{p} does not exist; give run or sweep folders (e.g. results/multiruns/...)")
-        candidates = [p] if (p / "summary.json").exists() else sorted(s.parent for s in p.rglob("summary.json"))
-        found += [c for c in candidates if (c / "config.yaml").exists()]
-    if not found:
-        raise UserError(f"no finished runs (folders with summary.json) under: {', '.join(map(str, paths))}")
-    table = pd.DataFrame([run_info(r) for r in dict.fromkeys(found)])
+    """Every finished run under ``paths`` (run dirs or sweep dirs, searched recursively), as the
+    aggregate table lists them (``aggregate.load``: a sweep's current ``aggregate.parquet``, or the
+    same rows built in memory): one row per run with its identity, status and final accuracies."""
+    agg = load(paths)
+    info = agg.drop_duplicates("path").set_index("path")
+    cols = [c for c in ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "status", "steps",
+                        "diverged_at", "probe", "ics", "landscape") if c in info]
+    table = info[cols].copy()
+    for flag in ("probe", "ics", "landscape"):  # absent from aggregate files of older versions: off
+        table[flag] = table[flag].astype("boolean").fillna(False).astype(bool) if flag in table else False
+    finals = agg[agg.metric.isin(["final/train_acc", "final/test_acc"])]
+    finals = finals.pivot_table(index="path", columns="metric", values="value", aggfunc="first")
+    table = table.join(finals.rename(columns={"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc"}))
+    for col in ("final_train_acc", "final_test_acc"):
+        if col not in table:
+            table[col] = float("nan")
+    table = table.reset_index().astype({"lr": float, "seed": int})
     return Runs(table.sort_values(["variant", "lr", "seed"]).reset_index(drop=True))

@@ -141,3 +141,17 @@ def test_a_stale_aggregate_is_not_used(sweep, tmp_path):
     shutil.copytree(next(sweep.glob("7_*")), copy / "7_late")
     res, _ = make_report([copy], tmp_path / "r")
     assert res.seeds.sum() == len(SWEEP)
+
+
+def test_figures_take_their_runs_from_the_aggregate(sweep, tmp_path):
+    """The run list (identity, flags, final accuracies) is the same read from aggregate.parquet as
+    built from the run folders, and it says which runs had which measurements on."""
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    built = find_runs([copy]).table
+    assert run_cli("aggregate", str(copy)).returncode == 0
+    read = find_runs([copy]).table
+    pd.testing.assert_frame_equal(built.drop(columns="path"), read.drop(columns="path"), check_dtype=False)
+    assert set(read[read.ics].lr) == {0.1} and set(read[~read.ics].lr) == {0.5} and read.probe.all()
