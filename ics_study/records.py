@@ -33,7 +33,8 @@ class Recorder:
             from torch.utils.tensorboard import SummaryWriter
 
             purge = resume[0] + 1 if resume is not None else None
-            self.tb = SummaryWriter(log_dir=str(self.run_dir), flush_secs=30, purge_step=purge)
+            # a deep queue: with the default 10, each flush waited on the writer thread event by event
+            self.tb = SummaryWriter(log_dir=str(self.run_dir), max_queue=10_000, flush_secs=30, purge_step=purge)
 
     def positions(self) -> dict[str, int]:
         """Parts written per table (call after ``flush(force=True)``): what a checkpoint records."""
