@@ -27,6 +27,7 @@ with one line that names ``trainer.cuda_graph=off``.
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import nullcontext
 
 import torch
@@ -104,23 +105,32 @@ class GraphedStep:
     def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Warm up on (x, y), restore every state, capture the step. Training state is unchanged."""
         snapshot = self._snapshot()
-        self.stream = torch.cuda.Stream()
-        self.stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.stream):
+        with self._warm_up_stream():
             for _ in range(WARMUP_STEPS):
                 self.optimizer.zero_grad(set_to_none=True)
                 self._step(x, y)
-        torch.cuda.current_stream().wait_stream(self.stream)
         self._restore(snapshot)
         self.static_x, self.static_y = x.clone(), y.clone()
         self.optimizer.zero_grad(set_to_none=True)  # backward inside the graph allocates its own grads
+        self.graph = self._record()
+
+    @contextlib.contextmanager
+    def _warm_up_stream(self):
+        self.stream = torch.cuda.Stream()
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            yield
+        torch.cuda.current_stream().wait_stream(self.stream)
+
+    def _record(self) -> torch.cuda.CUDAGraph:
+        """Capture one step on the static tensors (nothing runs now; each replay runs it)."""
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         if self.noise is not None:
             graph.register_generator_state(self.noise)
         with torch.cuda.graph(graph, stream=self.stream):
             self.metrics = self._step(self.static_x, self.static_y)
-        self.graph = graph
+        return graph
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One training step on (x, y) by replay; returns the (loss, accuracy) tensor, which the next

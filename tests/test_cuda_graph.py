@@ -6,6 +6,7 @@ without a GPU; ``scripts/gpu_check.sh`` runs them) train the same run graphed an
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from ics_study.config import LoggerConfig, ProbeConfig
 from ics_study.errors import UserError
-from ics_study.graphed_step import optimizer_ready, wanted
+from ics_study.graphed_step import GraphedStep, optimizer_ready, wanted
 from ics_study.probes import ActivationProbe
 from ics_study.records import Recorder
 from ics_study.train import train
@@ -73,6 +74,48 @@ def test_probe_capture_and_replay_record_what_an_observed_forward_records(tmp_pa
     assert list(means.columns) == [2, 3, 4]
     np.testing.assert_allclose(means[3], means[2], rtol=1e-6)
     np.testing.assert_allclose(means[4], 2 * means[2], rtol=1e-6)
+
+
+class ReplayByRerun(GraphedStep):
+    """A CPU stand-in for the CUDA graph: capture records nothing and each replay runs the captured
+    step again on the static inputs, into the same static outputs. Everything around the graph --
+    warm-up and restore, static copies, the probes' capture/replay bookkeeping, eager steps between
+    replays, read-back -- is then the real code, and must train exactly like the eager loop."""
+
+    @contextlib.contextmanager
+    def _warm_up_stream(self):
+        yield
+
+    def _record(self):
+        self.metrics = torch.zeros(2)
+        step = self
+
+        class Graph:
+            def replay(self):
+                step.optimizer.zero_grad(set_to_none=True)  # a graph overwrites its gradients
+                step.metrics.copy_(step._step(step.static_x, step.static_y))
+
+        return Graph()
+
+
+@pytest.mark.parametrize("extra", [[], ["optim.momentum=0.9"]], ids=["sgd", "momentum"])
+def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path, monkeypatch, extra):
+    import ics_study.train as train_module
+
+    run = ["model=vgg_bn_noise", "trainer.max_steps=14", "ics.enabled=true", "ics.every=5", "ics.layers=[2,5]",
+           "landscape.enabled=true", "landscape.every=6", *extra]
+    eager = train(tiny_cfg(*run), tmp_path / "eager")
+    monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
+    monkeypatch.setattr(train_module, "wanted", lambda *a: True)
+    graphed = train(tiny_cfg(*run), tmp_path / "graphed")
+    assert graphed["cuda_graph"] and not eager["cuda_graph"]
+    for table in ("metrics", "activations"):
+        a, b = (pd.read_parquet(tmp_path / r / table) for r in ("graphed", "eager"))
+        key = ["step", "metric"] if table == "metrics" else ["step", "layer", "channel", "stat"]
+        a, b = (t.assign(**{k: t[k].astype(str) for k in key if t[k].dtype.name == "category"}) for t in (a, b))
+        a, b = (t.sort_values(key).reset_index(drop=True) for t in (a, b))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert {"ics/layer02/l2_diff", "landscape/loss_max", "test/acc"} <= set(pd.read_parquet(tmp_path / "graphed" / "metrics").metric.astype(str))
 
 
 # --- on a GPU --------------------------------------------------------------------------------------
