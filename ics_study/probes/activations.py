@@ -66,13 +66,13 @@ class ActivationProbe:
         self._sample_gen = torch.Generator().manual_seed(seed * 1000 + 4)
         self._device_channels: list[torch.Tensor | None] = [None] * len(self.layers)
         self._sample_idx: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._quantile_at: list[tuple | None] = [None] * len(self.layers)
         self.active = False
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something (tests count them)
         self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)  # this forward
         self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
         self.captured: torch.Tensor | None = None  # the step tensor a CUDA graph writes at each replay
-        self._quantiles: torch.Tensor | None = None
         self._full: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._hists: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._steps: list[int] = []
@@ -172,6 +172,7 @@ class ActivationProbe:
             self._device_channels[k] = self.channels[k].to(x.device)
             n = min(self.cfg.summary_sample, x.numel())
             self._sample_idx[k] = torch.randperm(x.numel(), generator=self._sample_gen)[:n].to(x.device)
+            self._quantile_at[k] = _quantile_positions(n, QUANTILES, x.device, torch.float32)
         x = x.float()
         c = len(self.channels[k])
         chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1)  # c x (N*H*W), one gather
@@ -187,9 +188,7 @@ class ActivationProbe:
         self._hists[k].append(_histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
         flat = x.reshape(-1)
         sample = flat[self._sample_idx[k]]
-        if self._quantiles is None or self._quantiles.device != x.device:
-            self._quantiles = torch.tensor(QUANTILES, device=x.device, dtype=x.dtype)
-        qs = torch.quantile(sample, self._quantiles)
+        qs = _quantiles(sample, self._quantile_at[k])
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
         ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
         self._full[k].append(torch.cat([layer, qs, ranges]))
@@ -310,6 +309,24 @@ class ActivationProbe:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def _quantile_positions(n: int, qs: tuple[float, ...], device: torch.device, dtype: torch.dtype):
+    """Where torch.quantile's linear interpolation reads a sorted vector of length n. Made once per
+    layer: building them is a host-to-device copy, and an unpinned one waits for the device."""
+    pos = [q * (n - 1) for q in qs]
+    lo = torch.tensor([int(p) for p in pos], device=device)
+    hi = torch.clamp(lo + 1, max=n - 1)
+    frac = torch.tensor([p - int(p) for p in pos], device=device, dtype=dtype)
+    return lo, hi, frac
+
+
+def _quantiles(values: torch.Tensor, positions) -> torch.Tensor:
+    """torch.quantile (linear interpolation) of a 1-D tensor by one sort and fixed positions: no host
+    sync, and nothing to check on the device."""
+    lo, hi, frac = positions
+    ordered = values.sort().values
+    return torch.lerp(ordered[lo], ordered[hi], frac)
 
 
 def _histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
