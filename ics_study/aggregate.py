@@ -28,7 +28,6 @@ builds the rows of any other run in memory, so a report is right whether or not 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -37,20 +36,16 @@ import pandas as pd
 import yaml
 
 from .errors import UserError
-from .sweeps import jobs
+from .sweeps import jobs, read_json
 
 FILENAME = "aggregate.parquet"
 THRESHOLDS = (0.9, 0.99)
 DRIFT_LAYERS = (2, 9, 13)
 IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "ics", "landscape",
-            "steps", "diverged_at")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+            "steps", "diverged_at")  # the keys of identity()
+FLAGS = ("probe", "ics", "landscape")
+PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
+           "steps_to/90": "steps_to_90", "steps_to/99": "steps_to_99"}  # derived metrics -> per_run columns
 
 
 def identity(run: Path) -> dict:
@@ -58,11 +53,11 @@ def identity(run: Path) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     model, trainer = cfg.get("model") or {}, cfg.get("trainer") or {}
     variant = model.get("name") if model.get("arch") != "dln" else f"dln_{model.get('norm')}"
-    summary = _read_json(run / "summary.json")
+    summary = read_json(run / "summary.json")
     return {"variant": variant, "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
             "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
-            **{group: bool((cfg.get(group) or {}).get("enabled")) for group in ("probe", "ics", "landscape")},
+            **{group: bool((cfg.get(group) or {}).get("enabled")) for group in FLAGS},
             "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at")}
 
 
@@ -77,7 +72,7 @@ def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, flo
         for th in THRESHOLDS:
             hit = rolling[rolling >= th]
             out[f"steps_to/{round(th * 100)}"] = (None, float(hit.index[0]) if len(hit) else np.nan)
-    summary = _read_json(run / "summary.json")
+    summary = read_json(run / "summary.json")
     test_acc = (summary.get("final") or {}).get("test_acc")
     if test_acc is not None:
         out["final/test_acc"] = (summary.get("steps"), float(test_acc))
@@ -120,7 +115,7 @@ def aggregate(path: str | Path) -> pd.DataFrame:
         metrics = metrics.assign(metric=metrics.metric.astype(str))
         for name, g in metrics.sort_values("step").groupby("metric", sort=True):
             rows.append({**base, "metric": name, "step": int(g.step.iloc[-1]), "value": float(g.value.iloc[-1])})
-        summary = _read_json(run / "summary.json")
+        summary = read_json(run / "summary.json")
         for key in ("wall_time_s", "train_images_per_s", "steps"):
             if key in summary:
                 rows.append({**base, "metric": f"summary/{key}", "step": summary.get("steps"), "value": float(summary[key])})
@@ -174,6 +169,22 @@ def load(paths) -> pd.DataFrame:
     if not frames:
         raise UserError(f"no finished runs (folders with summary.json) under: {', '.join(map(str, paths))}")
     return pd.concat(frames, ignore_index=True)
+
+
+def per_run(agg: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (``path``): its identity and status, and every metric as a column (the
+    derived ones under the names of ``PER_RUN``), sorted by variant, lr and seed."""
+    info = agg.drop_duplicates("path").set_index("path")
+    table = info[["status", *(c for c in IDENTITY if c in info)]].copy()
+    for flag in FLAGS:  # absent from aggregate files of older versions: off
+        table[flag] = table[flag].astype("boolean").fillna(False).astype(bool) if flag in table else False
+    values = agg.pivot_table(index="path", columns="metric", values="value", aggfunc="first")
+    table = table.join(values).rename(columns=PER_RUN)
+    for col in PER_RUN.values():
+        if col not in table:
+            table[col] = np.nan
+    table = table.reset_index().astype({"lr": float, "seed": int})
+    return table.sort_values(["variant", "lr", "seed"]).reset_index(drop=True)
 
 
 def main(argv: list[str]) -> int:

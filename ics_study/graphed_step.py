@@ -36,13 +36,21 @@ from torch import nn
 WARMUP_STEPS = 3  # as in PyTorch's CUDA-graph recipe: lazy initialisation and autotuning happen here
 
 
-def wanted(setting: str, device: torch.device, compile_mode: str | None) -> bool:
+SETTINGS = ("auto", "on", "off")
+
+
+def setting(value) -> str:
+    """``trainer.cuda_graph`` as one of SETTINGS (YAML reads on/off as booleans; they come back as such)."""
+    return {"True": "on", "False": "off"}.get(str(value), str(value))
+
+
+def wanted(value: str, device: torch.device, compile_mode: str | None) -> bool:
     """``trainer.cuda_graph``: auto = on for CUDA with an eager model. With torch.compile, auto is off
     (reduce-overhead makes its own graphs; capturing other modes is allowed with ``on`` but untested)."""
-    setting = {"True": "on", "False": "off"}.get(str(setting), setting)  # YAML reads on/off as booleans
-    if setting == "off" or device.type != "cuda":
+    chosen = setting(value)
+    if chosen == "off" or device.type != "cuda":
         return False
-    if setting == "on":
+    if chosen == "on":
         return True
     return compile_mode is None
 

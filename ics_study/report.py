@@ -24,23 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import THRESHOLDS, load
+from .aggregate import THRESHOLDS, load, per_run
 from .errors import UserError
-
-PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
-           "steps_to/90": "steps_to_90", "steps_to/99": "steps_to_99"}
-
-
-def per_run(agg: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its identity and every aggregate metric as a column (derived ones renamed)."""
-    values = agg.pivot_table(index="path", columns="metric", values="value", aggfunc="first")
-    info = agg.drop_duplicates("path").set_index("path")[["variant", "lr", "seed", "status", "steps", "width",
-                                                         "precision", "max_steps", "data"]]
-    table = info.join(values).rename(columns=PER_RUN).reset_index()
-    for col in PER_RUN.values():
-        if col not in table:
-            table[col] = np.nan
-    return table.sort_values(["variant", "lr", "seed"]).reset_index(drop=True)
 
 
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:

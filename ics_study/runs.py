@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import load
+from .aggregate import IDENTITY, load, per_run
 
 
 @cache
@@ -83,18 +83,5 @@ def find_runs(paths) -> Runs:
     """Every finished run under ``paths`` (run dirs or sweep dirs, searched recursively), as the
     aggregate table lists them (``aggregate.load``: a sweep's current ``aggregate.parquet``, or the
     same rows built in memory): one row per run with its identity, status and final accuracies."""
-    agg = load(paths)
-    info = agg.drop_duplicates("path").set_index("path")
-    cols = [c for c in ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "status", "steps",
-                        "diverged_at", "probe", "ics", "landscape") if c in info]
-    table = info[cols].copy()
-    for flag in ("probe", "ics", "landscape"):  # absent from aggregate files of older versions: off
-        table[flag] = table[flag].astype("boolean").fillna(False).astype(bool) if flag in table else False
-    finals = agg[agg.metric.isin(["final/train_acc", "final/test_acc"])]
-    finals = finals.pivot_table(index="path", columns="metric", values="value", aggfunc="first")
-    table = table.join(finals.rename(columns={"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc"}))
-    for col in ("final_train_acc", "final_test_acc"):
-        if col not in table:
-            table[col] = float("nan")
-    table = table.reset_index().astype({"lr": float, "seed": int})
-    return Runs(table.sort_values(["variant", "lr", "seed"]).reset_index(drop=True))
+    table = per_run(load(paths))
+    return Runs(table[["path", "status", *(c for c in IDENTITY if c in table), "final_train_acc", "final_test_acc"]])

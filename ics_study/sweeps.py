@@ -21,7 +21,8 @@ from .errors import UserError
 FINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON file's contents, or {} if it is missing or half-written (a job still running)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -39,7 +40,7 @@ def jobs(path: str | Path) -> pd.DataFrame:
         overrides_file = job / ".hydra" / "overrides.yaml"
         listed = yaml.safe_load(overrides_file.read_text()) or [] if overrides_file.exists() else []
         overrides = dict(o.split("=", 1) for o in listed if "=" in o)
-        status, summary = _read_json(job / "status.json"), _read_json(job / "summary.json")
+        status, summary = read_json(job / "status.json"), read_json(job / "summary.json")
         cfg = yaml.safe_load((job / "config.yaml").read_text()) if (job / "config.yaml").exists() else {}
         state = summary.get("status") or status.get("status") or "pending"
         row = {"job": job.name, "path": str(job), "status": state, "error": status.get("error", ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import graphed_step
 from .config import TrainConfig
 from .data import DATASETS
 from .errors import UserError
@@ -48,7 +49,7 @@ def validate(cfg: TrainConfig) -> None:
     _positive("trainer.checkpoint_every", t.checkpoint_every, strict=False)
     _one_of("trainer.precision", t.precision, ["fp32", "bf16"])
     _one_of("trainer.compile_mode", t.compile_mode, ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
-    _one_of("trainer.cuda_graph", str(t.cuda_graph), ["auto", "on", "off", "True", "False"])  # YAML reads on/off as booleans
+    _one_of("trainer.cuda_graph", graphed_step.setting(t.cuda_graph), graphed_step.SETTINGS)
     _one_of("data.loss_reduction", d.loss_reduction, ["sum", "mean"])
     if (m.arch == "dln") != (d.name == "linear_regression"):
         raise UserError("model=dln goes with data=linear_regression (and only with it); use experiment=dln")
