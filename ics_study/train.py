@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -36,6 +35,7 @@ from .models.noisy_bn import NoisyBatchNorm
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .readback import ReadBack
 from .records import Recorder
+from .stop_signal import StopSignal
 from .tasks import Task, task_for
 from .validate import validate, validate_layers
 
@@ -79,37 +79,6 @@ def evaluate(model, data, task: Task, batch_size: int, device, precision: str) -
     model.train()
     n = len(data.y_test)
     return loss_sum.item() / n, (correct.item() / n if task.accuracy is not None else math.nan)
-
-
-class _StopSignal:
-    """SIGTERM / SIGINT / SIGUSR2 set a flag; the loop checkpoints and stops at the end of the step.
-
-    On leaving, a signal that arrived is passed on to the handler that was there before (submitit's
-    on SLURM, which requeues the job; the requeued job then resumes from the checkpoint)."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR2", None)):
-            if sig is None:
-                continue
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a threaded launcher): leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        previous = self._previous.get(self.received)
-        if self.received is not None and callable(previous) and previous is not signal.default_int_handler:
-            previous(self.received, None)  # e.g. submitit: checkpoint done, now requeue
 
 
 def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
@@ -235,7 +204,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     try:  # on any error, close the TensorBoard writer: a sweep in one process must not leak it
         model.train()
         step = done["step"]
-        with _StopSignal() as stop:
+        with StopSignal() as stop:
             for step in range(done["step"] + 1, t.max_steps + 1):
                 x, y = next(batches)
                 measure_ics, measure_landscape = ics.due(step), landscape.due(step)

@@ -42,6 +42,7 @@ from ..models.blocks import Block
 from ..models.noisy_bn import NoisyBatchNorm
 from ..storage import labels
 from .replay import Replay
+from .statistics import histogram, quantile_positions, quantiles
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
@@ -172,7 +173,7 @@ class ActivationProbe:
             self._device_channels[k] = self.channels[k].to(x.device)
             n = min(self.cfg.summary_sample, x.numel())
             self._sample_idx[k] = torch.randperm(x.numel(), generator=self._sample_gen)[:n].to(x.device)
-            self._quantile_at[k] = _quantile_positions(n, QUANTILES, x.device, torch.float32)
+            self._quantile_at[k] = quantile_positions(n, QUANTILES, x.device, torch.float32)
         x = x.float()
         c = len(self.channels[k])
         chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1)  # c x (N*H*W), one gather
@@ -185,10 +186,10 @@ class ActivationProbe:
         self.calls += 1
         if not self.full_stats:
             return
-        self._hists[k].append(_histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
+        self._hists[k].append(histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
         flat = x.reshape(-1)
         sample = flat[self._sample_idx[k]]
-        qs = _quantiles(sample, self._quantile_at[k])
+        qs = quantiles(sample, self._quantile_at[k])
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
         ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
         self._full[k].append(torch.cat([layer, qs, ranges]))
@@ -309,36 +310,6 @@ class ActivationProbe:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
-
-
-def _quantile_positions(n: int, qs: tuple[float, ...], device: torch.device, dtype: torch.dtype):
-    """Where torch.quantile's linear interpolation reads a sorted vector of length n. Made once per
-    layer: building them is a host-to-device copy, and an unpinned one waits for the device."""
-    pos = [q * (n - 1) for q in qs]
-    lo = torch.tensor([int(p) for p in pos], device=device)
-    hi = torch.clamp(lo + 1, max=n - 1)
-    frac = torch.tensor([p - int(p) for p in pos], device=device, dtype=dtype)
-    return lo, hi, frac
-
-
-def _quantiles(values: torch.Tensor, positions) -> torch.Tensor:
-    """torch.quantile (linear interpolation) of a 1-D tensor by one sort and fixed positions: no host
-    sync, and nothing to check on the device."""
-    lo, hi, frac = positions
-    ordered = values.sort().values
-    return torch.lerp(ordered[lo], ordered[hi], frac)
-
-
-def _histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
-    """Counts of each row of ``chans`` (C x M) on ``bins`` equal bins of [-limit, limit], ends clamped.
-
-    Non-finite values (a diverged run) are counted in the middle bin so that counts still sum to M."""
-    width = 2 * limit / bins
-    idx = ((chans.nan_to_num(nan=0.0) + limit) / width).floor().clamp_(0, bins - 1).long()
-    idx += torch.arange(chans.shape[0], device=chans.device)[:, None] * bins
-    # scatter_add, not bincount: bincount reads the largest index back to the host (a sync on a GPU)
-    counts = torch.zeros(chans.shape[0] * bins, dtype=torch.int64, device=chans.device)
-    return counts.scatter_add_(0, idx.reshape(-1), torch.ones_like(idx).reshape(-1)).reshape(chans.shape[0], bins)
 
 
 def _out_features(block: nn.Module) -> int:
