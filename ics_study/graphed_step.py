@@ -10,9 +10,14 @@ Each replay copies the step's batch into them, replays, and copies out the (loss
 and the probes' per-step moments. The noisy BN's generator is registered with the graph, so each
 replay draws fresh noise from the same stream, at the same offsets as eager steps would.
 
-What is not captured: steps that do more than the plain step -- histogram/summary steps of the
-probes, ICS and landscape measurements, the fixed-batch probe forward -- run eagerly on the same
-weights (the graph holds its own gradient buffers; eager steps allocate theirs). Evaluation is eager.
+Two graphs: the plain step, and the probes' histogram/summary step (every ``probe.every`` steps:
+the same step plus histograms, quantiles and layer summaries, ~500 more small kernels that eagerly
+cost more than the step itself). Each has its own memory pool and gradient buffers, so neither can
+overwrite what the other keeps.
+
+What is not captured: steps with an ICS or landscape measurement (several forwards and backwards on
+copies of the weights) and the fixed-batch probe forward run eagerly on the same weights (eager steps
+allocate their own gradients). Evaluation is eager.
 
 Capture needs a steady state: the optimiser's state must already exist (the momentum buffers
 after a first eager step), and the kernels must be chosen (cudnn autotuning) and every per-stream
@@ -69,9 +74,21 @@ class GraphedStep:
                  precision: str):
         self.model, self.forward, self.optimizer, self.task, self.probe = model, forward, optimizer, task, probe
         self.noise, self.precision = noise, precision
-        self.graph: torch.cuda.CUDAGraph | None = None
+        # the histogram/summary step gets its own graph unless the probes watch a fixed batch instead
+        self.kinds = [False, True] if probe is not None and probe.fixed_batch is None else [False]
+        self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # {full_stats: graph}
+        self.metrics: dict[bool, torch.Tensor] = {}  # each graph's static (loss, accuracy) output
         self.stream: torch.cuda.Stream | None = None  # warm-up and capture both run on it
-        self.static_x = self.static_y = self.metrics = None
+        self.static_x = self.static_y = None
+
+    @property
+    def graph(self) -> torch.cuda.CUDAGraph | None:
+        """The plain step's graph; None until ``capture``."""
+        return self.graphs.get(False)
+
+    def replays(self, full_stats: bool) -> bool:
+        """Whether a step with (``True``) or without probe histograms/summaries has a graph."""
+        return full_stats in self.graphs
 
     def _autocast(self):
         # the autocast weight cache must be off inside a graph (its casts would be captured once, stale)
@@ -79,9 +96,10 @@ class GraphedStep:
             return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
         return nullcontext()
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The plain training step on (x, y); returns (loss, accuracy) as one device tensor."""
-        with self.probe.capture() if self.probe is not None else nullcontext(), self._autocast():
+    def _step(self, x: torch.Tensor, y: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """The training step on (x, y), with the probes' full statistics if ``full``; returns (loss,
+        accuracy) as one device tensor."""
+        with self.probe.capture(full) if self.probe is not None else nullcontext(), self._autocast():
             out = self.forward(x)
         loss = self.task.loss(out, y)
         loss.backward()
@@ -111,16 +129,20 @@ class GraphedStep:
             self.noise.set_state(noise)
 
     def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Warm up on (x, y), restore every state, capture the step. Training state is unchanged."""
+        """Warm up on (x, y), restore every state, capture the steps. Training state is unchanged."""
         snapshot = self._snapshot()
         with self._warm_up_stream():
-            for _ in range(WARMUP_STEPS):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._step(x, y)
+            for full in self.kinds:
+                for _ in range(WARMUP_STEPS):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._step(x, y, full)
         self._restore(snapshot)
         self.static_x, self.static_y = x.clone(), y.clone()
-        self.optimizer.zero_grad(set_to_none=True)  # backward inside the graph allocates its own grads
-        self.graph = self._record()
+        for full in self.kinds:
+            # backward inside each graph allocates its own grads, in that graph's own pool: the plain
+            # graph keeps writing its (now unreferenced) grads, which nothing else can be given
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graphs[full] = self._record(full)
 
     @contextlib.contextmanager
     def _warm_up_stream(self):
@@ -130,20 +152,20 @@ class GraphedStep:
             yield
         torch.cuda.current_stream().wait_stream(self.stream)
 
-    def _record(self) -> torch.cuda.CUDAGraph:
+    def _record(self, full: bool) -> torch.cuda.CUDAGraph:
         """Capture one step on the static tensors (nothing runs now; each replay runs it)."""
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        if self.noise is not None:
+        if self.noise is not None:  # both graphs advance the one noise stream, as eager steps do
             graph.register_generator_state(self.noise)
-        with torch.cuda.graph(graph, stream=self.stream):
-            self.metrics = self._step(self.static_x, self.static_y)
+        with torch.cuda.graph(graph, stream=self.stream):  # a private memory pool per graph
+            self.metrics[full] = self._step(self.static_x, self.static_y, full)
         return graph
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One training step on (x, y) by replay; returns the (loss, accuracy) tensor, which the next
-        replay overwrites: copy it before then."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """One training step on (x, y) by replay (with the probes' full statistics if ``full``);
+        returns the (loss, accuracy) tensor, which the next replay overwrites: copy it before then."""
         self.static_x.copy_(x)
         self.static_y.copy_(y)
-        self.graph.replay()
-        return self.metrics
+        self.graphs[full].replay()
+        return self.metrics[full]

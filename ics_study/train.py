@@ -8,7 +8,8 @@ weights after update t.
 Speed rules: the dataset lives on the device; per-step metrics are accumulated in a device buffer
 and read back once every ``trainer.log_every`` steps (the only host sync outside evaluation);
 probes keep their own device buffers and are flushed at the same moments. On a GPU, plain steps
-(no histogram, ICS or landscape at that step) replay one CUDA graph (``graphed_step.py``).
+and the probes' histogram steps replay CUDA graphs (``graphed_step.py``); ICS and landscape steps
+stay eager.
 """
 
 from __future__ import annotations
@@ -209,13 +210,13 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                 x, y = next(batches)
                 measure_ics, measure_landscape = ics.due(step), landscape.due(step)
                 probe_full = probe is not None and probe.fixed_batch is None and probe.wants_full_stats(step)
-                plain = not (measure_ics or measure_landscape or probe_full)
-                if graphed is not None and graphed.graph is None and plain and optimizer_ready(optimizer):
+                measuring = measure_ics or measure_landscape  # these steps stay eager
+                if graphed is not None and graphed.graph is None and not measuring and optimizer_ready(optimizer):
                     graphed = _capture(graphed, x, y)
-                if graphed is not None and graphed.graph is not None and plain:
-                    buffer[len(pending)].copy_(graphed(x, y))
+                if graphed is not None and graphed.replays(probe_full) and not measuring:
+                    buffer[len(pending)].copy_(graphed(x, y, full=probe_full))
                     if probe is not None:
-                        probe.replayed(step)
+                        probe.replayed(step, full=probe_full)
                 else:
                     if measure_ics or measure_landscape:
                         replay.mark_step_start()

@@ -51,29 +51,40 @@ def test_optimizer_is_ready_to_capture_only_once_momentum_buffers_exist():
 
 
 def test_probe_capture_and_replay_record_what_an_observed_forward_records(tmp_path):
-    """The bookkeeping a graph relies on: capture() keeps one step tensor, replayed() copies it."""
+    """The bookkeeping a graph relies on: capture() keeps one step's records, replayed() copies them;
+    the plain and the histogram/summary captures are kept apart (two graphs)."""
     model, x = tiny_model("noisy_batch"), torch.randn(8, 3, 32, 32)
     probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=100), seed=0)
-    torch.manual_seed(1)
-    with torch.no_grad(), probe.observe(2):  # step 2: moments only
-        model(x)
-    eager = probe._moments[-1].clone()
-    torch.manual_seed(1)
-    with torch.no_grad(), probe.capture():
-        model(x)
-    torch.testing.assert_close(probe.captured, eager)
-    assert len(probe._moments) == 1  # capture itself records no step
+    eager = {}
+    for step in (2, 100):  # a plain step and a histogram/summary step
+        torch.manual_seed(1)
+        with torch.no_grad(), probe.observe(step):
+            model(x)
+        eager[step] = (probe._moments[-1].clone(), probe._full[-1].clone() if step == 100 else None)
+    for full in (False, True):
+        torch.manual_seed(1)
+        with torch.no_grad(), probe.capture(full=full):
+            model(x)
+    torch.testing.assert_close(probe.captured[False][0], eager[2][0])
+    assert probe.captured[False][1] is None and probe.captured[False][2] is None
+    torch.testing.assert_close(probe.captured[True][0], eager[100][0])
+    torch.testing.assert_close(probe.captured[True][1], eager[100][1])
+    assert len(probe._moments) == 2 and len(probe._full) == 1  # capture itself records no step
+    probe._moments, probe._full, probe._hists, probe._steps, probe._full_steps = [], [], [], [], []
     probe.replayed(3)
-    probe.captured.mul_(2)  # the next replay overwrites the static tensor; step 3's copy must not change
+    probe.captured[False][0].mul_(2)  # the next replay overwrites the static tensor; step 3's copy must not change
     probe.replayed(4)
+    probe.replayed(200, full=True)
     recorder = Recorder(tmp_path, LoggerConfig(tensorboard=False, tables=True))
     probe.flush(recorder)
     recorder.flush(force=True)
     acts = pd.read_parquet(tmp_path / "activations")
     means = acts[acts.stat == "mean"].pivot_table(index=["layer", "channel"], columns="step", values="value")
-    assert list(means.columns) == [2, 3, 4]
-    np.testing.assert_allclose(means[3], means[2], rtol=1e-6)
-    np.testing.assert_allclose(means[4], 2 * means[2], rtol=1e-6)
+    assert list(means.columns) == [3, 4, 200]
+    np.testing.assert_allclose(means[3], means[200], rtol=1e-6)
+    np.testing.assert_allclose(means[4], 2 * means[3], rtol=1e-6)
+    assert set(pd.read_parquet(tmp_path / "histograms").step) == {200}
+    assert set(acts[acts.stat == "layer_std"].step) == {200}
 
 
 class ReplayByRerun(GraphedStep):
@@ -82,40 +93,55 @@ class ReplayByRerun(GraphedStep):
     warm-up and restore, static copies, the probes' capture/replay bookkeeping, eager steps between
     replays, read-back -- is then the real code, and must train exactly like the eager loop."""
 
+    runs = {False: 0, True: 0}  # replays of the plain and of the histogram/summary step
+
     @contextlib.contextmanager
     def _warm_up_stream(self):
         yield
 
-    def _record(self):
-        self.metrics = torch.zeros(2)
+    def _record(self, full):
+        self.metrics[full] = torch.zeros(2)
         step = self
 
         class Graph:
             def replay(self):
+                ReplayByRerun.runs[full] += 1
                 step.optimizer.zero_grad(set_to_none=True)  # a graph overwrites its gradients
-                step.metrics.copy_(step._step(step.static_x, step.static_y))
+                step.metrics[full].copy_(step._step(step.static_x, step.static_y, full))
 
         return Graph()
 
 
-@pytest.mark.parametrize("extra", [[], ["optim.momentum=0.9"]], ids=["sgd", "momentum"])
-def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path, monkeypatch, extra):
+MEASURED = ["ics.enabled=true", "ics.every=5", "ics.layers=[2,5]", "landscape.enabled=true", "landscape.every=6"]
+
+
+# (overrides, replays of the plain graph, replays of the histogram/summary graph) over 14 steps with
+# histograms at 1, 4, 8, 12. With measurements, their steps (ICS at 1, 5, 10; landscape at 1, 6, 12)
+# stay eager; without, plain SGD captures at step 1 (a histogram step); momentum waits for step 2.
+@pytest.mark.parametrize("extra, plain, full", [
+    (MEASURED, 7, 2), ([*MEASURED, "optim.momentum=0.9"], 7, 2),
+    (["ics.enabled=false", "landscape.enabled=false"], 10, 4),
+    (["ics.enabled=false", "landscape.enabled=false", "optim.momentum=0.9"], 10, 3)],
+    ids=["sgd", "momentum", "sgd-probes-only", "momentum-probes-only"])
+def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path, monkeypatch, extra, plain, full):
     import ics_study.train as train_module
 
-    run = ["model=vgg_bn_noise", "trainer.max_steps=14", "ics.enabled=true", "ics.every=5", "ics.layers=[2,5]",
-           "landscape.enabled=true", "landscape.every=6", *extra]
+    run = ["model=vgg_bn_noise", "trainer.max_steps=14", *extra]
     eager = train(tiny_cfg(*run), tmp_path / "eager")
     monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
     monkeypatch.setattr(train_module, "wanted", lambda *a: True)
+    monkeypatch.setattr(ReplayByRerun, "runs", {False: 0, True: 0})
     graphed = train(tiny_cfg(*run), tmp_path / "graphed")
     assert graphed["cuda_graph"] and not eager["cuda_graph"]
+    assert ReplayByRerun.runs == {False: plain, True: full}
     for table in ("metrics", "activations"):
         a, b = (pd.read_parquet(tmp_path / r / table) for r in ("graphed", "eager"))
         key = ["step", "metric"] if table == "metrics" else ["step", "layer", "channel", "stat"]
         a, b = (t.assign(**{k: t[k].astype(str) for k in key if t[k].dtype.name == "category"}) for t in (a, b))
         a, b = (t.sort_values(key).reset_index(drop=True) for t in (a, b))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
-    assert {"ics/layer02/l2_diff", "landscape/loss_max", "test/acc"} <= set(pd.read_parquet(tmp_path / "graphed" / "metrics").metric.astype(str))
+    if MEASURED[0] in extra:
+        assert {"ics/layer02/l2_diff", "landscape/loss_max"} <= set(pd.read_parquet(tmp_path / "graphed" / "metrics").metric.astype(str))
 
 
 # --- on a GPU --------------------------------------------------------------------------------------

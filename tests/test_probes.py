@@ -114,7 +114,7 @@ def test_hooks_fire_under_torch_compile():
         with probe.observe(step):
             compiled(x)
     assert probe.calls == 3 * len(probe.layers)
-    assert len(probe._hists[0]) == 2  # steps 1 and 2
+    assert len(probe._hists) == 2  # steps 1 and 2
 
 
 def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):

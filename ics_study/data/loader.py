@@ -52,17 +52,29 @@ class DeviceData:
             yield self.normalize(self.x_test[i : i + batch_size]), self.y_test[i : i + batch_size]
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor (drawn by a CPU generator) onto ``device`` without a host sync.
+
+    Random numbers come from CPU generators so that a seed gives the same batches on every device.
+    A plain copy from pageable memory makes the host wait until the GPU has run everything queued
+    (each epoch's permutation, three times a step with augmentation); from pinned memory it is
+    queued like a kernel (PyTorch keeps the pinned block until the copy has run)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def augment_batch(images: torch.Tensor, aug: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Random crop (zero padding, after normalisation, i.e. padding with the mean) and flip."""
     n, _, h, w = images.shape
     if aug.flip:
-        flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+        flip = to_device(torch.rand(n, generator=generator) < 0.5, images.device)
         images = torch.where(flip[:, None, None, None], images.flip(3), images)
     if aug.crop:
         p = aug.crop_padding
         padded = torch.nn.functional.pad(images, (p, p, p, p))
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(images.device)
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(images.device)
+        dx = to_device(torch.randint(0, 2 * p + 1, (n,), generator=generator), images.device)
+        dy = to_device(torch.randint(0, 2 * p + 1, (n,), generator=generator), images.device)
         rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
         batch = torch.arange(n, device=images.device)[:, None, None, None]
@@ -92,7 +104,7 @@ class BatchStream:
 
     def _new_epoch(self) -> None:
         self.epoch_start = self.order_gen.get_state()
-        self.order = torch.randperm(len(self.data.y_train), generator=self.order_gen).to(self.data.y_train.device)
+        self.order = to_device(torch.randperm(len(self.data.y_train), generator=self.order_gen), self.data.y_train.device)
         self.position = 0
 
     def __iter__(self):

@@ -13,14 +13,15 @@ What is recorded (all statistics over the batch and, for conv layers, height and
   sampled channel on fixed bins (``hist_bins`` equal bins on [-hist_range, hist_range]; values
   beyond the range are counted in the end bins, so counts always sum to N*H*W), and whole-layer
   summaries: mean, std, fraction of values <= 0, and quantiles 1/5/25/50/75/95/99 from a fixed
-  random sample of ``summary_sample`` positions.
+  random sample of ``summary_sample`` distinct positions (drawn once per layer from the seed).
 
 How: forward hooks registered at construction (before any ``torch.compile``) compute these under
-no_grad on the device; at the end of a forward the moments of all layers become one small
-(channels x 2) tensor appended to a list, and ``flush`` copies everything to the host in one
-transfer. Under a CUDA graph (``trainer.cuda_graph``) the hooks run once, at capture: ``capture()``
-returns that step tensor as a static output of the graph and ``replayed(step)`` keeps a copy of it
-after each replay. The probe draws no random numbers from any training stream, so probes on or off
+no_grad on the device; at the end of a forward the records of all layers become one small tensor
+each (moments: channels x 2; on full steps also the summaries and the histograms) appended to a
+list, and ``flush`` copies everything to the host in one transfer and writes one table append per
+flush. Under CUDA graphs (``trainer.cuda_graph``) the hooks run once per graph, at capture:
+``capture(full)`` keeps the step's records as static outputs of the plain (or histogram/summary)
+graph and ``replayed(step, full)`` keeps a copy of them after each replay. The probe draws no random numbers from any training stream, so probes on or off
 give the same training trajectory.
 
 With ``probe.batch=fixed`` the statistics come from one held training batch instead of the step's
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -42,7 +44,7 @@ from ..models.blocks import Block
 from ..models.noisy_bn import NoisyBatchNorm
 from ..storage import labels
 from .replay import Replay
-from .statistics import histogram, quantile_positions, quantiles
+from .statistics import histogram, quantile_positions, quantiles, sample_positions
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
@@ -72,10 +74,12 @@ class ActivationProbe:
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something (tests count them)
         self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)  # this forward
+        self._current_full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
-        self.captured: torch.Tensor | None = None  # the step tensor a CUDA graph writes at each replay
-        self._full: list[list[torch.Tensor]] = [[] for _ in self.layers]
-        self._hists: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._full: list[torch.Tensor] = []  # per full step: every layer's summaries and channel ranges
+        self._hists: list[torch.Tensor] = []  # per full step: (all sampled channels) x bins
+        # what a CUDA graph writes at each replay: {full_stats: (moments, full, hists)}, see capture()
+        self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
         self._channels_written = False
@@ -104,35 +108,45 @@ class ActivationProbe:
         finally:
             self.active = False
         if self.fixed_batch is None:
-            self._commit(step)
+            self._commit(step, self._stack_current())
 
     @contextlib.contextmanager
-    def capture(self):
-        """Wrap the forward that a CUDA graph captures (or its warm-up): moments only, kept static."""
-        self.full_stats, self.active = False, self.fixed_batch is None
+    def capture(self, full: bool = False):
+        """Wrap the forward that a CUDA graph captures (or its warm-up), for a plain step or, with
+        ``full``, a histogram/summary step: its records stay in static tensors (``captured[full]``)."""
+        self.full_stats, self.active = full, self.fixed_batch is None
         try:
             yield
         finally:
             self.active = False
-        self.captured = self._stack_current() if self.fixed_batch is None else None
+        self.captured[full] = self._stack_current() if self.fixed_batch is None else None
 
-    def replayed(self, step: int) -> None:
-        """After a replay of the captured step: keep a copy of what the graph wrote."""
-        if self.captured is not None:
-            self._moments.append(self.captured.clone())
-            self._steps.append(step)
+    def replayed(self, step: int, full: bool = False) -> None:
+        """After a replay of the step captured with ``full``: keep a copy of what the graph wrote."""
+        record = self.captured.get(full)
+        if record is not None:
+            self._commit(step, tuple(t.clone() if t is not None else None for t in record))
 
-    def _stack_current(self) -> torch.Tensor:
-        if any(c is None for c in self._current):  # a forward that never reached some hooks
+    def _stack_current(self) -> tuple:
+        """This forward's records: (moments, full, hists); full and hists are None on plain steps."""
+        if any(c is None for c in self._current) or (self.full_stats and any(c is None for c in self._current_full)):
             raise RuntimeError("activation probe: a layer's hook did not fire during the forward")
         means, variances = zip(*self._current)
-        self._current = [None] * len(self.layers)
-        return torch.stack([torch.cat(means), torch.cat(variances)], 1)
-
-    def _commit(self, step: int) -> None:
-        self._moments.append(self._stack_current())
-        self._steps.append(step)
+        moments = torch.stack([torch.cat(means), torch.cat(variances)], 1)
+        full = hists = None
         if self.full_stats:
+            stats, counts = zip(*self._current_full)
+            full, hists = torch.cat(stats), torch.cat(counts)
+        self._current, self._current_full = [None] * len(self.layers), [None] * len(self.layers)
+        return moments, full, hists
+
+    def _commit(self, step: int, record: tuple) -> None:
+        moments, full, hists = record
+        self._moments.append(moments)
+        self._steps.append(step)
+        if full is not None:
+            self._full.append(full)
+            self._hists.append(hists)
             self._full_steps.append(step)
 
     @torch.no_grad()
@@ -159,7 +173,7 @@ class ActivationProbe:
                 self.active = False
                 for m, g in zip(noisy, train_gens):
                     m.generator = g
-        self._commit(step)
+        self._commit(step, self._stack_current())
 
     def _hook(self, k: int):
         def hook(module, inputs, output):
@@ -172,7 +186,7 @@ class ActivationProbe:
         if self._device_channels[k] is None:
             self._device_channels[k] = self.channels[k].to(x.device)
             n = min(self.cfg.summary_sample, x.numel())
-            self._sample_idx[k] = torch.randperm(x.numel(), generator=self._sample_gen)[:n].to(x.device)
+            self._sample_idx[k] = sample_positions(x.numel(), n, self._sample_gen).to(x.device)
             self._quantile_at[k] = quantile_positions(n, QUANTILES, x.device, torch.float32)
         x = x.float()
         c = len(self.channels[k])
@@ -186,13 +200,12 @@ class ActivationProbe:
         self.calls += 1
         if not self.full_stats:
             return
-        self._hists[k].append(histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
         flat = x.reshape(-1)
         sample = flat[self._sample_idx[k]]
         qs = quantiles(sample, self._quantile_at[k])
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
         ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
-        self._full[k].append(torch.cat([layer, qs, ranges]))
+        self._current_full[k] = (torch.cat([layer, qs, ranges]), histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
 
     # --- flush ---------------------------------------------------------------------------------
     def flush(self, recorder) -> None:
@@ -209,16 +222,10 @@ class ActivationProbe:
             return None
         if len(self._moments) != len(self._steps):
             raise RuntimeError("activation probe: recorded steps and statistics are out of step")
-        parts = [torch.stack(self._moments)]  # steps x (all sampled channels) x (mean, var)
-        parts += [torch.stack(f) for f in self._full if f]
-        parts += [torch.stack(h) for h in self._hists if h]
-        tensor = torch.cat([p.reshape(-1).double() for p in parts])
+        parts = [torch.stack(records) for records in (self._moments, self._full, self._hists) if records]
+        tensor = torch.cat([p.reshape(-1).double() for p in parts])  # counts < 2**53: exact in float64
         steps, full_steps = np.asarray(self._steps), np.asarray(self._full_steps)
-        self._moments.clear()
-        for lists in (self._full, self._hists):
-            for lst in lists:
-                lst.clear()
-        self._steps, self._full_steps = [], []
+        self._moments, self._full, self._hists, self._steps, self._full_steps = [], [], [], [], []
 
         def write(host: np.ndarray) -> None:
             offset = 0
@@ -230,59 +237,66 @@ class ActivationProbe:
                 offset += n
                 return out
 
-            all_moments = take((len(steps), sum(len(c) for c in self.channels), 2))
-            bounds = np.cumsum([0] + [len(c) for c in self.channels])
-            moments = [all_moments[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-            full = [take((len(full_steps), len(LAYER_STATS) + 2 * len(c))) for c in self.channels] if len(full_steps) else []
-            hists = [take((len(full_steps), len(c), self.cfg.hist_bins)) for c in self.channels] if len(full_steps) else []
+            moments = take((len(steps), sum(len(c) for c in self.channels), 2))  # (S, all channels, 2)
+            full = hists = None
+            if len(full_steps):
+                sizes = [len(LAYER_STATS) + 2 * len(c) for c in self.channels]
+                full = np.split(take((len(full_steps), sum(sizes))), np.cumsum(sizes)[:-1], axis=1)  # per layer
+                hists = take((len(full_steps), moments.shape[1], self.cfg.hist_bins))
             self._write(recorder, steps, full_steps, moments, full, hists)
 
         return tensor, write
 
     def _write(self, recorder, steps, full_steps, moments, full, hists) -> None:
+        """One append per table per flush, all layers at once: per-layer appends cost ~0.8 ms of host
+        time per step, which a GPU step (~4 ms) cannot hide."""
+        layer_of = np.concatenate([np.full(len(c), k + 1) for k, c in enumerate(self.channels)]).astype(np.int16)
+        chan_of = np.concatenate([c.numpy() for c in self.channels]).astype(np.int32)
         if not self._channels_written:
-            layer = np.concatenate([np.full(len(c), k + 1) for k, c in enumerate(self.channels)])
             rank = np.concatenate([np.arange(len(c)) for c in self.channels])
-            chan = np.concatenate([c.numpy() for c in self.channels])
-            recorder.table("probe_channels", layer=layer.astype(np.int16), rank=rank.astype(np.int16), channel=chan.astype(np.int32))
+            recorder.table("probe_channels", layer=layer_of, rank=rank.astype(np.int16), channel=chan_of)
             self._channels_written = True
+        S, C = moments.shape[:2]
+        blocks = [(np.repeat(steps, 2 * C), np.tile(np.repeat(layer_of, 2), S), np.tile(np.repeat(chan_of, 2), S),
+                   np.tile(np.arange(2), S * C), moments.ravel())]  # mean and var of every channel, every step
+        first = np.cumsum([0] + [len(c) for c in self.channels])[:-1]  # each layer's rank 0 in the channel axis
+        tb = (steps % self.cfg.tb_every == 0) | (steps == 1)  # TensorBoard gets every tb_every-th step
+        recorder.tb_scalars(steps[tb], {
+            f"moments/layer{k + 1:02d}_rank{r}/{stat}": moments[tb, first[k] + r, i]
+            for k, c in enumerate(self.channels) for r in range(min(self.cfg.tb_scalar_channels, len(c)))
+            for i, stat in enumerate(CHANNEL_STATS)})
+        if len(full_steps):
+            F, L, nl = len(full_steps), len(self.channels), len(LAYER_STATS)
+            summary = np.stack([f[:, :nl] for f in full], 1)  # (F, L, nl)
+            ranges = np.concatenate([f[:, nl:].reshape(F, -1, 2) for f in full], 1)  # (F, C, 2)
+            blocks.append((np.repeat(full_steps, L * nl), np.tile(np.repeat(np.arange(1, L + 1), nl), F),
+                           np.full(F * L * nl, -1), np.tile(np.arange(nl), F * L) + len(CHANNEL_STATS + RANGE_STATS),
+                           summary.ravel()))
+            blocks.append((np.repeat(full_steps, 2 * C), np.tile(np.repeat(layer_of, 2), F),
+                           np.tile(np.repeat(chan_of, 2), F), np.tile(np.arange(2), F * C) + len(CHANNEL_STATS),
+                           ranges.ravel()))
+            recorder.tb_scalars(full_steps, {f"layer_summary/layer{k + 1:02d}/{s[6:]}": summary[:, k, i]
+                                             for k in range(L) for i, s in enumerate(LAYER_STATS)})
+            self._histogram_rows(recorder, full_steps, layer_of, chan_of, hists.astype(np.int64))
+        self._activation_rows(recorder, *(np.concatenate(column) for column in zip(*blocks)))
+
+    def _histogram_rows(self, recorder, full_steps, layer_of, chan_of, counts) -> None:
+        F, C, bins = counts.shape
         edges = self.edges.numpy().astype(np.float32)
-        for k, chans in enumerate(self.channels):
-            layer_no, c = k + 1, chans.numpy()
-            m = moments[k]  # (S, C, 2)
-            s_idx, c_idx, st_idx = np.meshgrid(np.arange(len(steps)), np.arange(len(c)), np.arange(2), indexing="ij")
-            rows = {"step": steps[s_idx.ravel()], "channel": c[c_idx.ravel()],
-                    "stat": st_idx.ravel(), "value": m.ravel()}
-            self._activation_rows(recorder, layer_no, **rows)
-            tb = (steps % self.cfg.tb_every == 0) | (steps == 1)  # TensorBoard gets every tb_every-th step
-            recorder.tb_scalars(steps[tb], {
-                f"moments/layer{layer_no:02d}_rank{r}/{stat}": m[tb, r, i]
-                for r in range(min(self.cfg.tb_scalar_channels, len(c))) for i, stat in enumerate(CHANNEL_STATS)
-            })
-            if not len(full_steps):
-                continue
-            f = full[k]
-            nl = len(LAYER_STATS)
-            recorder.tb_scalars(full_steps, {f"layer_summary/layer{layer_no:02d}/{s[6:]}": f[:, i] for i, s in enumerate(LAYER_STATS)})
-            S = len(full_steps)
-            self._activation_rows(recorder, layer_no, step=np.repeat(full_steps, nl), channel=np.full(S * nl, -1),
-                                  stat=np.tile(np.arange(nl) + len(CHANNEL_STATS + RANGE_STATS), S), value=f[:, :nl].ravel())
-            ranges = f[:, nl:].reshape(S, len(c), 2)
-            s_idx, c_idx, st_idx = np.meshgrid(np.arange(S), np.arange(len(c)), np.arange(2), indexing="ij")
-            self._activation_rows(recorder, layer_no, step=full_steps[s_idx.ravel()], channel=c[c_idx.ravel()],
-                                  stat=st_idx.ravel() + len(CHANNEL_STATS), value=ranges.ravel())
-            h = hists[k].astype(np.int64)  # (S, C, bins)
-            recorder.table("histograms", step=np.repeat(full_steps, len(c)).astype(np.int64),
-                           layer=np.full(S * len(c), layer_no, dtype=np.int16), channel=np.tile(c, S).astype(np.int32),
-                           bin_edges=[edges] * (S * len(c)), counts=list(h.reshape(S * len(c), -1)))
-            for si, step in enumerate(full_steps.tolist()):
-                for ci, ch in enumerate(c.tolist()):
-                    recorder.histogram(f"activations/layer{layer_no:02d}/ch{ch:03d}", step, self.edges.numpy(), h[si, ci])
+        offsets = np.arange(F * C + 1, dtype=np.int32)
+        recorder.table("histograms", step=np.repeat(full_steps, C).astype(np.int64), layer=np.tile(layer_of, F),
+                       channel=np.tile(chan_of, F),
+                       bin_edges=pa.ListArray.from_arrays(pa.array(offsets * (bins + 1)), pa.array(np.tile(edges, F * C))),
+                       counts=pa.ListArray.from_arrays(pa.array(offsets * bins), pa.array(counts.ravel())))
+        for si, step in enumerate(full_steps.tolist()):
+            for ci in range(C):
+                recorder.histogram(f"activations/layer{layer_of[ci]:02d}/ch{chan_of[ci]:03d}", step, self.edges.numpy(),
+                                   counts[si, ci])
 
     @staticmethod
-    def _activation_rows(recorder, layer_no, step, channel, stat, value) -> None:
+    def _activation_rows(recorder, step, layer, channel, stat, value) -> None:
         recorder.table("activations", step=np.asarray(step, dtype=np.int64),
-                       layer=np.full(len(step), layer_no, dtype=np.int16), channel=np.asarray(channel, dtype=np.int32),
+                       layer=np.asarray(layer, dtype=np.int16), channel=np.asarray(channel, dtype=np.int32),
                        stat=labels(STATS, stat), value=np.asarray(value, dtype=np.float32))
 
     def tensorboard_layout(self) -> dict:

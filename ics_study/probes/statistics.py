@@ -33,3 +33,18 @@ def histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
     # scatter_add, not bincount: bincount reads the largest index back to the host (a sync on a GPU)
     counts = torch.zeros(chans.shape[0] * bins, dtype=torch.int64, device=chans.device)
     return counts.scatter_add_(0, idx.reshape(-1), torch.ones_like(idx).reshape(-1)).reshape(chans.shape[0], bins)
+
+
+def sample_positions(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``min(k, n)`` distinct positions of ``range(n)``, uniformly at random, in O(k) work.
+
+    ``randperm(n)[:k]`` is exact but O(n): for VGG-16's layers at batch 128 (35 M values in all) it
+    cost 0.8 s of host time per run, a fifth of a 1000-step GPU benchmark. Here: draw k' >= k
+    positions with replacement, keep the distinct ones, and take a uniform k-subset of those; by
+    symmetry every k-subset of range(n) is equally likely. Small layers use randperm."""
+    if n <= 4 * k:
+        return torch.randperm(n, generator=generator)[:k]
+    while True:  # k' = 1.25 k + 64 draws leave >= k distinct ones with overwhelming probability
+        distinct = torch.randint(n, (k + k // 4 + 64,), generator=generator).unique()
+        if len(distinct) >= k:
+            return distinct[torch.randperm(len(distinct), generator=generator)[:k]]

@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Host time the activation probes add to a run: the part of their cost a GPU cannot hide.
+
+    python scripts/bench_probe_host.py                 # VGG-16 width 1, 1000 steps, 3 repeats
+    python scripts/bench_probe_host.py --steps 3000 --repeats 5 --no-tensorboard
+
+On a GPU a CUDA-graph step takes ~4 ms and the host only has to launch it; every millisecond the
+host spends elsewhere (writing tables and TensorBoard events at a flush, one-off set-up) is time the
+GPU may wait. This measures that host time without a GPU: the probe of a VGG-16 gets its per-step
+records the way a replayed graph hands them over (``capture`` -> ``replayed``), with random values
+of the right shapes, and is flushed every ``trainer.log_every`` steps through a real Recorder into a
+temporary folder, exactly as ``train.py`` does. Printed: host milliseconds per step for the flushes
+(median of the repeats, each after one warm-up flush), and the one-off set-up of the quantile
+sample positions, with the O(n) ``randperm`` it replaced timed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from ics_study.compose import compose  # noqa: E402
+from ics_study.models import build_model  # noqa: E402
+from ics_study.probes import ActivationProbe  # noqa: E402
+from ics_study.probes.activations import LAYER_STATS  # noqa: E402
+from ics_study.probes.statistics import sample_positions  # noqa: E402
+from ics_study.records import Recorder  # noqa: E402
+
+
+def layer_sizes(model, probe: ActivationProbe, batch: int) -> list[int]:
+    """Values per probed layer for one batch (what the quantile sample is drawn from)."""
+    sizes = []
+    hooks = [probe._point(b).register_forward_hook(lambda m, i, o: sizes.append(o.numel() * batch // o.shape[0]))
+             for b in probe.layers]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    return sizes
+
+
+def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every: int) -> float:
+    """Seconds of host time spent in flushes over ``steps`` replayed steps (after one warm-up flush)."""
+    C = sum(len(c) for c in probe.channels)
+    full_size = sum(len(LAYER_STATS) + 2 * len(c) for c in probe.channels)
+    probe.captured = {False: (torch.randn(C, 2), None, None),
+                      True: (torch.randn(C, 2), torch.randn(full_size), torch.randint(0, 999, (C, probe.cfg.hist_bins)))}
+    spent = 0.0
+    for step in range(1, steps + log_every + 1):
+        probe.replayed(step, full=probe.wants_full_stats(step))
+        if step % log_every == 0:
+            start = time.perf_counter()
+            tensor, write = probe.collect(recorder)
+            write(tensor.double().numpy())
+            recorder.flush()
+            if step > log_every:
+                spent += time.perf_counter() - start
+    return spent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-tensorboard", action="store_true", help="tables only")
+    args = ap.parse_args()
+    torch.set_num_threads(1)  # the training thread's view: one core for Python
+    cfg = compose([f"model.width={args.width}", "model=vgg_bn_noise"] + (["logger.tensorboard=false"] if args.no_tensorboard else []))
+    model = build_model(cfg.model)
+
+    probe = ActivationProbe(model, cfg.probe, seed=0)
+    sizes = layer_sizes(model, probe, cfg.data.batch_size)
+    probe.remove()
+    k = cfg.probe.summary_sample
+    setup = {"randperm(n)[:k] (before)": lambda n, g: torch.randperm(n, generator=g)[:k],
+             "sample_positions (now)": lambda n, g: sample_positions(n, min(k, n), g)}
+    setup_s = {name: [] for name in setup}
+    for _ in range(args.repeats):
+        for name, draw in setup.items():
+            g = torch.Generator().manual_seed(0)
+            start = time.perf_counter()
+            for n in sizes:
+                draw(n, g)
+            setup_s[name].append(time.perf_counter() - start)
+
+    per_step = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = ActivationProbe(model, cfg.probe, seed=0)
+            recorder = Recorder(Path(tmp), cfg.logger)
+            per_step.append(1e3 * flush_time(probe, recorder, args.steps, cfg.trainer.log_every) / args.steps)
+            recorder.flush(force=True)
+            recorder.abandon()  # closes the TensorBoard writer
+            probe.remove()
+
+    print(f"\nVGG-16 width {args.width}, batch {cfg.data.batch_size}, {len(sizes)} probed layers x "
+          f"{cfg.probe.channels_per_layer} channels, flush every {cfg.trainer.log_every} steps, "
+          f"histograms every {cfg.probe.every}, TensorBoard {'off' if args.no_tensorboard else 'on'}")
+    print("| host work | median | runs |")
+    print("|---|---|---|")
+    print(f"| flushes (tables{'' if args.no_tensorboard else ' + TensorBoard'}), per step | "
+          f"{statistics.median(per_step):.3f} ms | {', '.join(f'{v:.3f}' for v in per_step)} |")
+    for name, vals in setup_s.items():
+        print(f"| once per run: quantile sample positions, {name} | {1e3 * statistics.median(vals):.1f} ms | "
+              f"{', '.join(f'{1e3 * v:.1f}' for v in vals)} |")
+
+
+if __name__ == "__main__":
+    main()
