@@ -158,7 +158,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     pending: list[int] = []
     status, diverged_at = "completed", None
     bar = _progress(t, done["step"])
-    segment_start, segment_images, segment_eval = time.perf_counter(), 0, 0.0
+    # training time excludes evaluation and checkpoint writing (reported apart; wall time has all)
+    segment_start, segment_images, segment_eval, segment_ckpt = time.perf_counter(), 0, 0.0, 0.0
+    done.setdefault("checkpoint_time", 0.0)  # absent in checkpoints written before it was counted
 
     readback = ReadBack(device)
 
@@ -170,7 +172,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         recorder.scalars(steps, train_metrics)
         done["last_train"] = [float(host[-1, 0]), float(host[-1, 1])]
         if bar is not None:
-            rate = segment_images / max(time.perf_counter() - segment_start - segment_eval, 1e-9)
+            rate = segment_images / max(time.perf_counter() - segment_start - segment_eval - segment_ckpt, 1e-9)
             bar.update(len(steps))
             bar.set_postfix(loss=f"{host[-1, 0]:.3f}", acc=f"{host[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         bad = ~np.isfinite(host[:, 0])
@@ -194,8 +196,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     def save_checkpoint(step: int) -> None:
         recorder.flush(force=True)
         progress = dict(done, step=step, images=done["images"] + segment_images,
-                        train_time=done["train_time"] + time.perf_counter() - segment_start - segment_eval,
-                        eval_time=done["eval_time"] + segment_eval)
+                        train_time=done["train_time"] + time.perf_counter() - segment_start - segment_eval - segment_ckpt,
+                        eval_time=done["eval_time"] + segment_eval, checkpoint_time=done["checkpoint_time"] + segment_ckpt)
         checkpoint.save(run_dir / checkpoint.FILENAME, cfg, step=step, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), batches=batches.state_dict(),
                         rng=checkpoint.rng_state({"noise": noise}),
@@ -264,7 +266,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                     log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *done["last_train"],
                              *done["last_test"])
                 if checkpoint_now:
+                    ckpt_start = time.perf_counter()
                     save_checkpoint(step)
+                    segment_ckpt += time.perf_counter() - ckpt_start
                 if stop.received:
                     status = "interrupted"
                     log.warning("signal %d: checkpointed at step %d; rerun the same command to resume", stop.received, step)
@@ -276,7 +280,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     if bar is not None:
         bar.close()
 
-    train_time = done["train_time"] + time.perf_counter() - segment_start - segment_eval
+    train_time = done["train_time"] + time.perf_counter() - segment_start - segment_eval - segment_ckpt
     summary = {
         "status": status,
         "steps": step,
@@ -284,8 +288,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         "diverged_at": diverged_at,
         "final": {"train_loss": done["last_train"][0], "train_acc": done["last_train"][1],
                   "test_loss": done["last_test"][0], "test_acc": done["last_test"][1]},
-        "wall_time_s": train_time + done["eval_time"] + segment_eval,
+        "wall_time_s": train_time + done["eval_time"] + segment_eval + done["checkpoint_time"] + segment_ckpt,
         "eval_time_s": done["eval_time"] + segment_eval,
+        "checkpoint_time_s": done["checkpoint_time"] + segment_ckpt,
         "train_images_per_s": (done["images"] + segment_images) / max(train_time, 1e-9),  # training steps only
         "resumed_from": done["step"] if state is not None else None,
         "device": str(device),

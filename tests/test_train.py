@@ -50,6 +50,14 @@ def test_metrics_table_and_summary(tiny_cfg, tmp_path):
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
 
 
+def test_training_rate_excludes_evaluation_and_checkpoints(tiny_cfg, tmp_path):
+    summary = train(tiny_cfg("trainer.checkpoint_every=3"), tmp_path)  # 4 checkpoints, 2 evaluations
+    assert summary["checkpoint_time_s"] > 0 and summary["eval_time_s"] > 0
+    train_time = summary["wall_time_s"] - summary["eval_time_s"] - summary["checkpoint_time_s"]
+    assert train_time > 0
+    assert summary["train_images_per_s"] == pytest.approx(12 * 32 / train_time, rel=1e-6)
+
+
 def test_divergence_stops_the_run_with_its_step(tiny_cfg, tmp_path):
     summary = train(tiny_cfg("model=vgg", "optim.lr=1e12", "trainer.max_steps=40", "trainer.log_every=4"), tmp_path)
     assert summary["status"] == "diverged"
