@@ -41,6 +41,9 @@ if [ -z "${SKIP_LOOP_BENCH:-}" ]; then  # SKIP_LOOP_BENCH=1 leaves more of the b
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
+stamp "probe host work (no GPU involved: what the GPU may wait for)"
+timeout 60 python3 scripts/bench_probe_host.py --repeats 3 2>>"$out/bench.log" | tee "$out/bench_probe_host.md"
+
 stamp "probe cost (CUDA graph, fp32)"
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
   --with-measurements 2>>"$out/bench.log" | tee "$out/bench_probes.md"
@@ -58,20 +61,21 @@ rc=$?
 echo "fig2 wall time: $(( $(date +%s) - fig2_start )) s (exit $rc; 124 = stopped at the time budget)" | tee -a "$out/fig2.log"
 python3 - /tmp/fig2 <<'PY' | tee "$out/fig2.md"
 import json, pathlib, sys
-print("| job | status | steps | train img/s | train time s | eval s | train acc | test acc | graph |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| job | status | steps | train img/s | train time s | eval s | checkpoint s | train acc | test acc | graph |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 total = 0.0
 for job in sorted(pathlib.Path(sys.argv[1]).glob("*/status.json")):
     s = json.loads((job.parent / "summary.json").read_text()) if (job.parent / "summary.json").exists() else None
     st = json.loads(job.read_text())
     if s is None:
-        print(f"| {job.parent.name} | {st.get('status')} | {st.get('steps')} | | | | | | |")
+        print(f"| {job.parent.name} | {st.get('status')} | {st.get('steps')} | | | | | | | |")
         continue
-    t = s["wall_time_s"] - s["eval_time_s"]
+    ckpt = s.get("checkpoint_time_s", 0.0)
+    t = s["wall_time_s"] - s["eval_time_s"] - ckpt
     total += t
     f = s["final"]
     print(f"| {job.parent.name} | {s['status']} | {s['steps']} | {s['train_images_per_s']:.0f} | {t:.0f} | "
-          f"{s['eval_time_s']:.0f} | {f['train_acc']:.3f} | {f['test_acc']:.3f} | {s.get('cuda_graph')} |")
+          f"{s['eval_time_s']:.0f} | {ckpt:.1f} | {f['train_acc']:.3f} | {f['test_acc']:.3f} | {s.get('cuda_graph')} |")
 print(f"\ntraining time of the finished jobs, in total: {total:.0f} s ({total / 60:.2f} min)")
 PY
 
