@@ -139,4 +139,13 @@ def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     first = hist_tags[0]
     assert [e.step for e in events.Histograms(first)] == [1, 4, 8, 12]
     assert events.Histograms(first)[0].histogram_value.num == 32 * 32 * 32
+    # the TensorBoard histogram is the table's, without its empty end bins
+    layer, ch = (int(part.lstrip("layerch")) for part in first.split("/")[1:])  # activations/layerKK/chCCC
+    row = hists[(hists.layer == layer) & (hists.channel == ch) & (hists.step == 1)].iloc[0]
+    counts, edges = np.asarray(row.counts), np.asarray(row.bin_edges)
+    filled = np.flatnonzero(counts)
+    tb = events.Histograms(first)[0].histogram_value
+    np.testing.assert_array_equal(tb.bucket, counts[filled[0] : filled[-1] + 1])
+    np.testing.assert_allclose(tb.bucket_limit, edges[filled[0] + 1 : filled[-1] + 2], rtol=1e-6)
+    assert tb.min == pytest.approx(edges[filled[0]])
     assert "moments/layer01_rank0/mean" in events.Tags()["scalars"]
