@@ -100,7 +100,7 @@ class TrainerConfig:
     channels_last: bool = True  # NHWC memory layout: same numbers, 1.1-1.3x faster on CPU and GPU
     compile: bool = False  # torch.compile the model (probes keep working: hooks are registered first)
     compile_mode: str = "default"  # "default", "reduce-overhead" (CUDA graphs), "max-autotune"
-    cuda_graph: str = "auto"  # replay each plain step as one CUDA graph: auto (on for CUDA), on, off
+    cuda_graph: str = "auto"  # replay training steps as CUDA graphs: auto (on for CUDA), on, off
     threads: int = 0  # CPU threads for torch; 0 = every core
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     progress_bar: bool = True

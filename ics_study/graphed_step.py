@@ -1,4 +1,4 @@
-"""One training step captured in a CUDA graph and replayed (``trainer.cuda_graph``).
+"""Training steps captured as CUDA graphs and replayed (``trainer.cuda_graph``).
 
 Why: at batch 128 a VGG-16 step is a few hundred small kernels. Launched one by one from Python
 (eager PyTorch) the GPU waits for the host: on an H100 the eager loop ran at 1-2% of the chip.

@@ -26,6 +26,8 @@ class Recorder:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.tables: dict[str, TableWriter] = {}
+        if cfg.tables:
+            import pandas  # noqa: F401  Arrow imports it at its first table: here, not in the first timed flush (~0.5 s)
         if resume is not None:
             self._truncate(resume[1])
         self.tb = None

@@ -8,8 +8,8 @@
 (a) reference: torchvision's CIFAR10 dataset with ToTensor/Normalize transforms, a shuffling
     DataLoader, the same VGG in eager fp32, SGD, ``loss.item()`` every step for the running loss;
 (b) ics-study: ``train()`` at default probes (per-step channel moments, histograms every 100 steps),
-    in fp32 and bf16 (on a GPU each plain step replays one CUDA graph; ``eager`` is fp32 without
-    it; ``compile`` is bf16 + torch.compile: ``--variants ref,fp32,eager,compile``).
+    in fp32 and bf16 (on a GPU training steps replay CUDA graphs; ``eager`` is fp32 without
+    them; ``compile`` is bf16 + torch.compile: ``--variants ref,fp32,eager,compile``).
 Runs alternate (a, b-fp32, b-bf16, a, ...) after a warm-up round; the table gives the median
 training images/s of each and its ratio to the reference. On a GPU it adds achieved TFLOP/s and the
 model FLOPs utilisation (VGG-16 forward: 0.626 GFLOP per 32x32 image at width 1; training ~3x).
