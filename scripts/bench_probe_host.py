@@ -9,9 +9,11 @@ host spends elsewhere (writing tables and TensorBoard events at a flush, one-off
 GPU may wait. This measures that host time without a GPU: the probe of a VGG-16 gets its per-step
 records the way a replayed graph hands them over (``capture`` -> ``replayed``), with random values
 of the right shapes, and is flushed every ``trainer.log_every`` steps through a real Recorder into a
-temporary folder, exactly as ``train.py`` does. Printed: host milliseconds per step for the flushes
-(median of the repeats, each after one warm-up flush), and the one-off set-up of the quantile
-sample positions, with the O(n) ``randperm`` it replaced timed side by side.
+temporary folder, exactly as ``train.py`` does. Printed (medians of the repeats, each after one
+warm-up flush): milliseconds per step the training thread spends in flushes; CPU milliseconds per
+step of the whole process, every thread (TensorBoard's event writer has its own, and it holds the
+GIL while it checksums), from the per-step copies to everything on disk; and the one-off set-up of
+the quantile sample positions, with the O(n) ``randperm`` it replaced timed side by side.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def layer_sizes(model, probe: ActivationProbe, batch: int) -> list[int]:
     return sizes
 
 
-def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every: int) -> float:
-    """Seconds of host time spent in flushes over ``steps`` replayed steps (after one warm-up flush)."""
+def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every: int) -> tuple[float, float]:
+    """Over ``steps`` replayed steps after one warm-up flush: seconds the training thread spends in
+    flushes, and CPU seconds of the whole process (every thread: TensorBoard writes its event file
+    on its own thread, holding the GIL) until everything is on disk."""
     C = sum(len(c) for c in probe.channels)
     full_size = sum(len(LAYER_STATS) + 2 * len(c) for c in probe.channels)
     probe.captured = {False: (torch.randn(C, 2), None, None),
                       True: (torch.randn(C, 2), torch.randn(full_size), torch.randint(0, 999, (C, probe.cfg.hist_bins)))}
-    spent = 0.0
+    spent, cpu_start = 0.0, None
     for step in range(1, steps + log_every + 1):
         probe.replayed(step, full=probe.wants_full_stats(step))
         if step % log_every == 0:
@@ -63,7 +67,11 @@ def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every
             recorder.flush()
             if step > log_every:
                 spent += time.perf_counter() - start
-    return spent
+            else:
+                recorder.flush(force=True)  # the warm-up flush's writes are not counted
+                cpu_start = time.process_time()
+    recorder.flush(force=True)  # tables written and the TensorBoard writer's queue drained
+    return spent, time.process_time() - cpu_start
 
 
 def main() -> None:
@@ -92,12 +100,14 @@ def main() -> None:
                 draw(n, g)
             setup_s[name].append(time.perf_counter() - start)
 
-    per_step = []
+    per_step, cpu_per_step = [], []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             probe = ActivationProbe(model, cfg.probe, seed=0)
             recorder = Recorder(Path(tmp), cfg.logger)
-            per_step.append(1e3 * flush_time(probe, recorder, args.steps, cfg.trainer.log_every) / args.steps)
+            spent, cpu = flush_time(probe, recorder, args.steps, cfg.trainer.log_every)
+            per_step.append(1e3 * spent / args.steps)
+            cpu_per_step.append(1e3 * cpu / args.steps)
             recorder.flush(force=True)
             recorder.abandon()  # closes the TensorBoard writer
             probe.remove()
@@ -109,6 +119,8 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| flushes (tables{'' if args.no_tensorboard else ' + TensorBoard'}), per step | "
           f"{statistics.median(per_step):.3f} ms | {', '.join(f'{v:.3f}' for v in per_step)} |")
+    print(f"| all probe bookkeeping, CPU time of every thread (TensorBoard's writer included), per step | "
+          f"{statistics.median(cpu_per_step):.3f} ms | {', '.join(f'{v:.3f}' for v in cpu_per_step)} |")
     for name, vals in setup_s.items():
         print(f"| once per run: quantile sample positions, {name} | {1e3 * statistics.median(vals):.1f} ms | "
               f"{', '.join(f'{1e3 * v:.1f}' for v in vals)} |")

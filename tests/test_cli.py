@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -49,6 +50,8 @@ def test_a_cli_run_writes_tables_events_summary_and_config(tmp_path):
     tags = events.Tags()
     assert {"train/loss", "train/acc", "test/loss", "test/acc"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 13))
+    table_loss = metrics.query("metric == 'train/loss'").sort_values("step").value.to_numpy()
+    np.testing.assert_allclose([e.value for e in events.Scalars("train/loss")], table_loss, rtol=1e-6)  # float32 in events
     assert any(t.startswith("final/") for t in tags["scalars"]) or any(t.startswith("final/") for t in tags["tensors"])
 
 

@@ -288,10 +288,9 @@ class ActivationProbe:
                        channel=np.tile(chan_of, F),
                        bin_edges=pa.ListArray.from_arrays(pa.array(offsets * (bins + 1)), pa.array(np.tile(edges, F * C))),
                        counts=pa.ListArray.from_arrays(pa.array(offsets * bins), pa.array(counts.ravel())))
+        tags = [f"activations/layer{layer:02d}/ch{chan:03d}" for layer, chan in zip(layer_of, chan_of)]
         for si, step in enumerate(full_steps.tolist()):
-            for ci in range(C):
-                recorder.histogram(f"activations/layer{layer_of[ci]:02d}/ch{chan_of[ci]:03d}", step, self.edges.numpy(),
-                                   counts[si, ci])
+            recorder.histograms(step, tags, self.edges.numpy(), counts[si])
 
     @staticmethod
     def _activation_rows(recorder, step, layer, channel, stat, value) -> None:
