@@ -86,8 +86,13 @@ def masked_crc32c(data: bytes) -> int:
 def install() -> bool:
     """Make TensorBoard's event writer use ``masked_crc32c``; only if it agrees with TensorBoard's
     own on a test record (otherwise nothing changes). Returns whether it is in place."""
-    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
-    from tensorboard.summary.writer import record_writer
+    try:  # another TensorBoard layout: keep its own CRC
+        from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+        from tensorboard.summary.writer import record_writer
+    except ImportError:
+        return False
+    if not hasattr(record_writer, "masked_crc32c"):
+        return False
 
     if record_writer.masked_crc32c is masked_crc32c:
         return True
