@@ -11,8 +11,8 @@ and the probes' per-step moments. The noisy BN's generator is registered with th
 replay draws fresh noise from the same stream, at the same offsets as eager steps would.
 
 Two graphs: the plain step, and the probes' histogram/summary step (every ``probe.every`` steps:
-the same step plus histograms, quantiles and layer summaries, ~500 more small kernels that eagerly
-cost more than the step itself). Each has its own memory pool and gradient buffers, so neither can
+the same step plus histograms, quantiles and layer summaries, ~30 more small kernels per layer,
+host-bound when launched eagerly). Each has its own memory pool and gradient buffers, so neither can
 overwrite what the other keeps.
 
 What is not captured: steps with an ICS or landscape measurement (several forwards and backwards on
