@@ -11,6 +11,7 @@ from ics_study.config import LoggerConfig, ModelConfig, ProbeConfig
 from ics_study.models import build_model
 from ics_study.probes import ActivationProbe
 from ics_study.probes.activations import QUANTILES, sample_channels
+from ics_study.probes.statistics import sample_positions
 from ics_study.records import Recorder
 
 from .conftest import TINY, run_cli
@@ -149,3 +150,25 @@ def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     np.testing.assert_allclose(tb.bucket_limit, edges[filled[0] + 1 : filled[-1] + 2], rtol=1e-6)
     assert tb.min == pytest.approx(edges[filled[0]])
     assert "moments/layer01_rank0/mean" in events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("n, k", [(10, 4), (100, 100), (400, 100), (401, 100), (8_388_608, 4096)])
+def test_quantile_sample_positions_are_distinct_in_range_and_seeded(n, k):
+    a = sample_positions(n, k, torch.Generator().manual_seed(5))
+    assert len(a) == min(k, n) and len(a.unique()) == len(a)
+    assert a.min() >= 0 and a.max() < n
+    assert torch.equal(a, sample_positions(n, k, torch.Generator().manual_seed(5)))
+    assert not torch.equal(a, sample_positions(n, k, torch.Generator().manual_seed(6)))
+
+
+def test_quantile_sample_positions_are_uniform():
+    """Every position is drawn with probability k/n (the O(k) path: n > 4k)."""
+    n, k, draws = 1000, 100, 4000
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(n)
+    for _ in range(draws):
+        counts[sample_positions(n, k, g)] += 1
+    expected = draws * k / n  # 400, binomial sd ~19
+    chi2 = ((counts - expected) ** 2 / (expected * (1 - k / n))).sum().item()
+    assert abs(chi2 - (n - 1)) < 6 * (2 * (n - 1)) ** 0.5  # chi-square with n-1 dof: mean n-1, sd sqrt(2(n-1))
+    assert counts.min() > expected - 6 * 19 and counts.max() < expected + 6 * 19
