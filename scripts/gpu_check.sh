@@ -41,8 +41,9 @@ if [ -z "${SKIP_LOOP_BENCH:-}" ]; then  # SKIP_LOOP_BENCH=1 leaves more of the b
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
-stamp "probe host work (no GPU involved: what the GPU may wait for)"
+stamp "host work per step on this machine's CPU (no GPU involved: what the GPU may wait for)"
 timeout 60 python3 scripts/bench_probe_host.py --repeats 3 2>>"$out/bench.log" | tee "$out/bench_probe_host.md"
+timeout 90 python3 scripts/bench_loop_host.py --steps 2000 --repeats 2 2>>"$out/bench.log" | tee "$out/bench_loop_host.md"
 
 stamp "probe cost (CUDA graph, fp32)"
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
