@@ -58,3 +58,20 @@ def test_benchmark_scripts_run_in_quick_mode():
                           "--steps", "3", "--repeats", "1", "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| probes on |" in out.stdout
+
+
+def _median_ms(stdout: str, row: str) -> float:
+    line = next(line for line in stdout.splitlines() if line.startswith(f"| {row}"))
+    return float(line.split("|")[2].split()[0])
+
+
+@pytest.mark.slow
+def test_host_benchmarks_run_and_report_positive_times():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_probe_host.py"), "--width", "0.0625",
+                          "--steps", "200", "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _median_ms(out.stdout, "flushes") > 0 and _median_ms(out.stdout, "all probe bookkeeping") > 0
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_loop_host.py"), "--steps", "120", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _median_ms(out.stdout, "probes off") > 0 and _median_ms(out.stdout, "probes on") > 0
