@@ -162,6 +162,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     segment_start, segment_images, segment_eval, segment_ckpt = time.perf_counter(), 0, 0.0, 0.0
     done.setdefault("checkpoint_time", 0.0)  # absent in checkpoints written before it was counted
 
+    def segment_training_time() -> float:
+        return time.perf_counter() - segment_start - segment_eval - segment_ckpt
+
     readback = ReadBack(device)
 
     def write_train(steps: np.ndarray, host: np.ndarray) -> None:
@@ -172,7 +175,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         recorder.scalars(steps, train_metrics)
         done["last_train"] = [float(host[-1, 0]), float(host[-1, 1])]
         if bar is not None:
-            rate = segment_images / max(time.perf_counter() - segment_start - segment_eval - segment_ckpt, 1e-9)
+            rate = segment_images / max(segment_training_time(), 1e-9)
             bar.update(len(steps))
             bar.set_postfix(loss=f"{host[-1, 0]:.3f}", acc=f"{host[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         bad = ~np.isfinite(host[:, 0])
@@ -196,7 +199,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     def save_checkpoint(step: int) -> None:
         recorder.flush(force=True)
         progress = dict(done, step=step, images=done["images"] + segment_images,
-                        train_time=done["train_time"] + time.perf_counter() - segment_start - segment_eval - segment_ckpt,
+                        train_time=done["train_time"] + segment_training_time(),
                         eval_time=done["eval_time"] + segment_eval, checkpoint_time=done["checkpoint_time"] + segment_ckpt)
         checkpoint.save(run_dir / checkpoint.FILENAME, cfg, step=step, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), batches=batches.state_dict(),
@@ -214,13 +217,13 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                 probe_full = probe is not None and probe.fixed_batch is None and probe.wants_full_stats(step)
                 measuring = measure_ics or measure_landscape  # these steps stay eager
                 if graphed is not None and graphed.graph is None and not measuring and optimizer_ready(optimizer):
-                    graphed = _capture(graphed, x, y)
+                    _capture(graphed, x, y)
                 if graphed is not None and graphed.replays(probe_full) and not measuring:
                     buffer[len(pending)].copy_(graphed(x, y, full=probe_full))
                     if probe is not None:
                         probe.replayed(step, full=probe_full)
                 else:
-                    if measure_ics or measure_landscape:
+                    if measuring:
                         replay.mark_step_start()
                     with probe.observe(step) if probe is not None else nullcontext(), autocast(device, t.precision):
                         out = forward(x)
@@ -280,7 +283,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     if bar is not None:
         bar.close()
 
-    train_time = done["train_time"] + time.perf_counter() - segment_start - segment_eval - segment_ckpt
+    train_time = done["train_time"] + segment_training_time()
     summary = {
         "status": status,
         "steps": step,
@@ -308,8 +311,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     return summary
 
 
-def _capture(graphed: GraphedStep, x, y) -> GraphedStep:
-    """Capture the plain step. A failed capture leaves CUDA unusable for this process (the noise
+def _capture(graphed: GraphedStep, x, y) -> None:
+    """Capture the graphed steps. A failed capture leaves CUDA unusable for this process (the noise
     generator stays in capture mode, the graph's memory pool keeps growing): stop with one line."""
     try:
         graphed.capture(x, y)
@@ -317,7 +320,6 @@ def _capture(graphed: GraphedStep, x, y) -> GraphedStep:
         first = str(e).splitlines()[0] if str(e) else ""
         raise UserError(f"CUDA graph capture failed ({type(e).__name__}: {first}); rerun with trainer.cuda_graph=off "
                         "(same numbers, slower) and please report it") from e
-    return graphed
 
 
 def _progress(t, initial: int = 0):

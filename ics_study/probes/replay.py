@@ -57,12 +57,6 @@ class PendingScalars:
     def add(self, step: int, values: dict[str, torch.Tensor]) -> None:
         self.items += [(step, name, v.detach().reshape(())) for name, v in values.items()]
 
-    def flush(self, recorder) -> None:
-        collected = self.collect(recorder)
-        if collected is not None:
-            tensor, write = collected
-            write(tensor.cpu().numpy())
-
     def collect(self, recorder):
         """The pending values as one device tensor and the function that writes them from the host."""
         if not self.items:
