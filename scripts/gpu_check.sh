@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole GPU check as one command, sized to fit about 9 minutes: the CUDA tests (graphed ==
-# eager, bf16, resume), the loop benchmark (reference vs ics-study: CUDA graph fp32/bf16, eager fp32,
-# MFU; SKIP_LOOP_BENCH=1 skips it), the probe-cost benchmark, a torch.profiler table of a probed run,
-# then (unless SKIP_FIG2=1) the full fig2 protocol (3 networks x 15,000 steps, batch 128,
-# default probes, seed 0) timed end to end. Prints tables and leaves them (and the fig2 runs, trimmed
-# to what figures and reports read) in OUT.
+# eager, bf16, resume), the noisy BN's noise in its old and new form, the loop benchmark (reference
+# vs ics-study: CUDA graph fp32/bf16, eager fp32, MFU; SKIP_LOOP_BENCH=1 skips it), the probe-cost
+# benchmark, a torch.profiler table of a probed run, then (unless SKIP_FIG2=1) the full fig2
+# protocol (3 networks x 15,000 steps, batch 128, default probes, seed 0) timed end to end. Prints
+# tables and leaves them (and the fig2 runs, trimmed to what figures and reports read) in OUT.
 #
 #   scripts/gpu_check.sh OUT_DIR [DATA_ROOT]
 #
@@ -33,6 +33,9 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 
 stamp "CUDA tests (graphed == eager, bf16, resume)"
 timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
+
+stamp "noisy BN: the noise's cost now and in its first form (VGG-16 layer shapes, batch 128)"
+timeout 60 python3 scripts/bench_noise.py --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
 
 if [ -z "${SKIP_LOOP_BENCH:-}" ]; then  # SKIP_LOOP_BENCH=1 leaves more of the budget to fig2
   stamp "loop benchmark"

@@ -98,3 +98,24 @@ def test_same_seed_same_noise_and_constants_come_from_config():
     torch.testing.assert_close(make_layer(seed=5)(x), make_layer(seed=5)(x))
     layer = make_layer(n_mu=0.0, n_sigma=1.0, r_mu=0.0, r_sigma=0.0)  # no noise at all
     torch.testing.assert_close(layer(x), bn_output(layer, x))
+
+
+def test_same_noise_in_either_memory_layout_and_the_output_keeps_the_input_layout():
+    x = fixed_input()
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    out, out_cl = make_layer(seed=3)(x), make_layer(seed=3)(x_cl)
+    assert out.is_contiguous() and out_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_cl, out, rtol=1e-5, atol=1e-5)  # BN's reductions may round differently
+    s, m, _ = noise_of(make_layer(seed=3), x)
+    s_cl, m_cl, _ = noise_of(make_layer(seed=3), x_cl)
+    assert torch.equal(s_cl, s) and torch.equal(m_cl, m)
+
+
+def test_linear_layers_get_per_unit_noise():
+    layer = make_layer()
+    x = torch.randn(4096, C, generator=torch.Generator().manual_seed(1))
+    s, m, out = noise_of(layer, x)
+    torch.testing.assert_close(out, s * bn_output(layer, x) + m)
+    assert s.shape == m.shape == x.shape
+    assert torch.allclose(s.std(0), torch.full((C,), 0.1), atol=0.008)  # N(sigma_j, 0.1) per unit
+    assert (m.max(0).values - m.min(0).values).max() <= 0.2 + 1e-5  # U(mu_j +- 0.1) per unit

@@ -31,11 +31,12 @@ def test_fp32_and_bf16_training_both_run(tiny_cfg, tmp_path, precision):
     assert summary["status"] == "completed" and np.isfinite(summary["final"]["train_loss"])
 
 
-def test_channels_last_gives_the_same_training_numbers(tiny_cfg, tmp_path):
+@pytest.mark.parametrize("model", ["vgg_bn", "vgg_bn_noise"])  # the noise is drawn the same in both layouts
+def test_channels_last_gives_the_same_training_numbers(tiny_cfg, tmp_path, model):
     import pandas as pd
 
     for layout in ("true", "false"):
-        train(tiny_cfg(f"trainer.channels_last={layout}", "model=vgg_bn", "trainer.max_steps=3"), tmp_path / layout)
+        train(tiny_cfg(f"trainer.channels_last={layout}", f"model={model}", "trainer.max_steps=3"), tmp_path / layout)
     a, b = (pd.read_parquet(tmp_path / d / "metrics") for d in ("true", "false"))
     loss = lambda m: m[m.metric == "train/loss"].sort_values("step").value.to_numpy()  # noqa: E731
     # same maths, only the summation order differs: equal at step 1, then rounding compounds (lr 0.1)
@@ -75,3 +76,12 @@ def test_host_benchmarks_run_and_report_positive_times():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert _median_ms(out.stdout, "probes off") > 0 and _median_ms(out.stdout, "probes on") > 0
+
+
+@pytest.mark.slow
+def test_noise_benchmark_runs_and_reports_both_forms():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_noise.py"), "--width", "0.0625",
+                          "--batch", "16", "--steps", "2", "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for row in ("BN", "noisy BN, now", "noisy BN, before", "now", "before"):
+        assert _median_ms(out.stdout, row) > 0
