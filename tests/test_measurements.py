@@ -123,6 +123,17 @@ def test_lp_norm_normalises_as_defined(p):
                                (xc[:, 0] - layer.running_mean) / (layer.running_norm + 1e-5) * layer.weight + layer.bias)
 
 
+@pytest.mark.parametrize("p", [1.0, 2.0, float("inf")])
+def test_lp_norm_is_the_same_for_channels_last_and_linear_inputs(p):
+    x = torch.randn(16, 4, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 2
+    out = LpNorm(4, p, LpConfig())(x)
+    out_cl = LpNorm(4, p, LpConfig())(x.contiguous(memory_format=torch.channels_last))
+    assert out_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_cl, out)
+    rows = x.transpose(0, 1).reshape(4, -1).T  # (positions, channels): what a linear layer gives
+    torch.testing.assert_close(LpNorm(4, p, LpConfig())(rows), out.transpose(0, 1).reshape(4, -1).T)
+
+
 def test_lp_models_train(tiny_cfg, tmp_path):
     for norm in ("lp1", "lp2", "lpinf"):
         summary = train(tiny_cfg(f"model=vgg_{norm}", "trainer.max_steps=4"), tmp_path / norm)

@@ -39,7 +39,9 @@ class DeviceData:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.uint8:  # features (regression): used as they are
             return x.float()
-        images = (x.float().div_(255.0) - self.mean) / self.std
+        return self.in_model_layout((x.float().div_(255.0) - self.mean) / self.std)
+
+    def in_model_layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def train_batches(self, batch_size: int, seed: int, drop_last: bool = True,
@@ -118,7 +120,7 @@ class BatchStream:
         self.position += 1
         images = self.data.normalize(self.data.x_train[idx])
         if self.augment is not None and (self.augment.crop or self.augment.flip):
-            images = augment_batch(images, self.augment, self.aug_gen)
+            images = self.data.in_model_layout(augment_batch(images, self.augment, self.aug_gen))  # crops come out NCHW
         return images, self.data.y_train[idx]
 
     def state_dict(self) -> dict:

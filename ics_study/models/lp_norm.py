@@ -32,13 +32,15 @@ class LpNorm(nn.Module):
         self.register_buffer("running_norm", torch.ones(num_features))
 
     def batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dims = [d for d in range(x.dim()) if d != 1]
-        mean = x.mean(dims)
-        base = x - self._shape(mean, x) if self.cfg.norm_of_centered else x
+        # over a (positions, channels) view: free for the channels-last activations the model runs
+        # on, and the backward's broadcasts then share their layout (see tests/test_layouts.py)
+        rows = x.movedim(1, -1).reshape(-1, x.shape[1])
+        mean = rows.mean(0)
+        base = rows - mean if self.cfg.norm_of_centered else rows
         if math.isinf(self.p):
-            norm = base.abs().amax(dims)
+            norm = base.abs().amax(0)
         else:
-            norm = base.abs().pow(self.p).mean(dims).pow(1.0 / self.p)
+            norm = base.abs().pow(self.p).mean(0).pow(1.0 / self.p)
         return mean, norm
 
     @staticmethod
