@@ -9,7 +9,8 @@
     DataLoader, the same VGG in eager fp32, SGD, ``loss.item()`` every step for the running loss;
 (b) ics-study: ``train()`` at default probes (per-step channel moments, histograms every 100 steps),
     in fp32 and bf16 (on a GPU training steps replay CUDA graphs; ``eager`` is fp32 without
-    them; ``compile`` is bf16 + torch.compile: ``--variants ref,fp32,eager,compile``).
+    them; ``nchw`` is fp32 in the NCHW layout; ``compile`` is bf16 + torch.compile:
+    ``--variants ref,fp32,eager,nchw,compile``).
 Runs alternate (a, b-fp32, b-bf16, a, ...) after a warm-up round; the table gives the median
 training images/s of each and its ratio to the reference. On a GPU it adds achieved TFLOP/s and the
 model FLOPs utilisation (VGG-16 forward: 0.626 GFLOP per 32x32 image at width 1; training ~3x).
@@ -79,12 +80,12 @@ def reference_loop(args, device: torch.device, steps: int) -> float:
 
 
 def ics_study_loop(args, device: torch.device, steps: int, precision: str, compiled: bool, out: Path,
-                   graph: str = "auto") -> float:
+                   graph: str = "auto", extra: tuple[str, ...] = ()) -> float:
     data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
     cfg = compose([f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={steps}",
                    f"trainer.eval_every={steps}", "trainer.progress_bar=false", f"trainer.device={device}",
                    f"trainer.precision={precision}", f"trainer.compile={compiled}", f"trainer.cuda_graph={graph}",
-                   *data, *args.overrides])
+                   *data, *extra, *args.overrides])
     summary = train(cfg, out)
     print(f"  ({precision}, compile={compiled}: CUDA graph used: {summary['cuda_graph']})", file=sys.stderr)
     return summary["train_images_per_s"]
@@ -100,7 +101,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--ref-workers", type=int, default=2, help="DataLoader workers of the reference loop")
     ap.add_argument("--variants", default="ref,fp32,bf16",
-                    help="comma list of ref, fp32, bf16, eager (fp32, no CUDA graph), compile (bf16 + compile)")
+                    help="comma list of ref, fp32, bf16, eager (fp32, no CUDA graph), nchw (fp32, NCHW), "
+                         "compile (bf16 + compile)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
     args = ap.parse_args()
@@ -114,6 +116,8 @@ def main() -> None:
              "bf16": ("ics-study bf16 + probes", lambda out: ics_study_loop(args, device, steps, "bf16", False, out)),
              "eager": ("ics-study fp32 + probes, eager (no CUDA graph)",
                        lambda out: ics_study_loop(args, device, steps, "fp32", False, out, graph="off")),
+             "nchw": ("ics-study fp32 + probes, NCHW layout (trainer.channels_last=false)",
+                      lambda out: ics_study_loop(args, device, steps, "fp32", False, out, extra=("trainer.channels_last=false",))),
              "compile": ("ics-study bf16 + probes + compile",
                          lambda out: ics_study_loop(args, device, steps, "bf16", True, out))}
     variants = dict(known[v] for v in args.variants.split(","))

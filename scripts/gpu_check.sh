@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check as one command, sized to fit about 9 minutes: the CUDA tests (graphed ==
 # eager, bf16, resume), the noisy BN's noise in its old and new form, the loop benchmark (reference
-# vs ics-study: CUDA graph fp32/bf16, eager fp32, MFU; SKIP_LOOP_BENCH=1 skips it), the probe-cost
+# vs ics-study: CUDA graph fp32/bf16, fp32 NCHW, MFU; SKIP_LOOP_BENCH=1 skips it), the probe-cost
 # benchmark, a torch.profiler table of a probed run, then (unless SKIP_FIG2=1) the full fig2
 # protocol (3 networks x 15,000 steps, batch 128, default probes, seed 0) timed end to end. Prints
 # tables and leaves them (and the fig2 runs, trimmed to what figures and reports read) in OUT.
@@ -40,7 +40,7 @@ timeout 60 python3 scripts/bench_noise.py --device cuda --width 1 --steps 20 --r
 if [ -z "${SKIP_LOOP_BENCH:-}" ]; then  # SKIP_LOOP_BENCH=1 leaves more of the budget to fig2
   stamp "loop benchmark"
   timeout 170 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 2 --ref-workers 4 \
-    --variants ref,fp32,bf16,eager 2>"$out/bench.log" | tee "$out/bench.md"
+    --variants ref,fp32,bf16,nchw 2>"$out/bench.log" | tee "$out/bench.md"
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
