@@ -8,10 +8,11 @@ For every noisy layer of a VGG-16 (the shapes its 13 conv blocks see at batch 12
 in training) this times forward + backward of three things on the same input, in alternating rounds:
 plain BN (``nn.BatchNorm2d``), the noisy BN as it is now (``ics_study.models.noisy_bn``) and the noisy
 BN as it was before 2026-11-27 (kept below: per-element noise drawn in NCHW order next to an NHWC
-activation, eight elementwise passes). Printed: milliseconds per step summed over the layers (median
-of the rounds), and the noise's own cost (noisy minus plain BN) in both forms. Then the same for a
-whole training step (forward, loss, backward, SGD) of the noisy VGG-16 with either form of the noise,
-on one fixed random batch, alternating: what the rewrite saves in every step of a noisy-BN run.
+activation, eight elementwise passes, three kernels per per-channel draw where one does now).
+Printed: milliseconds per step summed over the layers (median of the rounds), and the noise's own
+cost (noisy minus plain BN) in both forms. Then the same for a whole training step (forward, loss,
+backward, SGD) of the noisy VGG-16 with either form of the noise, on one fixed random batch,
+alternating: what the rewrite saves in every step of a noisy-BN run.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from ics_study.models.vgg import PLANS  # noqa: E402
 
 
 class NoisyBatchNormBefore(NoisyBatchNorm):
-    """The noise as first written: NCHW-ordered draws, one pass per arithmetic operation."""
+    """The noise as first written: NCHW-ordered draws, one pass (or kernel) per arithmetic operation."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = nn.BatchNorm2d.forward(self, x)
         return a * self._scale_like(a) + self._shift_like(a)
+
+    def _uniform(self, shape, low, high, like):
+        return low + (high - low) * torch.rand(shape, generator=self.generator, device=like.device, dtype=like.dtype)
 
     def _scale_like(self, a):
         sigma = self._uniform(self._channel_shape(a), 1.0, self.n_sigma, a)
