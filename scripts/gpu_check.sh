@@ -3,8 +3,9 @@
 # eager, bf16, resume), the noisy BN's noise in its old and new form, the loop benchmark (reference
 # vs ics-study: CUDA graph fp32/bf16, fp32 NCHW, MFU; SKIP_LOOP_BENCH=1 skips it), the probe-cost
 # benchmark, a torch.profiler table of a probed run, then (unless SKIP_FIG2=1) the full fig2
-# protocol (3 networks x 15,000 steps, batch 128, default probes, seed 0) timed end to end. Prints
-# tables and leaves them (and the fig2 runs, trimmed to what figures and reports read) in OUT.
+# protocol (3 networks x 15,000 steps, batch 128, default probes, seed 0) timed end to end, and last,
+# in whatever time is left, the host-only benchmarks on this machine's CPU. Prints tables and leaves
+# them (and the fig2 runs, trimmed to what figures and reports read) in OUT.
 #
 #   scripts/gpu_check.sh OUT_DIR [DATA_ROOT]
 #
@@ -27,6 +28,14 @@ t0=$(date +%s)
 stamp() { echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
 left() { echo $(( budget - ($(date +%s) - t0) )); }
 
+host_benches() {  # CPU only (what the GPU may wait for): last, in whatever time is left
+  if [ "$(left)" -lt 60 ]; then echo "(host benchmarks skipped: $(left) s left)"; return; fi
+  stamp "host work per step on this machine's CPU (no GPU involved: what the GPU may wait for)"
+  timeout 50 python3 scripts/bench_probe_host.py --repeats 3 2>>"$out/bench.log" | tee "$out/bench_probe_host.md"
+  timeout $(( $(left) > 90 ? 90 : $(left) )) python3 scripts/bench_loop_host.py --steps 2000 --repeats 2 \
+    2>>"$out/bench.log" | tee "$out/bench_loop_host.md"
+}
+
 stamp "device"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/device.txt"
@@ -44,10 +53,6 @@ if [ -z "${SKIP_LOOP_BENCH:-}" ]; then  # SKIP_LOOP_BENCH=1 leaves more of the b
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
-stamp "host work per step on this machine's CPU (no GPU involved: what the GPU may wait for)"
-timeout 60 python3 scripts/bench_probe_host.py --repeats 3 2>>"$out/bench.log" | tee "$out/bench_probe_host.md"
-timeout 90 python3 scripts/bench_loop_host.py --steps 2000 --repeats 2 2>>"$out/bench.log" | tee "$out/bench_loop_host.md"
-
 stamp "probe cost (CUDA graph, fp32)"
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
   --with-measurements 2>>"$out/bench.log" | tee "$out/bench_probes.md"
@@ -56,7 +61,7 @@ stamp "profile: noisy BN, probes at defaults, CUDA graph (top kernels and host o
 timeout 120 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 300 --skip 100 \
   > "$out/profile.txt" 2>>"$out/bench.log"; head -3 "$out/profile.txt"
 
-if [ -n "${SKIP_FIG2:-}" ]; then stamp "done (fig2 skipped)"; exit 0; fi
+if [ -n "${SKIP_FIG2:-}" ]; then host_benches; stamp "done (fig2 skipped)"; exit 0; fi
 stamp "fig2 at the paper's scale: 3 networks x 15,000 steps, default probes, seed 0"
 fig2_start=$(date +%s)
 timeout $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.seed=0 $real trainer.progress_bar=false \
@@ -111,4 +116,5 @@ with tarfile.open(dst, "w:gz") as tar:
 print("packed", len(list(tmp.glob("*/summary.json"))), "runs")
 PY
 du -sh /tmp/fig2 2>/dev/null | tee -a "$out/fig2.md"
+host_benches
 stamp "done"
