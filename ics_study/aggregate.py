@@ -116,8 +116,8 @@ def aggregate(path: str | Path) -> pd.DataFrame:
         for name, g in metrics.sort_values("step").groupby("metric", sort=True):
             rows.append({**base, "metric": name, "step": int(g.step.iloc[-1]), "value": float(g.value.iloc[-1])})
         summary = read_json(run / "summary.json")
-        for key in ("wall_time_s", "train_images_per_s", "steps"):
-            if key in summary:
+        for key in ("wall_time_s", "train_images_per_s", "steady_images_per_s", "steps"):
+            if summary.get(key) is not None:
                 rows.append({**base, "metric": f"summary/{key}", "step": summary.get("steps"), "value": float(summary[key])})
         for name, (step, value) in derived(run, metrics).items():
             rows.append({**base, "metric": name, "step": step, "value": value})

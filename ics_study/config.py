@@ -104,6 +104,8 @@ class TrainerConfig:
     threads: int = 0  # CPU threads for torch; 0 = every core
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     progress_bar: bool = True
+    steady_after: int = 50  # summary's steady_images_per_s counts the steps after this one (not cuDNN's
+    # autotuning at step 1 nor the CUDA-graph captures): the per-step rate that a long run approaches
     checkpoint_every: int = 1000  # checkpoint.pt in the run dir every this many steps and at the end; 0 = end only
     resume: str = ""  # a run dir or checkpoint to continue (rerunning in the same run dir resumes by itself)
 

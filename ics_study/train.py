@@ -165,6 +165,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     def segment_training_time() -> float:
         return time.perf_counter() - segment_start - segment_eval - segment_ckpt
 
+    steady_from = done["step"] + t.steady_after  # (images, training time) there: see steady_images_per_s
+    steady_mark: tuple[int, float] | None = None
+
     readback = ReadBack(device)
 
     def write_train(steps: np.ndarray, host: np.ndarray) -> None:
@@ -250,6 +253,10 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                     probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
                 pending.append(step)
                 segment_images += len(y)
+                if step == steady_from and step < t.max_steps:  # one host sync per run, to start the clock
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    steady_mark = (segment_images, segment_training_time())
                 last = step == t.max_steps
                 checkpoint_now = last or (t.checkpoint_every and step % t.checkpoint_every == 0) or stop.received
                 eval_now = step % t.eval_every == 0 or last
@@ -284,6 +291,9 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         bar.close()
 
     train_time = done["train_time"] + segment_training_time()
+    steady = None
+    if steady_mark is not None and status == "completed":  # the end waited for the device (readback.drain)
+        steady = (segment_images - steady_mark[0]) / max(segment_training_time() - steady_mark[1], 1e-9)
     summary = {
         "status": status,
         "steps": step,
@@ -295,6 +305,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         "eval_time_s": done["eval_time"] + segment_eval,
         "checkpoint_time_s": done["checkpoint_time"] + segment_ckpt,
         "train_images_per_s": (done["images"] + segment_images) / max(train_time, 1e-9),  # training steps only
+        "steady_images_per_s": steady,  # the same after step trainer.steady_after of this process (None if none)
         "resumed_from": done["step"] if state is not None else None,
         "device": str(device),
         "cuda_graph": graphed is not None and graphed.graph is not None,

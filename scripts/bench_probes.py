@@ -7,7 +7,8 @@
     python scripts/bench_probes.py --with-measurements      # + ICS (2 layers) and landscape (4 etas) every 100 steps
 
 Runs alternate (off, on, off, on, ...) after one warm-up each, so drifts of a noisy machine hit both
-equally; the table gives the median training images/s of each and the ratio on/off. Outputs (tables,
+equally; the table gives the median training images/s of each and the ratio on/off, over the whole
+run and "steady" (after step min(50, steps/4): without the one-off costs of a run's first steps). Outputs (tables,
 events) are written to a temporary folder, exactly as in a real run, so their cost is included.
 """
 
@@ -41,12 +42,14 @@ def main() -> None:
     data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
     base = [f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={args.steps}",
             f"trainer.eval_every={args.steps}", "trainer.progress_bar=false", f"trainer.device={args.device}",
-            f"trainer.precision={args.precision}", *data, *args.overrides]
+            f"trainer.precision={args.precision}", f"trainer.steady_after={max(1, min(50, args.steps // 4))}",
+            *data, *args.overrides]
     variants = {"probes off": ["probe.enabled=false"], "probes on": ["probe.enabled=true"]}
     if args.with_measurements:
         variants["probes + ICS (layers #5, #10, every 100)"] = ["ics.enabled=true"]
         variants["probes + landscape (4 etas, every 100)"] = ["landscape.enabled=true"]
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    steady: dict[str, list[float]] = {name: [] for name in variants}
     device = "?"
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats + 1):  # repetition 0 is the warm-up
@@ -56,14 +59,17 @@ def main() -> None:
                 device = summary["device"]
                 if rep:
                     rates[name].append(summary["train_images_per_s"])
-    off = statistics.median(rates["probes off"])
+                    steady[name].append(summary["steady_images_per_s"])
+    off, off_steady = statistics.median(rates["probes off"]), statistics.median(steady["probes off"])
     print(f"\n{args.model} width {args.width}, batch 128, {args.steps} steps x {args.repeats} alternating runs, "
           f"device {device}, {args.precision}")
-    print("| setting | median img/s | vs probes off | slowdown | runs |")
-    print("|---|---|---|---|---|")
+    print("| setting | median img/s | vs probes off | slowdown | steady img/s | steady slowdown | runs (steady) |")
+    print("|---|---|---|---|---|---|---|")
     for name, vals in rates.items():
-        med = statistics.median(vals)
-        print(f"| {name} | {med:.1f} | {med / off:.3f} | {100 * (1 - med / off):.1f}% | {', '.join(f'{v:.0f}' for v in vals)} |")
+        med, med_steady = statistics.median(vals), statistics.median(steady[name])
+        runs = ", ".join(f"{v:.0f} ({s:.0f})" for v, s in zip(vals, steady[name]))
+        print(f"| {name} | {med:.1f} | {med / off:.3f} | {100 * (1 - med / off):.1f}% | {med_steady:.1f} | "
+              f"{100 * (1 - med_steady / off_steady):.1f}% | {runs} |")
 
 
 if __name__ == "__main__":

@@ -70,20 +70,21 @@ rc=$?
 echo "fig2 wall time: $(( $(date +%s) - fig2_start )) s (exit $rc; 124 = stopped at the time budget)" | tee -a "$out/fig2.log"
 python3 - /tmp/fig2 <<'PY' | tee "$out/fig2.md"
 import json, pathlib, sys
-print("| job | status | steps | train img/s | train time s | eval s | checkpoint s | train acc | test acc | graph |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| job | status | steps | train img/s | steady img/s | train time s | eval s | checkpoint s | train acc | test acc | graph |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 total = 0.0
 for job in sorted(pathlib.Path(sys.argv[1]).glob("*/status.json")):
     s = json.loads((job.parent / "summary.json").read_text()) if (job.parent / "summary.json").exists() else None
     st = json.loads(job.read_text())
     if s is None:
-        print(f"| {job.parent.name} | {st.get('status')} | {st.get('steps')} | | | | | | | |")
+        print(f"| {job.parent.name} | {st.get('status')} | {st.get('steps')} | | | | | | | | |")
         continue
     ckpt = s.get("checkpoint_time_s", 0.0)
     t = s["wall_time_s"] - s["eval_time_s"] - ckpt
     total += t
     f = s["final"]
-    print(f"| {job.parent.name} | {s['status']} | {s['steps']} | {s['train_images_per_s']:.0f} | {t:.0f} | "
+    print(f"| {job.parent.name} | {s['status']} | {s['steps']} | {s['train_images_per_s']:.0f} | "
+          f"{s.get('steady_images_per_s') or 0:.0f} | {t:.0f} | "
           f"{s['eval_time_s']:.0f} | {ckpt:.1f} | {f['train_acc']:.3f} | {f['test_acc']:.3f} | {s.get('cuda_graph')} |")
 print(f"\ntraining time of the finished jobs, in total: {total:.0f} s ({total / 60:.2f} min)")
 PY

@@ -55,10 +55,20 @@ def test_benchmark_scripts_run_in_quick_mode():
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "reference (DataLoader, eager fp32)" in out.stdout and "ics-study bf16 + probes" in out.stdout
+    for row in ("reference (DataLoader, eager fp32)", "ics-study fp32 + probes", "ics-study bf16 + probes"):
+        cells = _row(out.stdout, row)
+        assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_probes.py"), "--width", "0.0625",
                           "--steps", "3", "--repeats", "1", "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "| probes on |" in out.stdout
+    cells = _row(out.stdout, "probes on")
+    assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
+
+
+def _row(stdout: str, name: str) -> list[str]:
+    """The cells after the name of the markdown table row that starts with ``name``."""
+    line = next(line for line in stdout.splitlines() if line.startswith(f"| {name} |"))
+    return [cell.strip() for cell in line.split("|")[2:-1]]
 
 
 def _median_ms(stdout: str, row: str) -> float:

@@ -58,6 +58,33 @@ def test_training_rate_excludes_evaluation_and_checkpoints(tiny_cfg, tmp_path):
     assert summary["train_images_per_s"] == pytest.approx(12 * 32 / train_time, rel=1e-6)
 
 
+def test_steady_rate_leaves_out_the_first_steps(tiny_cfg, tmp_path, monkeypatch):
+    import time
+
+    import ics_study.train as train_module
+
+    build_model = train_module.build_model
+
+    def slow_start(cfg):  # the first 4 training forwards take 0.25 s more, as autotuning or a capture would
+        model, calls = build_model(cfg), []
+
+        def hook(module, args):
+            if module.training and len(calls) < 4:
+                calls.append(1)
+                time.sleep(0.25)
+
+        model.register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", slow_start)
+    summary = train(tiny_cfg("trainer.steady_after=4"), tmp_path / "slow")
+    train_time = summary["wall_time_s"] - summary["eval_time_s"] - summary["checkpoint_time_s"]
+    assert train_time > 1.0  # the four slow steps are in the whole-run rate ...
+    assert summary["steady_images_per_s"] > 8 * 32 / (train_time - 1.0) * 0.999  # ... and not in the steady one
+    monkeypatch.undo()
+    assert train(tiny_cfg("trainer.steady_after=12"), tmp_path / "short")["steady_images_per_s"] is None  # no steps after
+
+
 def test_divergence_stops_the_run_with_its_step(tiny_cfg, tmp_path):
     summary = train(tiny_cfg("model=vgg", "optim.lr=1e12", "trainer.max_steps=40", "trainer.log_every=4"), tmp_path)
     assert summary["status"] == "diverged"
