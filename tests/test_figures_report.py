@@ -79,6 +79,24 @@ def test_figures_command_writes_files_and_skips_missing_with_a_line(sweep, tmp_p
     assert "skipped fig3: needs runs with ics.enabled=true (experiment=fig3)" in messages
 
 
+def test_same_runs_give_byte_identical_figure_files(sweep, tmp_path):
+    for out in ("a", "b"):
+        make_figures([sweep], tmp_path / out, ("png", "pdf", "svg"), only=("fig8",), log=lambda m: None)
+    for fmt in ("png", "pdf", "svg"):  # no creation date, no random SVG ids: a rerun leaves git clean
+        assert (tmp_path / "a" / f"fig8.{fmt}").read_bytes() == (tmp_path / "b" / f"fig8.{fmt}").read_bytes()
+    assert b"CreationDate" not in (tmp_path / "a" / "fig8.pdf").read_bytes()
+
+
+def test_fig8_legend_sits_outside_the_panels(sweep):
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(RC):
+        fig = FIGURES["fig8"](find_runs([sweep]))
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 3  # one line per network
+    assert not any(ax.get_legend() for ax in fig.axes)  # inside a panel it hid the curves
+    plt.close(fig)
+
+
 def test_report_numbers_equal_a_direct_computation(sweep, tmp_path):
     res, claims = make_report([sweep], tmp_path)
     runs = find_runs([sweep])

@@ -16,6 +16,8 @@ from ..runs import find_runs
 from .paper import FIGURES, MissingRuns
 from .style import RC
 
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # matplotlib stamps these with the time
+
 
 def make_figures(paths, out: Path, formats=("png", "pdf"), only=None, log=print) -> dict[str, list[Path]]:
     import matplotlib.pyplot as plt
@@ -35,7 +37,7 @@ def make_figures(paths, out: Path, formats=("png", "pdf"), only=None, log=print)
             written[name] = []
             for fmt in formats:
                 path = out / f"{name}.{fmt}"
-                fig.savefig(path)
+                fig.savefig(path, metadata=_NO_DATE.get(fmt))  # same runs, same bytes
                 written[name].append(path)
             plt.close(fig)
         log(f"wrote {name}: {', '.join(str(p) for p in written[name])}")

@@ -129,7 +129,8 @@ def fig8(runs: Runs):
                 ax.set_title(f"layer #{layer}")
             if kind == "diff" and len(a):
                 ax.set_yscale("log")
-    axes[0][0].legend()
+    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hides curves
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
     fig.suptitle("Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps)")
     return fig
 

@@ -24,6 +24,7 @@ RC = {
     "font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,
     "ytick.labelsize": 6, "lines.linewidth": 1.0, "axes.spines.top": False, "axes.spines.right": False,
     "pdf.fonttype": 42, "savefig.bbox": "tight", "savefig.dpi": 200, "legend.frameon": False,
+    "svg.hashsalt": "ics-study",  # fixed SVG element ids: same runs, same file
 }
 
 
