@@ -1,0 +1,71 @@
+"""No host sync per training step.
+
+On a GPU, reading a value back (``loss.item()``, ``if tensor:``) or an operation whose output size
+depends on the data (``nonzero``, boolean indexing, ``unique``, ``bincount``) makes the host wait
+for every queued kernel: the GPU then idles while Python prepares the next step. The loop may do that
+at a flush, an evaluation, a checkpoint or once per run, never per step. The CPU cannot see the
+wait, but it can see the operations that cause it: this counts them under a dispatch mode in runs
+of 10 and 20 steps with every kind of step in both (probe histograms, ICS and landscape every 5
+steps; one read-back, evaluation and checkpoint at the end), eager and around CUDA-graph replays
+(with ``test_cuda_graph``'s CPU stand-in for the graph). The counts must not grow with the steps.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from ics_study.train import train
+
+# operations that wait for the device: a scalar read, or an output whose size depends on the data
+WAITS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.unique", "aten._unique2",
+         "aten.unique_dim", "aten.unique_consecutive", "aten.bincount", "aten.equal", "aten.is_nonzero",
+         "aten.repeat_interleave", "aten.allclose"}
+
+
+class Waits(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.found = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        flat = tree_flatten((args, kwargs or {}))[0]
+        mask_index = name == "aten.index" and any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in flat[1:])
+        if name in WAITS or mask_index:
+            self.found[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_detector_sees_item_and_boolean_indexing():
+    x = torch.randn(10)
+    with Waits() as seen:
+        x.sum().item()
+        x[x > 0]
+        x.abs().sum()
+    assert seen.found == {"aten._local_scalar_dense": 1, "aten.index": 1}
+
+
+@pytest.mark.parametrize("loop", ["eager", "graphed"])
+def test_waits_for_the_device_do_not_grow_with_the_number_of_steps(tiny_cfg, tmp_path, monkeypatch, loop):
+    if loop == "graphed":  # the loop around CUDA-graph replays, with test_cuda_graph's CPU stand-in
+        import ics_study.train as train_module
+
+        from .test_cuda_graph import ReplayByRerun
+
+        monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
+        monkeypatch.setattr(train_module, "wanted", lambda *a: True)
+    counts = {}
+    for steps in (10, 20):
+        cfg = tiny_cfg("model=vgg_bn_noise", f"trainer.max_steps={steps}", "trainer.eval_every=1000",
+                       "trainer.log_every=1000", "trainer.checkpoint_every=0", "probe.every=5", "ics.enabled=true",
+                       "ics.every=5", "ics.layers=[2,5]", "landscape.enabled=true", "landscape.every=5")
+        with Waits() as seen:
+            train(cfg, tmp_path / str(steps))
+        counts[steps] = seen.found
+    # once per run: the quantile sample's positions (host tensors) and the final evaluation's two numbers
+    assert counts[20] == counts[10], f"per-step waits: {counts[20] - counts[10]}"
