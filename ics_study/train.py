@@ -143,6 +143,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     recorder.status("running", steps=done["step"])
     if probe is not None and state is None:
         recorder.layout(probe.tensorboard_layout())
+    if probe is not None:  # its one-off set-up, outside compiled code and graph captures
+        probe.prepare(model, data.normalize(data.x_train[: cfg.data.batch_size]))
     # compile after the probe's hooks are registered; measurements use the eager module
     forward = torch.compile(model, mode=t.compile_mode, dynamic=False) if t.compile else model
     ics = ICSProbe(cfg.ics)

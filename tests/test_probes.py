@@ -118,6 +118,30 @@ def test_hooks_fire_under_torch_compile():
     assert len(probe._hists) == 2  # steps 1 and 2
 
 
+@pytest.mark.slow
+def test_a_prepared_probe_compiles_into_one_graph_and_prepare_changes_nothing():
+    import torch._dynamo
+
+    x = torch.randn(4, 3, 32, 32)
+    model = tiny_model("batch")
+    probe = ActivationProbe(model, ProbeConfig(every=1), seed=0)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    probe.prepare(model, x)  # the one-off set-up: eval mode, no running statistics touched
+    assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items()) and model.training
+    with probe.observe(1):
+        explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0  # the set-up broke it per layer
+    # same records as a probe that sets itself up in its first training forward
+    fresh_model = tiny_model("batch")
+    fresh = ActivationProbe(fresh_model, ProbeConfig(every=1), seed=0)
+    with probe.observe(2):
+        model(x)
+    with fresh.observe(2):
+        fresh_model(x)
+    assert all(torch.equal(a, b) for a, b in zip(probe._sample_idx, fresh._sample_idx))
+    torch.testing.assert_close(probe._full[-1], fresh._full[-1])
+
+
 def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     proc = run_cli("train", *TINY, "model=vgg_bn_noise", "probe.channels_per_layer=4", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

@@ -47,6 +47,8 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         out = torch.addcmul(m, a, s)  # s * a + m in one pass; takes the noise's (channels-last) layout
         return out if _in_noise_layout(a) else out.contiguous()  # an NCHW model stays NCHW
 
+    @torch.compiler.disable  # draws from an explicit generator: torch.compile cannot trace it, and
+    # without this it recompiled the per-channel draw for every shape and range until its limit
     def draw_noise(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (s, m) that forward would draw for ``a`` now; advances the generator the same way."""
         return self._scale_like(a), self._shift_like(a)

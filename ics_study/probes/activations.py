@@ -16,7 +16,8 @@ What is recorded (all statistics over the batch and, for conv layers, height and
   random sample of ``summary_sample`` distinct positions (drawn once per layer from the seed).
 
 How: forward hooks registered at construction (before any ``torch.compile``) compute these under
-no_grad on the device; at the end of a forward the records of all layers become one small tensor
+no_grad on the device; ``prepare`` does their one-off set-up in an evaluation-mode forward first, so
+that compiled code and CUDA graphs only ever see the per-step work; at the end of a forward the records of all layers become one small tensor
 each (moments: channels x 2; on full steps also the summaries and the histograms) appended to a
 list, and ``flush`` copies everything to the host in one transfer and writes one table append per
 flush. Under CUDA graphs (``trainer.cuda_graph``) the hooks run once per graph, at capture:
@@ -175,19 +176,34 @@ class ActivationProbe:
                     m.generator = g
         self._commit(step, self._stack_current())
 
+    @torch.no_grad()
+    def prepare(self, model: nn.Module, images: torch.Tensor) -> None:
+        """Set up every layer's device state (its sampled channels, its quantile sample) from one
+        evaluation-mode forward of a training-sized batch: no running statistic, noise or training
+        RNG is touched. Called before ``torch.compile`` and CUDA-graph capture, so that neither ever
+        meets the one-off set-up (under compile it broke the graph in every layer's hook)."""
+        was_training = model.training
+        try:
+            model.eval()(images)
+        finally:
+            model.train(was_training)
+
     def _hook(self, k: int):
         def hook(module, inputs, output):
+            if self._device_channels[k] is None:  # once: in prepare(), or else the first forward
+                self._set_up(k, output)
             if self.active:
                 self._record(k, output.detach())
 
         return hook
 
+    def _set_up(self, k: int, x: torch.Tensor) -> None:
+        self._device_channels[k] = self.channels[k].to(x.device)
+        n = min(self.cfg.summary_sample, x.numel())
+        self._sample_idx[k] = sample_positions(x.numel(), n, self._sample_gen).to(x.device)
+        self._quantile_at[k] = quantile_positions(n, QUANTILES, x.device, torch.float32)
+
     def _record(self, k: int, x: torch.Tensor) -> None:
-        if self._device_channels[k] is None:
-            self._device_channels[k] = self.channels[k].to(x.device)
-            n = min(self.cfg.summary_sample, x.numel())
-            self._sample_idx[k] = sample_positions(x.numel(), n, self._sample_gen).to(x.device)
-            self._quantile_at[k] = quantile_positions(n, QUANTILES, x.device, torch.float32)
         x = x.float()
         c = len(self.channels[k])
         chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1)  # c x (N*H*W), one gather
