@@ -9,8 +9,8 @@
     DataLoader, the same VGG in eager fp32, SGD, ``loss.item()`` every step for the running loss;
 (b) ics-study: ``train()`` at default probes (per-step channel moments, histograms every 100 steps),
     in fp32 and bf16 (on a GPU training steps replay CUDA graphs; ``eager`` is fp32 without
-    them; ``nchw`` is fp32 in the NCHW layout; ``compile`` is bf16 + torch.compile:
-    ``--variants ref,fp32,eager,nchw,compile``).
+    them; ``nchw`` is fp32 in the NCHW layout; ``compile`` is bf16 + torch.compile; ``compile-graph``
+    is fp32 + torch.compile captured in the CUDA graph: ``--variants ref,fp32,eager,nchw,compile``).
 Runs alternate (a, b-fp32, b-bf16, a, ...) after a warm-up round; the table gives the median
 training images/s of each and its ratio to the reference, over the whole run and "steady" (after
 step min(50, steps/4): without cuDNN's autotuning at step 1 and the CUDA-graph captures, the rate a
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--ref-workers", type=int, default=2, help="DataLoader workers of the reference loop")
     ap.add_argument("--variants", default="ref,fp32,bf16",
                     help="comma list of ref, fp32, bf16, eager (fp32, no CUDA graph), nchw (fp32, NCHW), "
-                         "compile (bf16 + compile)")
+                         "compile (bf16 + compile), compile-graph (fp32 + compile, captured in the CUDA graph)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
     args = ap.parse_args()
@@ -130,7 +130,9 @@ def main() -> None:
              "nchw": ("ics-study fp32 + probes, NCHW layout (trainer.channels_last=false)",
                       lambda out: ics_study_loop(args, device, steps, "fp32", False, out, extra=("trainer.channels_last=false",))),
              "compile": ("ics-study bf16 + probes + compile",
-                         lambda out: ics_study_loop(args, device, steps, "bf16", True, out))}
+                         lambda out: ics_study_loop(args, device, steps, "bf16", True, out)),
+             "compile-graph": ("ics-study fp32 + probes + compile inside the CUDA graph (trainer.cuda_graph=on)",
+                               lambda out: ics_study_loop(args, device, steps, "fp32", True, out, graph="on"))}
     variants = dict(known[v] for v in args.variants.split(","))
     rates: dict[str, list[float]] = {name: [] for name in variants}
     steady: dict[str, list[float]] = {name: [] for name in variants}

@@ -53,6 +53,12 @@ if [ -z "${SKIP_LOOP_BENCH:-}" ]; then  # SKIP_LOOP_BENCH=1 leaves more of the b
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
+if [ -n "${COMPILE_BENCH:-}" ]; then  # COMPILE_BENCH=1: torch.compile inside the CUDA graph (compiles take minutes)
+  stamp "torch.compile inside the CUDA graph vs the plain graph (fp32)"
+  timeout 240 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 1 \
+    --variants fp32,compile-graph 2>>"$out/bench.log" | tee "$out/bench_compile.md"
+fi
+
 stamp "probe cost (CUDA graph, fp32)"
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
   --with-measurements 2>>"$out/bench.log" | tee "$out/bench_probes.md"

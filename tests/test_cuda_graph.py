@@ -144,6 +144,25 @@ def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path,
         assert {"ics/layer02/l2_diff", "landscape/loss_max"} <= set(pd.read_parquet(tmp_path / "graphed" / "metrics").metric.astype(str))
 
 
+@pytest.mark.slow
+def test_a_compiled_model_inside_the_graphed_step_trains_like_compiled_eager(tiny_cfg, tmp_path, monkeypatch):
+    """trainer.compile=true with trainer.cuda_graph=on: the compiled forward and backward are what the
+    graph captures (compiled during the warm-up, never during capture)."""
+    import ics_study.train as train_module
+
+    run = ["model=vgg_bn_noise", "trainer.max_steps=14", "trainer.compile=true"]
+    eager = train(tiny_cfg(*run), tmp_path / "eager")
+    monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
+    monkeypatch.setattr(train_module, "wanted", lambda *a: True)
+    monkeypatch.setattr(ReplayByRerun, "runs", {False: 0, True: 0})
+    graphed = train(tiny_cfg(*run), tmp_path / "graphed")
+    assert graphed["cuda_graph"] and ReplayByRerun.runs == {False: 10, True: 4}
+    a, b = (pd.read_parquet(tmp_path / r / "activations").sort_values(["step", "layer", "channel", "stat"])
+            for r in ("graphed", "eager"))
+    assert graphed["final"] == eager["final"]
+    np.testing.assert_array_equal(a.value.to_numpy(), b.value.to_numpy())
+
+
 # --- on a GPU --------------------------------------------------------------------------------------
 # Graphed and eager runs are compared in deterministic mode (trainer.deterministic=true, in fresh
 # processes so that cuBLAS gets its fixed workspace): then they must agree to rounding. Without it,

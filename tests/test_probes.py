@@ -106,16 +106,24 @@ def test_probes_record_nothing_outside_the_observed_forward():
 
 
 @pytest.mark.slow
-def test_hooks_fire_under_torch_compile():
+def test_hooks_fire_under_torch_compile_without_recompiling_every_step():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
     model = tiny_model("batch")
     probe = ActivationProbe(model, ProbeConfig(every=2), seed=0)  # hooks registered before compiling
-    compiled = torch.compile(model, dynamic=False)
     x = torch.randn(4, 3, 32, 32)
-    for step in range(1, 4):
+    probe.prepare(model, x)
+    compiled = torch.compile(model, dynamic=False)
+    for step in range(1, 11):
         with probe.observe(step):
             compiled(x)
-    assert probe.calls == 3 * len(probe.layers)
-    assert len(probe._hists) == 2  # steps 1 and 2
+    assert probe.calls == 10 * len(probe.layers)
+    assert len(probe._hists) == 6  # steps 1, 2, 4, 6, 8, 10
+    # one graph per kind of step (plain, histogram); a counter bumped in a hook recompiled every step
+    assert counters["stats"]["unique_graphs"] <= 3, dict(counters["stats"])
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ class ActivationProbe:
         self._quantile_at: list[tuple | None] = [None] * len(self.layers)
         self.active = False
         self.full_stats = False
-        self.calls = 0  # hook invocations that recorded something (tests count them)
+        self.calls = 0  # hook invocations that recorded something, counted per forward (tests count them)
         self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)  # this forward
         self._current_full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
@@ -132,6 +132,7 @@ class ActivationProbe:
         """This forward's records: (moments, full, hists); full and hists are None on plain steps."""
         if any(c is None for c in self._current) or (self.full_stats and any(c is None for c in self._current_full)):
             raise RuntimeError("activation probe: a layer's hook did not fire during the forward")
+        self.calls += len(self._current)
         means, variances = zip(*self._current)
         moments = torch.stack([torch.cat(means), torch.cat(variances)], 1)
         full = hists = None
@@ -212,8 +213,8 @@ class ActivationProbe:
         else:  # var_mean is ~10x slower than two plain passes on CPU; two passes avoid E[x^2] - E[x]^2
             mean = chans.mean(1)
             var = (chans - mean[:, None]).square_().mean(1)
-        self._current[k] = (mean, var)
-        self.calls += 1
+        self._current[k] = (mean, var)  # counted in _stack_current: a Python int bumped in here would
+        # be a constant to torch.compile, recompiled at every step until its limit, then left uncompiled
         if not self.full_stats:
             return
         flat = x.reshape(-1)
