@@ -106,24 +106,31 @@ def test_probes_record_nothing_outside_the_observed_forward():
 
 
 @pytest.mark.slow
-def test_hooks_fire_under_torch_compile_without_recompiling_every_step():
+@pytest.mark.parametrize("norm", ["batch", "noisy_batch"])
+def test_hooks_fire_under_torch_compile_without_recompiling_every_step(norm):
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    model = tiny_model("batch")
+    model = tiny_model(norm)
     probe = ActivationProbe(model, ProbeConfig(every=2), seed=0)  # hooks registered before compiling
     x = torch.randn(4, 3, 32, 32)
     probe.prepare(model, x)
     compiled = torch.compile(model, dynamic=False)
+    graphs = []
     for step in range(1, 11):
         with probe.observe(step):
             compiled(x)
+        graphs.append(counters["stats"]["unique_graphs"])
     assert probe.calls == 10 * len(probe.layers)
     assert len(probe._hists) == 6  # steps 1, 2, 4, 6, 8, 10
-    # one graph per kind of step (plain, histogram); a counter bumped in a hook recompiled every step
-    assert counters["stats"]["unique_graphs"] <= 3, dict(counters["stats"])
+    # compiled once per kind of step (plain, histogram); a counter bumped in a hook recompiled every
+    # step, and a noisy BN's graph break once recompiled the hook after it for every layer
+    assert graphs[3] == graphs[-1], graphs
+    assert counters["frames"]["ok"] == counters["frames"]["total"], dict(counters["frames"])  # none gave up
+    if norm == "batch":
+        assert graphs[-1] <= 3, graphs
 
 
 @pytest.mark.slow

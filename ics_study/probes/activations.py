@@ -84,7 +84,10 @@ class ActivationProbe:
         self._steps: list[int] = []
         self._full_steps: list[int] = []
         self._channels_written = False
-        self.handles = [self._point(b).register_forward_hook(self._hook(k)) for k, b in enumerate(self.layers)]
+        # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
+        # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
+        eager_hooks = any(isinstance(m, NoisyBatchNorm) for m in model.modules())
+        self.handles = [self._point(b).register_forward_hook(self._hook(k, eager_hooks)) for k, b in enumerate(self.layers)]
         self.fixed_batch = None
         if cfg.batch == "fixed":
             self.fixed_batch = _held_batch(data, 128, seed)
@@ -189,14 +192,14 @@ class ActivationProbe:
         finally:
             model.train(was_training)
 
-    def _hook(self, k: int):
+    def _hook(self, k: int, eager: bool):
         def hook(module, inputs, output):
             if self._device_channels[k] is None:  # once: in prepare(), or else the first forward
                 self._set_up(k, output)
             if self.active:
                 self._record(k, output.detach())
 
-        return hook
+        return torch.compiler.disable(hook) if eager else hook
 
     def _set_up(self, k: int, x: torch.Tensor) -> None:
         self._device_channels[k] = self.channels[k].to(x.device)
