@@ -60,11 +60,12 @@ if [ -n "${COMPILE_BENCH:-}" ]; then  # COMPILE_BENCH=1: torch.compile inside th
 fi
 
 stamp "probe cost (CUDA graph, fp32)"
+# ICS and landscape costs were measured in the second session; WITH_MEASUREMENTS=1 adds them again
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
-  --with-measurements 2>>"$out/bench.log" | tee "$out/bench_probes.md"
+  ${WITH_MEASUREMENTS:+--with-measurements} 2>>"$out/bench.log" | tee "$out/bench_probes.md"
 
 stamp "profile: noisy BN, probes at defaults, CUDA graph (top kernels and host ops)"
-timeout 120 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 300 --skip 100 \
+timeout 90 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 200 --skip 100 \
   > "$out/profile.txt" 2>>"$out/bench.log"; head -3 "$out/profile.txt"
 
 if [ -n "${SKIP_FIG2:-}" ]; then host_benches; stamp "done (fig2 skipped)"; exit 0; fi
