@@ -41,7 +41,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/device.txt"
 
 stamp "CUDA tests (graphed == eager, bf16, resume)"
-timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
+timeout 150 python3 -m pytest -q -x -p no:cacheprovider -m "not slow" tests/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
 
 stamp "noisy BN: the noise's cost now and in its first form (VGG-16 layer shapes, batch 128)"
 timeout 60 python3 scripts/bench_noise.py --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
