@@ -17,10 +17,10 @@ What is recorded (all statistics over the batch and, for conv layers, height and
 
 How: forward hooks registered at construction (before any ``torch.compile``) compute these under
 no_grad on the device; ``prepare`` does their one-off set-up in an evaluation-mode forward first, so
-that compiled code and CUDA graphs only ever see the per-step work; at the end of a forward the records of all layers become one small tensor
-each (moments: channels x 2; on full steps also the summaries and the histograms) appended to a
-list, and ``flush`` copies everything to the host in one transfer and writes one table append per
-flush. Under CUDA graphs (``trainer.cuda_graph``) the hooks run once per graph, at capture:
+that compiled code and CUDA graphs only ever see the per-step work. At the end of a forward the
+records of all layers become one small tensor each (moments: channels x 2; on full steps also the
+summaries and the histograms) appended to a list, and ``flush`` copies everything to the host in one
+transfer and writes one table append per flush. Under CUDA graphs (``trainer.cuda_graph``) the hooks run once per graph, at capture:
 ``capture(full)`` keeps the step's records as static outputs of the plain (or histogram/summary)
 graph and ``replayed(step, full)`` keeps a copy of them after each replay. The probe draws no random
 numbers from any training stream, so probes on or off give the same training trajectory.
@@ -87,7 +87,8 @@ class ActivationProbe:
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
         eager_hooks = any(isinstance(m, NoisyBatchNorm) for m in model.modules())
-        self.handles = [self._point(b).register_forward_hook(self._hook(k, eager_hooks)) for k, b in enumerate(self.layers)]
+        self.handles = [self._point(b).register_forward_hook(self._hook(k, eager_hooks))
+                        for k, b in enumerate(self.layers)]
         self.fixed_batch = None
         if cfg.batch == "fixed":
             self.fixed_batch = _held_batch(data, 128, seed)
