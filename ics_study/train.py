@@ -32,7 +32,6 @@ from .data import build_data
 from .errors import UserError
 from .graphed_step import GraphedStep, optimizer_ready, wanted
 from .models import build_model, set_noise_generator
-from .models.noisy_bn import NoisyBatchNorm
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .readback import ReadBack
 from .records import Recorder
@@ -119,7 +118,7 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
         model = model.to(memory_format=torch.channels_last)
         data.channels_last = True
     noise = noise_generator(cfg.seed, device)
-    set_noise_generator(model, noise)
+    uses_noise = set_noise_generator(model, noise) > 0
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
     )
@@ -153,7 +152,6 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
     measured = PendingScalars()  # ICS and landscape values, read back at each flush
     graphed = None
     if wanted(t.cuda_graph, device, t.compile_mode if t.compile else None):
-        uses_noise = any(isinstance(m, NoisyBatchNorm) for m in model.modules())
         graphed = GraphedStep(model, forward, optimizer, task, probe, noise if uses_noise else None, t.precision)
 
     buffer = torch.full((t.log_every, 2), math.nan, device=device)  # (loss, accuracy) of each pending step

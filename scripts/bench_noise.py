@@ -30,7 +30,7 @@ from torch import nn  # noqa: E402
 
 from ics_study.config import ModelConfig, NoiseConfig  # noqa: E402
 from ics_study.models import build_model, set_noise_generator  # noqa: E402
-from ics_study.models.noisy_bn import NoisyBatchNorm  # noqa: E402
+from ics_study.models.noisy_bn import NoisyBatchNorm, noisy_layers  # noqa: E402
 from ics_study.models.vgg import PLANS  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def training_step_ms(width: float, batch: int, device: torch.device, steps: int,
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     images = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (batch,), device=device)
-    noisy = [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+    noisy = noisy_layers(model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(form) -> float:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import steady_after  # noqa: E402  (scripts/bench.py: where the steady rate starts)
+
 from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402
 
@@ -42,7 +44,7 @@ def main() -> None:
     data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
     base = [f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={args.steps}",
             f"trainer.eval_every={args.steps}", "trainer.progress_bar=false", f"trainer.device={args.device}",
-            f"trainer.precision={args.precision}", f"trainer.steady_after={max(1, min(50, args.steps // 4))}",
+            f"trainer.precision={args.precision}", f"trainer.steady_after={steady_after(args.steps)}",
             *data, *args.overrides]
     variants = {"probes off": ["probe.enabled=false"], "probes on": ["probe.enabled=true"]}
     if args.with_measurements:

@@ -12,14 +12,12 @@ steps; one read-back, evaluation and checkpoint at the end), eager and around CU
 
 from __future__ import annotations
 
-import collections
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ics_study.train import train
+
+from .dispatch import CountOps
 
 # operations that wait for the device: a scalar read, or an output whose size depends on the data
 WAITS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.unique", "aten._unique2",
@@ -27,23 +25,18 @@ WAITS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten
          "aten.repeat_interleave", "aten.allclose"}
 
 
-class Waits(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.found = collections.Counter()
+def _waits(op, tensors) -> bool:
+    name = str(op.overloadpacket)
+    return name in WAITS or (name == "aten.index" and any(t.dtype == torch.bool for t in tensors[1:]))  # x[mask]
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func.overloadpacket)
-        flat = tree_flatten((args, kwargs or {}))[0]
-        mask_index = name == "aten.index" and any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in flat[1:])
-        if name in WAITS or mask_index:
-            self.found[name] += 1
-        return func(*args, **(kwargs or {}))
+
+def waits() -> CountOps:
+    return CountOps(_waits, name=lambda op: str(op.overloadpacket))
 
 
 def test_the_detector_sees_item_and_boolean_indexing():
     x = torch.randn(10)
-    with Waits() as seen:
+    with waits() as seen:
         x.sum().item()
         x[x > 0]
         x.abs().sum()
@@ -64,7 +57,7 @@ def test_waits_for_the_device_do_not_grow_with_the_number_of_steps(tiny_cfg, tmp
         cfg = tiny_cfg("model=vgg_bn_noise", f"trainer.max_steps={steps}", "trainer.eval_every=1000",
                        "trainer.log_every=1000", "trainer.checkpoint_every=0", "probe.every=5", "ics.enabled=true",
                        "ics.every=5", "ics.layers=[2,5]", "landscape.enabled=true", "landscape.every=5")
-        with Waits() as seen:
+        with waits() as seen:
             train(cfg, tmp_path / str(steps))
         counts[steps] = seen.found
     # once per run: the quantile sample's positions (host tensors) and the final evaluation's two numbers

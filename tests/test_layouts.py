@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ics_study.train import train
+
+from .dispatch import CountOps
 
 
 def _layout(t: torch.Tensor) -> str | None:
@@ -29,24 +29,15 @@ def _layout(t: torch.Tensor) -> str | None:
     return None  # a view (the probe's channel gather reads one) or a shape where both agree
 
 
-class MixedLayouts(TorchDispatchMode):
-    """Records ``{op name: calls}`` for operations with NCHW and NHWC operands of more than ``min_numel``."""
-
-    def __init__(self, min_numel: int = 1000):
-        super().__init__()
-        self.min_numel, self.found = min_numel, {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        tensors = [t for t in tree_flatten((args, kwargs or {}))[0]
-                   if isinstance(t, torch.Tensor) and t.dim() == 4 and t.numel() > self.min_numel]
-        if len({_layout(t) for t in tensors} - {None}) > 1:
-            self.found[str(func)] = self.found.get(str(func), 0) + 1
-        return func(*args, **(kwargs or {}))
+def mixed_layouts(min_numel: int = 1000) -> CountOps:
+    """Counts ``{op: calls}`` of operations with NCHW and NHWC operands of more than ``min_numel``."""
+    return CountOps(lambda op, tensors: len({_layout(t) for t in tensors if t.dim() == 4 and t.numel() > min_numel}
+                                            - {None}) > 1)
 
 
 def test_the_detector_sees_a_mixed_layout_product():
     a = torch.randn(8, 16, 8, 8).contiguous(memory_format=torch.channels_last)
-    with MixedLayouts() as seen:
+    with mixed_layouts() as seen:
         a * torch.randn(8, 16, 8, 8)  # NHWC times NCHW
         a * torch.randn(8, 16, 8, 8).contiguous(memory_format=torch.channels_last)
     assert seen.found == {"aten.mul.Tensor": 1}
@@ -64,6 +55,6 @@ def test_a_training_step_keeps_one_layout(tiny_cfg, tmp_path, overrides):
                    "ics.enabled=true", "ics.every=1", "ics.layers=[2,5]", "landscape.enabled=true",
                    "landscape.every=1", "landscape.eta_scales=[1.0]")
     assert cfg.trainer.channels_last
-    with MixedLayouts() as seen:
+    with mixed_layouts() as seen:
         train(cfg, tmp_path)
     assert seen.found == {}, f"operations with NCHW and NHWC operands (uncoalesced on a GPU): {seen.found}"

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .dln import DeepLinearNet
-from .noisy_bn import NoisyBatchNorm
+from .noisy_bn import noisy_layers
 from .norms import NORMS
 from .vgg import PLANS, VGG
 
@@ -21,7 +21,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def set_noise_generator(model: nn.Module, generator: torch.Generator) -> int:
     """Give every noisy BN layer the run's noise generator; returns how many layers got it."""
-    layers = [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+    layers = noisy_layers(model)
     for m in layers:
         m.generator = generator
     return len(layers)

@@ -76,6 +76,11 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         )
 
 
+def noisy_layers(model: nn.Module) -> list[NoisyBatchNorm]:
+    """The noisy BN layers of ``model``, in module order (none in the standard and BN networks)."""
+    return [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+
+
 # Per-element noise is drawn into a contiguous (N, H, W, C) buffer and viewed as (N, C, H, W): the
 # channels-last layout the model runs in by default. Every operand of the noise then shares the
 # activation's layout (a GPU reads them coalesced; an NCHW noise tensor next to an NHWC activation

@@ -20,9 +20,10 @@ no_grad on the device; ``prepare`` does their one-off set-up in an evaluation-mo
 that compiled code and CUDA graphs only ever see the per-step work. At the end of a forward the
 records of all layers become one small tensor each (moments: channels x 2; on full steps also the
 summaries and the histograms) appended to a list, and ``flush`` copies everything to the host in one
-transfer and writes one table append per flush. Under CUDA graphs (``trainer.cuda_graph``) the hooks run once per graph, at capture:
-``capture(full)`` keeps the step's records as static outputs of the plain (or histogram/summary)
-graph and ``replayed(step, full)`` keeps a copy of them after each replay. The probe draws no random
+transfer; ``activation_rows.py`` turns them into one table append per flush. Under CUDA graphs
+(``trainer.cuda_graph``) the hooks run once per graph, at capture: ``capture(full)`` keeps the
+step's records as static outputs of the plain (or histogram/summary) graph and ``replayed(step,
+full)`` keeps a copy of them after each replay. The probe draws no random
 numbers from any training stream, so probes on or off give the same training trajectory.
 
 With ``probe.batch=fixed`` the statistics come from one held training batch instead of the step's
@@ -36,22 +37,15 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-import pyarrow as pa
 import torch
 from torch import nn
 
 from ..config import ProbeConfig
 from ..models.blocks import Block
-from ..models.noisy_bn import NoisyBatchNorm
-from ..storage import labels
+from ..models.noisy_bn import noisy_layers
+from .activation_rows import LAYER_STATS, QUANTILES, ActivationRows
 from .replay import Replay
 from .statistics import histogram, quantile_positions, quantiles, sample_positions
-
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)
-CHANNEL_STATS = ("mean", "var")
-RANGE_STATS = ("min", "max")
-STATS = CHANNEL_STATS + RANGE_STATS + LAYER_STATS  # the vocabulary of the `stat` column
 
 
 def sample_channels(widths: list[int], per_layer: int, seed: int) -> list[torch.Tensor]:
@@ -83,10 +77,10 @@ class ActivationProbe:
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
-        self._channels_written = False
+        self.rows = ActivationRows(self.channels, cfg, self.edges)  # tables and TensorBoard, at a flush
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
-        eager_hooks = any(isinstance(m, NoisyBatchNorm) for m in model.modules())
+        eager_hooks = bool(noisy_layers(model))
         self.handles = [self._point(b).register_forward_hook(self._hook(k, eager_hooks))
                         for k, b in enumerate(self.layers)]
         self.fixed_batch = None
@@ -160,7 +154,7 @@ class ActivationProbe:
         """Fixed-batch mode, after the step's update: forward the held batch with probes on."""
         if self.fixed_batch is None:
             return
-        noisy = [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+        noisy = noisy_layers(model)
         images = self.fixed_batch.to(next(model.parameters()).device)
         if noisy and self._noise_gen is None:
             self._noise_gen = torch.Generator(device=images.device).manual_seed(noisy[0].generator.initial_seed() + 7)
@@ -264,81 +258,21 @@ class ActivationProbe:
                 sizes = [len(LAYER_STATS) + 2 * len(c) for c in self.channels]
                 full = np.split(take((len(full_steps), sum(sizes))), np.cumsum(sizes)[:-1], axis=1)  # per layer
                 hists = take((len(full_steps), moments.shape[1], self.cfg.hist_bins))
-            self._write(recorder, steps, full_steps, moments, full, hists)
+            self.rows.write(recorder, steps, full_steps, moments, full, hists)
 
         return tensor, write
 
-    def _write(self, recorder, steps, full_steps, moments, full, hists) -> None:
-        """One append per table per flush, all layers at once (per-layer appends cost ~0.7 ms of host
-        time per step; a GPU step is ~4.6 ms)."""
-        layer_of = np.concatenate([np.full(len(c), k + 1) for k, c in enumerate(self.channels)]).astype(np.int16)
-        chan_of = np.concatenate([c.numpy() for c in self.channels]).astype(np.int32)
-        if not self._channels_written:
-            rank = np.concatenate([np.arange(len(c)) for c in self.channels])
-            recorder.table("probe_channels", layer=layer_of, rank=rank.astype(np.int16), channel=chan_of)
-            self._channels_written = True
-        S, C = moments.shape[:2]
-        blocks = [(np.repeat(steps, 2 * C), np.tile(np.repeat(layer_of, 2), S), np.tile(np.repeat(chan_of, 2), S),
-                   np.tile(np.arange(2), S * C), moments.ravel())]  # mean and var of every channel, every step
-        first = np.cumsum([0] + [len(c) for c in self.channels])[:-1]  # each layer's rank 0 in the channel axis
-        tb = (steps % self.cfg.tb_every == 0) | (steps == 1)  # TensorBoard gets every tb_every-th step
-        recorder.tb_scalars(steps[tb], {
-            f"moments/layer{k + 1:02d}_rank{r}/{stat}": moments[tb, first[k] + r, i]
-            for k, c in enumerate(self.channels) for r in range(min(self.cfg.tb_scalar_channels, len(c)))
-            for i, stat in enumerate(CHANNEL_STATS)})
-        if len(full_steps):
-            F, L, nl = len(full_steps), len(self.channels), len(LAYER_STATS)
-            summary = np.stack([f[:, :nl] for f in full], 1)  # (F, L, nl)
-            ranges = np.concatenate([f[:, nl:].reshape(F, -1, 2) for f in full], 1)  # (F, C, 2)
-            blocks.append((np.repeat(full_steps, L * nl), np.tile(np.repeat(np.arange(1, L + 1), nl), F),
-                           np.full(F * L * nl, -1), np.tile(np.arange(nl), F * L) + len(CHANNEL_STATS + RANGE_STATS),
-                           summary.ravel()))
-            blocks.append((np.repeat(full_steps, 2 * C), np.tile(np.repeat(layer_of, 2), F),
-                           np.tile(np.repeat(chan_of, 2), F), np.tile(np.arange(2), F * C) + len(CHANNEL_STATS),
-                           ranges.ravel()))
-            recorder.tb_scalars(full_steps, {f"layer_summary/layer{k + 1:02d}/{s[6:]}": summary[:, k, i]
-                                             for k in range(L) for i, s in enumerate(LAYER_STATS)})
-            self._histogram_rows(recorder, full_steps, layer_of, chan_of, hists.astype(np.int64))
-        self._activation_rows(recorder, *(np.concatenate(column) for column in zip(*blocks)))
-
-    def _histogram_rows(self, recorder, full_steps, layer_of, chan_of, counts) -> None:
-        F, C, bins = counts.shape
-        edges = self.edges.numpy().astype(np.float32)
-        offsets = np.arange(F * C + 1, dtype=np.int32)
-        recorder.table("histograms", step=np.repeat(full_steps, C).astype(np.int64), layer=np.tile(layer_of, F),
-                       channel=np.tile(chan_of, F),
-                       bin_edges=pa.ListArray.from_arrays(pa.array(offsets * (bins + 1)), pa.array(np.tile(edges, F * C))),
-                       counts=pa.ListArray.from_arrays(pa.array(offsets * bins), pa.array(counts.ravel())))
-        tags = [f"activations/layer{layer:02d}/ch{chan:03d}" for layer, chan in zip(layer_of, chan_of)]
-        for si, step in enumerate(full_steps.tolist()):
-            recorder.histograms(step, tags, self.edges.numpy(), counts[si])
-
-    @staticmethod
-    def _activation_rows(recorder, step, layer, channel, stat, value) -> None:
-        recorder.table("activations", step=np.asarray(step, dtype=np.int64),
-                       layer=np.asarray(layer, dtype=np.int16), channel=np.asarray(channel, dtype=np.int32),
-                       stat=labels(STATS, stat), value=np.asarray(value, dtype=np.float32))
-
     def tensorboard_layout(self) -> dict:
-        """Custom scalars: per statistic, one chart per layer; every run (variant) is a line in it."""
-        layout = {}
-        for stat in CHANNEL_STATS:
-            layout[f"sampled activation: {stat}"] = {
-                f"layer #{k + 1}": ["Multiline", [f"moments/layer{k + 1:02d}_rank0/{stat}"]] for k in range(len(self.layers))
-            }
-        layout["whole layer: std"] = {
-            f"layer #{k + 1}": ["Multiline", [f"layer_summary/layer{k + 1:02d}/std"]] for k in range(len(self.layers))
-        }
-        return layout
+        return self.rows.tensorboard_layout()
 
     def state_dict(self) -> dict:
         """What a checkpoint needs to continue exactly (everything else follows from the seed)."""
         noise = getattr(self, "_noise_gen", None)
-        return {"channels_written": self._channels_written,
+        return {"channels_written": self.rows.channels_written,
                 "noise": noise.get_state() if noise is not None else torch.zeros(0, dtype=torch.uint8)}
 
     def load_state_dict(self, state: dict) -> None:
-        self._channels_written = bool(state["channels_written"])
+        self.rows.channels_written = bool(state["channels_written"])
         self._saved_noise = state["noise"] if len(state["noise"]) else None
 
     def remove(self) -> None:
