@@ -31,6 +31,7 @@ from .config import TrainConfig
 from .data import build_data
 from .errors import UserError
 from .graphed_step import GraphedStep, optimizer_ready, wanted
+from .host_memory import keep_freed_memory
 from .models import build_model, set_noise_generator
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .readback import ReadBack
@@ -99,6 +100,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
 
     device = pick_device(t.device)
     torch.set_num_threads(t.threads or torch.get_num_threads())
+    if device.type == "cpu" and t.reuse_host_memory:
+        keep_freed_memory()
     if t.deterministic:
         # cuBLAS is deterministic only with a fixed workspace, set before its first use in the process
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

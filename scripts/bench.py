@@ -14,8 +14,13 @@
 Runs alternate (a, b-fp32, b-bf16, a, ...) after a warm-up round; the table gives the median
 training images/s of each and its ratio to the reference, over the whole run and "steady" (after
 step min(50, steps/4): without cuDNN's autotuning at step 1 and the CUDA-graph captures, the rate a
-long run such as the paper's 15,000 steps approaches). On a GPU it adds achieved TFLOP/s and the
-model FLOPs utilisation (VGG-16 forward: 0.626 GFLOP per 32x32 image at width 1; training ~3x).
+long run such as the paper's 15,000 steps approaches). It adds the achieved TFLOP/s (the model's
+multiply-adds counted by torch's FlopCounterMode for one forward and backward: VGG-16 at width 1 is
+0.626 GFLOP forward per 32x32 image, 1.88 for a training step) and how close each loop comes to what
+this machine's kernels allow for this network ("vs layers alone": its steady rate against forward +
+backward through the same convolutions, pools and linear layers with nothing else, timed in the same
+run, channels-last, in the row's precision). On a GPU it also gives the model FLOPs utilisation
+against the datasheet's dense bf16 peak (MFU).
 Without ``--data-root``, torchvision's FakeData (random PIL images) feeds the reference loop and
 ics-study trains on its synthetic data: same shapes, same work.
 """
@@ -37,7 +42,6 @@ from ics_study.compose import compose  # noqa: E402
 from ics_study.models import build_model  # noqa: E402
 from ics_study.train import pick_device, train  # noqa: E402
 
-VGG16_FWD_FLOP = 0.626e9  # per 32x32 image at width 1
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
 
 
@@ -97,6 +101,52 @@ def ics_study_loop(args, device: torch.device, steps: int, precision: str, compi
     return summary["train_images_per_s"], summary["steady_images_per_s"]
 
 
+def training_flop_per_image(model: str, width: float) -> float:
+    """FLOPs (2 per multiply-add) of one training step per image: forward and backward, counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = build_model(compose([f"model={model}", f"model.width={width}"]).model)
+    with FlopCounterMode(display=False) as counter:
+        net(torch.randn(2, 3, 32, 32)).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def layers_alone(model: str, width: float) -> torch.nn.Sequential:
+    """The network's own convolutions, max-pools and linear layers (same modules, same shapes) and
+    nothing else: the work its counted FLOPs stand for."""
+    net = build_model(compose([f"model={model}", f"model.width={width}"]).model)
+    kinds = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.Flatten, torch.nn.Linear)
+    return torch.nn.Sequential(*[m for m in net.modules() if isinstance(m, kinds)])
+
+
+def layers_alone_images_per_s(model: str, width: float, device: torch.device, precision: str,
+                              steps: int, batch: int = 128) -> float:
+    """What this machine's convolution and matrix kernels allow for this network: images/s of
+    forward + backward through ``layers_alone`` (channels-last, the row's precision, eager, no
+    BN, ReLU, loss, optimiser, data or probes), median of 3 timings of ``steps`` steps."""
+    net = layers_alone(model, width).to(device, memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step() -> None:
+        with autocast:
+            out = net(x)
+        out.float().sum().backward()
+
+    times = []
+    for i in range(4):  # the first round warms up (oneDNN's primitives, cuDNN's autotuning)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(steps if i else 2):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return batch * steps / statistics.median(times)
+
+
 def steady_after(steps: int) -> int:
     """The steady rate starts after this step: past cuDNN's autotuning and the graph captures."""
     return max(1, min(50, steps // 4))
@@ -122,18 +172,26 @@ def main() -> None:
         args.width, args.steps, args.repeats, args.ref_workers = 0.125, 3, 1, 0
     steps = args.steps or (300 if device.type == "cuda" else 30)
 
-    known = {"ref": ("reference (DataLoader, eager fp32)", lambda out: reference_loop(args, device, steps, steady_after(steps))),
-             "fp32": ("ics-study fp32 + probes", lambda out: ics_study_loop(args, device, steps, "fp32", False, out)),
-             "bf16": ("ics-study bf16 + probes", lambda out: ics_study_loop(args, device, steps, "bf16", False, out)),
-             "eager": ("ics-study fp32 + probes, eager (no CUDA graph)",
+    # name: (table label, precision, run(out) -> (images/s, steady images/s))
+    known = {"ref": ("reference (DataLoader, eager fp32)", "fp32",
+                     lambda out: reference_loop(args, device, steps, steady_after(steps))),
+             "fp32": ("ics-study fp32 + probes", "fp32",
+                      lambda out: ics_study_loop(args, device, steps, "fp32", False, out)),
+             "bf16": ("ics-study bf16 + probes", "bf16",
+                      lambda out: ics_study_loop(args, device, steps, "bf16", False, out)),
+             "eager": ("ics-study fp32 + probes, eager (no CUDA graph)", "fp32",
                        lambda out: ics_study_loop(args, device, steps, "fp32", False, out, graph="off")),
-             "nchw": ("ics-study fp32 + probes, NCHW layout (trainer.channels_last=false)",
+             "nchw": ("ics-study fp32 + probes, NCHW layout (trainer.channels_last=false)", "fp32",
                       lambda out: ics_study_loop(args, device, steps, "fp32", False, out, extra=("trainer.channels_last=false",))),
-             "compile": ("ics-study bf16 + probes + compile",
+             "compile": ("ics-study bf16 + probes + compile", "bf16",
                          lambda out: ics_study_loop(args, device, steps, "bf16", True, out)),
-             "compile-graph": ("ics-study fp32 + probes + compile inside the CUDA graph (trainer.cuda_graph=on)",
+             "compile-graph": ("ics-study fp32 + probes + compile inside the CUDA graph (trainer.cuda_graph=on)", "fp32",
                                lambda out: ics_study_loop(args, device, steps, "fp32", True, out, graph="on"))}
-    variants = dict(known[v] for v in args.variants.split(","))
+    unknown = [v for v in args.variants.split(",") if v not in known]
+    if unknown:
+        sys.exit(f"bench.py: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    variants = {known[v][0]: known[v][2] for v in args.variants.split(",")}
+    precision = {known[v][0]: known[v][1] for v in args.variants.split(",")}
     rates: dict[str, list[float]] = {name: [] for name in variants}
     steady: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,26 +205,35 @@ def main() -> None:
 
     name_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
+    flop = training_flop_per_image(args.model, args.width)
+    floor_steps = 2 if args.quick else (50 if device.type == "cuda" else 5)
+    alone = {p: layers_alone_images_per_s(args.model, args.width, device, p, floor_steps)
+             for p in sorted(set(precision.values()))}
     print(f"\n{args.model} width {args.width}, batch 128, {steps} steps/run, median of {args.repeats} alternating "
           f"runs; device {device} ({name_dev}, {threads} threads); torch {torch.__version__}; 'steady' = after "
-          f"step {steady_after(steps)} (no autotuning, no graph capture); TFLOP/s and MFU from the steady rate")
-    flop = 3 * VGG16_FWD_FLOP * args.width**2
+          f"step {steady_after(steps)} (no autotuning, no graph capture); TFLOP/s from the steady rate and "
+          f"{flop / 1e9:.3f} GFLOP per image and step (forward + backward, counted); 'vs layers alone': the "
+          f"steady rate against forward + backward through the network's convolutions, pools and linear "
+          f"layers alone, timed here: " + ", ".join(f"{r:.0f} img/s ({r * flop / 1e12:.3f} TFLOP/s) in {p}"
+                                                     for p, r in alone.items()))
     peak = next((v for k, v in PEAK_BF16.items() if k in name_dev), None)
+
     def median(vals):
         return statistics.median(vals) if vals and None not in vals else None
 
     ref, ref_steady = median(next(iter(rates.values()))), median(next(iter(steady.values())))  # first = baseline
-    head = "| loop | median img/s | vs first row | runs | steady img/s | steady vs first row |"
+    head = "| loop | median img/s | vs first row | runs | steady img/s | steady vs first row | TFLOP/s | vs layers alone |"
     if device.type == "cuda":
-        head += " TFLOP/s | MFU (bf16 peak) |"
+        head += " MFU (bf16 peak) |"
     print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
     for name, vals in rates.items():
         med, med_steady = median(vals), median(steady[name])
         row = f"| {name} | {med:.0f} | {med / ref:.2f}x | {', '.join(f'{v:.0f}' for v in vals)} |"
         row += f" {med_steady:.0f} | {med_steady / ref_steady:.2f}x |" if med_steady and ref_steady else " - | - |"
+        achieved = (med_steady or med) * flop
+        row += f" {achieved / 1e12:.3f} | {(med_steady or med) / alone[precision[name]]:.0%} |"
         if device.type == "cuda":
-            tflops = (med_steady or med) * flop
-            row += f" {tflops / 1e12:.1f} | {tflops / peak:.1%} |" if peak else f" {tflops / 1e12:.1f} | ? |"
+            row += f" {achieved / peak:.1%} |" if peak else " ? |"
         print(row)
     best = max(median(steady[k]) or median(v) for k, v in rates.items() if k.startswith("ics"))
     print(f"\nfig2 at the paper's scale (3 networks x 15,000 steps x 128 images) at the best steady ics-study rate: "

@@ -15,7 +15,7 @@ import torch
 
 from ics_study.config import AugmentConfig
 from ics_study.data import cifar10
-from ics_study.data.loader import DeviceData, augment_batch
+from ics_study.data.loader import DeviceData, augment_batch, channel_statistics
 from ics_study.data.synthetic import make_synthetic
 from ics_study.errors import UserError
 
@@ -116,6 +116,19 @@ def test_synthetic_is_deterministic_and_balanced():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert a[0].shape == (200, 3, 32, 32) and a[0].dtype == torch.uint8
     assert torch.bincount(a[1]).tolist() == [20] * 10
+
+
+def test_channel_statistics_equal_the_direct_float64_computation():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (500, 3, 8, 8), generator=g, dtype=torch.uint8)
+    images[:, 1] //= 3  # channels with different statistics
+    images[:, 2] = 255 - images[:, 2] // 7
+    mean, std = channel_statistics(images)
+    pixels = images.to(torch.float64) / 255.0
+    assert mean.shape == std.shape == (1, 3, 1, 1) and mean.dtype == std.dtype == torch.float32
+    torch.testing.assert_close(mean, pixels.mean(dim=(0, 2, 3), keepdim=True).float(), rtol=0, atol=1e-7)
+    torch.testing.assert_close(std, pixels.std(dim=(0, 2, 3), keepdim=True).float(), rtol=0, atol=1e-7)
+    assert not torch.allclose(std[0, 0], std[0, 1])
 
 
 def test_batches_cover_each_epoch_once_and_are_seeded():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -58,11 +59,54 @@ def test_benchmark_scripts_run_in_quick_mode():
     for row in ("reference (DataLoader, eager fp32)", "ics-study fp32 + probes", "ics-study bf16 + probes"):
         cells = _row(out.stdout, row)
         assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
+        assert float(cells[5]) > 0 and float(cells[6].rstrip("%")) > 0  # TFLOP/s; share of the layers-alone rate
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_probes.py"), "--width", "0.0625",
                           "--steps", "3", "--repeats", "1", "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     cells = _row(out.stdout, "probes on")
     assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_counts_vgg16_flops_like_a_hand_count():
+    """VGG-16 at 32x32: 13 3x3 convolutions (2 FLOPs per multiply-add) and the 512 -> 10 classifier.
+    A training step is the forward, the weight gradients (as many FLOPs again) and the input
+    gradients of every layer but the first (nothing asks for the image's gradient)."""
+    plan = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    size, c_in, layers = 32, 3, []
+    for item in plan:
+        if item == "M":
+            size //= 2
+        else:
+            layers.append(2 * 9 * c_in * item * size * size)
+            c_in = item
+    layers.append(2 * 512 * 10)
+    forward = sum(layers)
+    assert forward == pytest.approx(0.626e9, rel=1e-3)  # the figure the issue quotes
+    training = 3 * forward - layers[0]
+    assert _bench_module().training_flop_per_image("vgg_bn", 1.0) == pytest.approx(training, rel=1e-9)
+
+
+def test_benchmark_layers_alone_are_the_networks_flops():
+    """The floor the benchmark compares with is the same network stripped to its counted layers: same
+    output shape and exactly the FLOPs of the full model's training step."""
+    bench = _bench_module()
+    alone = bench.layers_alone("vgg_bn_noise", 0.25)
+    assert {type(m).__name__ for m in alone} == {"Conv2d", "MaxPool2d", "Flatten", "Linear"}
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in alone) == 13
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        out = alone(torch.randn(2, 3, 32, 32))
+        out.sum().backward()
+    assert out.shape == (2, 10)
+    assert counter.get_total_flops() / 2 == bench.training_flop_per_image("vgg_bn_noise", 0.25)
+    assert bench.layers_alone_images_per_s("vgg_bn", 0.125, torch.device("cpu"), "bf16", steps=1, batch=4) > 0
 
 
 def _row(stdout: str, name: str) -> list[str]:
@@ -86,6 +130,16 @@ def test_host_benchmarks_run_and_report_positive_times():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert _median_ms(out.stdout, "probes off") > 0 and _median_ms(out.stdout, "probes on") > 0
+
+
+@pytest.mark.slow
+def test_host_memory_benchmark_runs_and_reports_both_settings():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_host_memory.py"), "--width", "0.0625",
+                          "--steps", "3", "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for row in ("glibc's defaults", "freed memory kept (default)"):
+        steady, evaluation, rss = (float(c) for c in _row(out.stdout, row)[:3])
+        assert steady > 0 and evaluation > 0 and rss > 100
 
 
 @pytest.mark.slow
