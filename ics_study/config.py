@@ -103,7 +103,7 @@ class TrainerConfig:
     cuda_graph: str = "auto"  # replay training steps as CUDA graphs: auto (on for CUDA), on, off
     threads: int = 0  # CPU threads for torch; 0 = every core
     reuse_host_memory: bool = True  # CPU runs: freed blocks >= 32 MB stay in the heap for reuse instead of
-    # being unmapped and page-faulted in again (ics_study/host_memory.py; evaluation ~2x faster); false = glibc's default
+    # being unmapped and page-faulted in again (ics_study/host_memory.py; evaluation 1.3-1.7x faster); false = glibc's default
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     progress_bar: bool = True
     steady_after: int = 50  # summary's steady_images_per_s counts the steps after this one (not cuDNN's

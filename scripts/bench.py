@@ -91,7 +91,7 @@ def reference_loop(args, device: torch.device, steps: int, steady_after: int) ->
 
 def ics_study_loop(args, device: torch.device, steps: int, precision: str, compiled: bool, out: Path,
                    graph: str = "auto", extra: tuple[str, ...] = ()) -> tuple[float, float | None]:
-    data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    data = data_overrides(args.data_root)
     cfg = compose([f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={steps}",
                    f"trainer.eval_every={steps}", "trainer.progress_bar=false", f"trainer.steady_after={steady_after(steps)}", f"trainer.device={device}",
                    f"trainer.precision={precision}", f"trainer.compile={compiled}", f"trainer.cuda_graph={graph}",
@@ -145,6 +145,11 @@ def layers_alone_images_per_s(model: str, width: float, device: torch.device, pr
         if i:
             times.append(time.perf_counter() - t0)
     return batch * steps / statistics.median(times)
+
+
+def data_overrides(root: str | None) -> list[str]:
+    """The real CIFAR-10 copy at ``root`` (never downloaded), or the synthetic data without one."""
+    return [f"data.root={root}", "data.download=false"] if root else ["data=synthetic"]
 
 
 def steady_after(steps: int) -> int:

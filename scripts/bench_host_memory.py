@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import data_overrides, steady_after  # scripts/bench.py
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, tempfile
@@ -41,9 +43,9 @@ def main() -> None:
     ap.add_argument("--data-root", default=None, help="real CIFAR-10 root; synthetic data if omitted")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = ap.parse_args()
-    data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    data = data_overrides(args.data_root)
     base = [f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={args.steps}",
-            f"trainer.eval_every={args.steps}", f"trainer.steady_after={max(1, args.steps // 4)}",
+            f"trainer.eval_every={args.steps}", f"trainer.steady_after={steady_after(args.steps)}",
             "trainer.device=cpu", "trainer.progress_bar=false", "trainer.checkpoint_every=0", *data, *args.overrides]
     settings = {"glibc's defaults": "false", "freed memory kept (default)": "true"}
     results: dict[str, list[dict]] = {name: [] for name in settings}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import steady_after  # noqa: E402  (scripts/bench.py: where the steady rate starts)
+from bench import data_overrides, steady_after  # noqa: E402  (scripts/bench.py)
 
 from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. probe.every=50")
     args = ap.parse_args()
 
-    data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    data = data_overrides(args.data_root)
     base = [f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={args.steps}",
             f"trainer.eval_every={args.steps}", "trainer.progress_bar=false", f"trainer.device={args.device}",
             f"trainer.precision={args.precision}", f"trainer.steady_after={steady_after(args.steps)}",

@@ -3,10 +3,10 @@
 # eager, bf16, resume), the noisy BN's noise in its old and new form, the loop benchmark (reference
 # vs ics-study: CUDA graph fp32/bf16, fp32 NCHW; MFU, and the rate of the convolutions alone;
 # SKIP_LOOP_BENCH=1 skips it), the probe-cost benchmark, a torch.profiler table of a probed run,
-# then (unless SKIP_FIG2=1) the full fig2
-# protocol (3 networks x 15,000 steps, batch 128, default probes, seed 0) timed end to end, and last,
-# in whatever time is left, the host-only benchmarks on this machine's CPU. Prints tables and leaves
-# them (and the fig2 runs, trimmed to what figures and reports read) in OUT.
+# then (unless SKIP_FIG2=1) the full fig2 protocol (3 networks x 15,000 steps, batch 128, default
+# probes, seed 0) timed end to end, and last, in whatever time is left, the host-only benchmarks on
+# this machine's CPU. Prints tables and leaves them (and the fig2 runs, trimmed to what figures and
+# reports read) in OUT.
 #
 #   scripts/gpu_check.sh OUT_DIR [DATA_ROOT]
 #

@@ -24,6 +24,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import data_overrides  # noqa: E402  (scripts/bench.py)
+
 from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402
 
@@ -39,7 +41,7 @@ def main() -> None:
     ap.add_argument("--trace", default=None, help="write a Chrome trace here")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    data = [f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    data = data_overrides(args.data_root)
     base = [f"model={args.model}", f"model.width={args.width}", "trainer.progress_bar=false",
             f"trainer.device={args.device}", "trainer.checkpoint_every=0", *data, *args.overrides]
     total = args.skip + args.steps
