@@ -22,7 +22,8 @@ from .storage import atomic_write
 FILENAME = "checkpoint.pt"
 # trainer/logger settings that do not change the numbers a run produces
 _FREE = {"trainer": {"max_steps", "progress_bar", "log_every", "eval_every", "checkpoint_every", "resume", "threads",
-                     "reuse_host_memory", "device", "compile", "compile_mode", "steady_after"}, "logger": {"tensorboard", "tables"}, "paths": None}
+                     "reuse_host_memory", "device", "compile", "compile_mode", "steady_after"}, "logger": {"tensorboard", "tables"},
+         "probe": {"side_stream"}, "paths": None}
 
 
 def trajectory_config(cfg: TrainConfig) -> dict:

@@ -126,6 +126,7 @@ class ProbeConfig:
     summary_sample: int = 4096  # values per layer used for the whole-layer quantiles
     tb_scalar_channels: int = 1  # TensorBoard scalars for the first k sampled channels (tables hold all)
     tb_every: int = 10  # ... at every tb_every-th step: a TensorBoard point costs ~0.1 ms of Python
+    side_stream: bool = True  # in a CUDA graph, the probes' kernels run beside the step's (same numbers)
 
 
 @dataclass

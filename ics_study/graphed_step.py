@@ -106,6 +106,8 @@ class GraphedStep:
         loss = self.task.loss(out, y)
         loss.backward()
         self.optimizer.step()
+        if self.probe is not None:
+            self.probe.join()  # the probes' side stream (their kernels ran beside forward and backward)
         with torch.no_grad():
             acc = self.task.accuracy(out.detach(), y) if self.task.accuracy is not None else torch.full_like(loss, float("nan"))
             return torch.stack([loss.detach().float(), acc.float()])

@@ -5,6 +5,7 @@
     python scripts/bench_probes.py --width 0.25 --steps 100 --repeats 5
     python scripts/bench_probes.py --data-root ~/.cache/ics-study/cifar10   # real CIFAR-10
     python scripts/bench_probes.py --with-measurements      # + ICS (2 layers) and landscape (4 etas) every 100 steps
+    python scripts/bench_probes.py --device cuda --side-stream-ab   # + probes in the step's own chain (GPU)
 
 Runs alternate (off, on, off, on, ...) after one warm-up each, so drifts of a noisy machine hit both
 equally; the table gives the median training images/s of each and the ratio on/off, over the whole
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--data-root", default=None, help="real CIFAR-10 root; synthetic data if omitted")
     ap.add_argument("--with-measurements", action="store_true", help="also time ICS and the landscape at their default cadence")
+    ap.add_argument("--side-stream-ab", action="store_true",
+                    help="also time probes on with probe.side_stream=false (GPU: their kernels in the step's chain)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. probe.every=50")
     args = ap.parse_args()
 
@@ -47,6 +50,8 @@ def main() -> None:
             f"trainer.precision={args.precision}", f"trainer.steady_after={steady_after(args.steps)}",
             *data, *args.overrides]
     variants = {"probes off": ["probe.enabled=false"], "probes on": ["probe.enabled=true"]}
+    if args.side_stream_ab:
+        variants["probes on, training stream (probe.side_stream=false)"] = ["probe.enabled=true", "probe.side_stream=false"]
     if args.with_measurements:
         variants["probes + ICS (layers #5, #10, every 100)"] = ["ics.enabled=true"]
         variants["probes + landscape (4 etas, every 100)"] = ["landscape.enabled=true"]

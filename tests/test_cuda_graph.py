@@ -87,6 +87,53 @@ def test_probe_capture_and_replay_record_what_an_observed_forward_records(tmp_pa
     assert set(acts[acts.stat == "layer_std"].step) == {200}
 
 
+def test_on_the_cpu_the_probes_record_on_the_training_stream_and_join_is_a_no_op():
+    model, x = tiny_model(), torch.randn(4, 3, 32, 32)
+    probe = ActivationProbe(model, ProbeConfig(channels_per_layer=2), seed=0)
+    with torch.no_grad(), probe.capture():
+        model(x)
+    assert probe._side is None and probe._held == []
+    probe.join()
+    assert probe.captured[False][0].shape == (2 * len(probe.layers), 2)
+
+
+@cuda
+@pytest.mark.parametrize("full", [False, True], ids=["plain", "histogram-summary"])
+def test_probes_on_a_side_stream_inside_a_real_cuda_graph_record_what_eager_records(full):
+    """capture() on a GPU runs the hooks on a side stream that forks at each layer and joins at
+    join(): captured in a graph and replayed, the records equal the eager, one-stream ones."""
+    model = tiny_model().cuda().to(memory_format=torch.channels_last)
+    probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=100), seed=0)
+    x = torch.randn(16, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    step = 100 if full else 2
+    with torch.no_grad(), probe.observe(step):
+        model(x)
+    eager = (probe._moments[-1], probe._full[-1] if full else None, probe._hists[-1] if full else None)
+    static_x = torch.zeros_like(x)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():  # warm-up on the capture stream, as GraphedStep does
+        with probe.capture(full):
+            model(static_x)
+        probe.join()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream), torch.no_grad():
+        with probe.capture(full):
+            model(static_x)
+        assert probe._side is not None and len(probe._held) == len(probe.layers)
+        probe.join()
+    assert probe._held == []
+    static_x.copy_(x)
+    graph.replay()
+    probe.replayed(step + 1, full=full)
+    torch.cuda.synchronize()
+    for got, want in zip((probe._moments[-1], probe._full[-1] if full else None,
+                          probe._hists[-1] if full else None), eager):
+        if want is not None:
+            torch.testing.assert_close(got, want)
+
+
 class ReplayByRerun(GraphedStep):
     """A CPU stand-in for the CUDA graph: capture records nothing and each replay runs the captured
     step again on the static inputs, into the same static outputs. Everything around the graph --
