@@ -19,7 +19,8 @@ multiply-adds counted by torch's FlopCounterMode for one forward and backward: V
 0.626 GFLOP forward per 32x32 image, 1.88 for a training step) and how close each loop comes to what
 this machine's kernels allow for this network ("vs layers alone": its steady rate against forward +
 backward through the same convolutions, pools and linear layers with nothing else, timed in the same
-run, channels-last, in the row's precision). On a GPU it also gives the model FLOPs utilisation
+run, channels-last, in the row's precision; on a GPU replayed as a CUDA graph, like ics-study's
+step, since launched one by one its kernels waited for Python). On a GPU it also gives the model FLOPs utilisation
 against the datasheet's dense bf16 peak (MFU).
 Without ``--data-root``, torchvision's FakeData (random PIL images) feeds the reference loop and
 ics-study trains on its synthetic data: same shapes, same work.
@@ -122,17 +123,21 @@ def layers_alone(model: str, width: float) -> torch.nn.Sequential:
 def layers_alone_images_per_s(model: str, width: float, device: torch.device, precision: str,
                               steps: int, batch: int = 128) -> float:
     """What this machine's convolution and matrix kernels allow for this network: images/s of
-    forward + backward through ``layers_alone`` (channels-last, the row's precision, eager, no
-    BN, ReLU, loss, optimiser, data or probes), median of 3 timings of ``steps`` steps."""
+    forward + backward through ``layers_alone`` (channels-last, the row's precision, no BN, ReLU,
+    loss, optimiser, data or probes), median of 3 timings of ``steps`` steps. Eager on a CPU; on a
+    GPU one CUDA graph per step, as ics-study's loop (launched one by one, the kernels would wait
+    for Python and bound nothing)."""
     net = layers_alone(model, width).to(device, memory_format=torch.channels_last)
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step() -> None:
-        with autocast:
+        # no autocast weight cache: inside a graph its casts would be captured once, then stale
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False):
             out = net(x)
         out.float().sum().backward()
 
+    if device.type == "cuda":
+        step = as_cuda_graph(step, net)
     times = []
     for i in range(4):  # the first round warms up (oneDNN's primitives, cuDNN's autotuning)
         if device.type == "cuda":
@@ -145,6 +150,27 @@ def layers_alone_images_per_s(model: str, width: float, device: torch.device, pr
         if i:
             times.append(time.perf_counter() - t0)
     return batch * steps / statistics.median(times)
+
+
+def as_cuda_graph(step, net: torch.nn.Module):
+    """``step`` captured as one CUDA graph (PyTorch's recipe: warm up on a side stream, drop the
+    gradients so that the graph allocates its own, capture); returns its replay, or ``step`` itself
+    with a note on stderr if the capture fails."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        net.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph.replay
+    except RuntimeError as e:
+        print(f"  (layers alone: CUDA graph capture failed, timed eagerly: {str(e).splitlines()[0]})", file=sys.stderr)
+        return step
 
 
 def data_overrides(root: str | None) -> list[str]:
