@@ -60,10 +60,10 @@ if [ -n "${COMPILE_BENCH:-}" ]; then  # COMPILE_BENCH=1: torch.compile inside th
     --variants fp32,compile-graph 2>>"$out/bench.log" | tee "$out/bench_compile.md"
 fi
 
-stamp "probe cost (CUDA graph, fp32)"
+stamp "probe cost (CUDA graph, fp32; side stream on and off)"
 # ICS and landscape costs were measured in the second session; WITH_MEASUREMENTS=1 adds them again
 timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
-  ${WITH_MEASUREMENTS:+--with-measurements} 2>>"$out/bench.log" | tee "$out/bench_probes.md"
+  --side-stream-ab ${WITH_MEASUREMENTS:+--with-measurements} 2>>"$out/bench.log" | tee "$out/bench_probes.md"
 
 stamp "profile: noisy BN, probes at defaults, CUDA graph (top kernels and host ops)"
 timeout 90 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 200 --skip 100 \
