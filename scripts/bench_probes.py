@@ -28,6 +28,20 @@ from bench import data_overrides, steady_after  # noqa: E402  (scripts/bench.py)
 from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402
 
+PAPER_STEPS = 15_000  # a paper-scale run (Figure 2): where a run's one-off costs end up
+
+
+def one_off_seconds(steps: int, rate: float, steady_rate: float, batch: int = 128) -> float:
+    """A run's one-off cost: its training time beyond ``steps`` steps at its steady rate."""
+    return steps * batch / rate - steps * batch / steady_rate
+
+
+def slowdown_at(steps: int, on: tuple[float, float], off: tuple[float, float], batch: int = 128) -> float:
+    """Fraction of training time the probes add to a run of ``steps`` steps, from each setting's
+    (one-off seconds, steady images/s): time = one-off + steps * batch / steady rate."""
+    time_on, time_off = (o + steps * batch / r for o, r in (on, off))
+    return 1 - time_off / time_on
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -68,15 +82,20 @@ def main() -> None:
                     rates[name].append(summary["train_images_per_s"])
                     steady[name].append(summary["steady_images_per_s"])
     off, off_steady = statistics.median(rates["probes off"]), statistics.median(steady["probes off"])
+    off_once = one_off_seconds(args.steps, off, off_steady)
     print(f"\n{args.model} width {args.width}, batch 128, {args.steps} steps x {args.repeats} alternating runs, "
-          f"device {device}, {args.precision}")
-    print("| setting | median img/s | vs probes off | slowdown | steady img/s | steady slowdown | runs (steady) |")
-    print("|---|---|---|---|---|---|---|")
+          f"device {device}, {args.precision}; one-off s: training time beyond {args.steps} steps at the steady "
+          f"rate (captures, autotuning, set-up); 'at {PAPER_STEPS:,} steps': one-off + steady time, projected")
+    print("| setting | median img/s | vs probes off | slowdown | steady img/s | steady slowdown | one-off s | "
+          f"slowdown at {PAPER_STEPS:,} steps | runs (steady) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, vals in rates.items():
         med, med_steady = statistics.median(vals), statistics.median(steady[name])
+        once = one_off_seconds(args.steps, med, med_steady)
+        projected = slowdown_at(PAPER_STEPS, (once, med_steady), (off_once, off_steady))
         runs = ", ".join(f"{v:.0f} ({s:.0f})" for v, s in zip(vals, steady[name]))
         print(f"| {name} | {med:.1f} | {med / off:.3f} | {100 * (1 - med / off):.1f}% | {med_steady:.1f} | "
-              f"{100 * (1 - med_steady / off_steady):.1f}% | {runs} |")
+              f"{100 * (1 - med_steady / off_steady):.1f}% | {once:.2f} | {100 * projected:.1f}% | {runs} |")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,25 @@ def test_benchmark_scripts_run_in_quick_mode():
     assert out.returncode == 0, out.stderr[-2000:]
     cells = _row(out.stdout, "probes on")
     assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
+    assert np.isfinite(float(cells[5])) and float(cells[6].rstrip("%")) < 100  # one-off s; projected at 15k steps
+
+
+def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeypatch):
+    """By hand: 1000 steps of 128 at 32,000 img/s overall and 33,000 steady leave 4.0 - 3.879 = 0.121 s
+    of one-off time; probes off: 1000 steps at 34,000 overall, 34,200 steady."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))  # bench_probes.py imports bench.py beside it
+    spec = importlib.util.spec_from_file_location("bench_probes", REPO / "scripts" / "bench_probes.py")
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)
+    on_once = bp.one_off_seconds(1000, 32_000, 33_000)
+    off_once = bp.one_off_seconds(1000, 34_000, 34_200)
+    assert on_once == pytest.approx(128_000 / 32_000 - 128_000 / 33_000)
+    assert on_once == pytest.approx(0.1212, abs=1e-4) and off_once == pytest.approx(0.0220, abs=1e-4)
+    # at 1000 steps the projection is the measured whole-run slowdown; at 15,000 it nears the steady one
+    assert bp.slowdown_at(1000, (on_once, 33_000), (off_once, 34_200)) == pytest.approx(1 - 32_000 / 34_000)
+    long = bp.slowdown_at(15_000, (on_once, 33_000), (off_once, 34_200))
+    assert 1 - 33_000 / 34_200 < long < 1 - 32_000 / 34_000
+    assert long == pytest.approx(1 - (0.0220 + 15_000 * 128 / 34_200) / (0.1212 + 15_000 * 128 / 33_000), abs=1e-4)
 
 
 def _bench_module():
