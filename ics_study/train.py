@@ -332,8 +332,9 @@ def _capture(graphed: GraphedStep, x, y) -> None:
         graphed.capture(x, y)
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else ""
+        side = graphed.probe is not None and graphed.probe.cfg.side_stream
         raise UserError(f"CUDA graph capture failed ({type(e).__name__}: {first}); rerun with trainer.cuda_graph=off "
-                        "(same numbers, slower) and please report it") from e
+                        "(same numbers, slower)" + (" or probe.side_stream=false" if side else "") + " and please report it") from e
 
 
 def _progress(t, initial: int = 0):

@@ -304,3 +304,20 @@ def test_readback_on_a_gpu_never_waits_in_poll_and_drain_delivers():
     rb.poll()  # may or may not have arrived; must not block or raise
     rb.drain()
     assert len(got) == 1 and np.allclose(got[0], x[0, :4].cpu().numpy())
+
+
+@pytest.mark.parametrize("probes, side_hint", [("probe.enabled=true", True), ("probe.enabled=false", False)])
+def test_a_failed_capture_is_one_line_naming_the_switches_that_avoid_it(tiny_cfg, tmp_path, monkeypatch, probes, side_hint):
+    import ics_study.train as train_module
+
+    class FailingCapture(ReplayByRerun):
+        def capture(self, x, y):
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(train_module, "GraphedStep", FailingCapture)
+    monkeypatch.setattr(train_module, "wanted", lambda *a: True)
+    with pytest.raises(UserError) as err:
+        train(tiny_cfg("trainer.max_steps=3", probes), tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "operation not permitted when stream is capturing" in message
+    assert "trainer.cuda_graph=off" in message and ("probe.side_stream=false" in message) == side_hint
