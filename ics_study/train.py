@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -82,9 +83,11 @@ def evaluate(model, data, task: Task, batch_size: int, device, precision: str) -
     return loss_sum.item() / n, (correct.item() / n if task.accuracy is not None else math.nan)
 
 
-def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] | None = None) -> dict:
     """Train as ``cfg`` says, writing into ``run_dir``; continues from ``run_dir/checkpoint.pt`` (or
-    ``trainer.resume``) when there is one. Returns the summary that is also ``summary.json``."""
+    ``trainer.resume``) when there is one. Returns the summary that is also ``summary.json``.
+    ``on_step(step)``, if given, is called once each training step has been queued (before that
+    step's flush, evaluation or checkpoint): for tools such as a profiler's schedule."""
     validate(cfg)
     run_dir = Path(run_dir)
     t = cfg.trainer
@@ -255,6 +258,8 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> dict:
                 if probe is not None:
                     probe.observe_fixed(model, step)  # no-op unless probe.batch=fixed
                 pending.append(step)
+                if on_step is not None:
+                    on_step(step)
                 segment_images += len(y)
                 if step == steady_from and step < t.max_steps:  # one host sync per run, to start the clock
                     if device.type == "cuda":

@@ -68,6 +68,23 @@ def test_benchmark_scripts_run_in_quick_mode():
     assert np.isfinite(float(cells[5])) and float(cells[6].rstrip("%")) < 100  # one-off s; projected at 15k steps
 
 
+def test_profile_script_records_only_the_steps_after_skip():
+    """3 skipped steps, 4 profiled: each of the noisy VGG-11's 8 conv layers appears 4 times in the
+    forward and 4 times in the backward (no step 1, no final evaluation in the window)."""
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "profile_step.py"), "--model", "vgg_bn_noise",
+                          "model.depth=11", "--width", "0.0625", "--skip", "3", "--steps", "4", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "steps 4-7 profiled" in out.stdout
+    assert _calls(out.stdout, "aten::convolution_backward") == 8 * 4
+    assert _calls(out.stdout, "aten::normal_") == 8 * 4  # one per noisy layer and step
+
+
+def _calls(table: str, op: str) -> int:
+    """The '# of Calls' column of ``op``'s row in a torch.profiler table."""
+    return int(next(line for line in table.splitlines() if line.split() and line.split()[0] == op).split()[-1])
+
+
 def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeypatch):
     """By hand: 1000 steps of 128 at 32,000 img/s overall and 33,000 steady leave 4.0 - 3.879 = 0.121 s
     of one-off time; probes off: 1000 steps at 34,000 overall, 34,200 steady."""

@@ -98,3 +98,12 @@ def test_fixed_batch_probe_leaves_lp_running_statistics_alone(tiny_cfg, tmp_path
     off = train(tiny_cfg("model=vgg_lp2", "probe.enabled=false"), tmp_path / "off")
     on = train(tiny_cfg("model=vgg_lp2", "probe.batch=fixed"), tmp_path / "on")
     assert on["final"] == off["final"]  # test metrics use the running mean and norm
+
+
+def test_on_step_is_called_once_per_step_in_order_and_resumes_where_the_run_left_off(tiny_cfg, tmp_path):
+    seen = []
+    train(tiny_cfg("trainer.max_steps=4", "trainer.checkpoint_every=2"), tmp_path, on_step=seen.append)
+    assert seen == [1, 2, 3, 4]
+    seen.clear()
+    summary = train(tiny_cfg("trainer.max_steps=7", "trainer.checkpoint_every=2"), tmp_path, on_step=seen.append)
+    assert summary["resumed_from"] == 4 and seen == [5, 6, 7]
