@@ -10,6 +10,12 @@
 #
 #   scripts/gpu_check.sh OUT_DIR [DATA_ROOT]
 #
+# Environment: GPU_CHECK_SECONDS (budget, default 540), LOOP_VARIANTS (bench.py's variants, default
+# ref,fp32,bf16,nchw), SKIP_LOOP_BENCH=1, SKIP_FIG2=1, COMPILE_BENCH=1, WITH_MEASUREMENTS=1.
+# Through the device tool (at most 8 files come back from $OUT), as in the sixth session (477 s):
+#   GPU_CHECK_SECONDS=545 LOOP_VARIANTS=ref,fp32,bf16 bash scripts/gpu_check.sh /tmp/gc /tmp/cifar10;
+#   cp /tmp/gc/fig2_runs.tar.gz $OUT/; rm /tmp/gc/fig2_runs.tar.gz; tar czf $OUT/gc.tar.gz -C /tmp gc
+#
 # On a GPU machine without a package index, carry the wheels in .whl/ (hydra-core, omegaconf, antlr4,
 # pytest and its dependencies: ../shared/tools/offline-wheels.sh .whl pytest pluggy iniconfig
 # packaging pygments) and, for real data, a copy of shared/data/cifar10 in .devdata/.
