@@ -91,7 +91,7 @@ class ActivationProbe:
         self.handles = [self._point(b).register_forward_hook(self._hook(k, eager_hooks))
                         for k, b in enumerate(self.layers)]
         self._side: torch.cuda.Stream | None = None  # the hooks' stream inside capture(), on a GPU
-        self._overlap = False  # True inside capture(): hooks run on the side stream
+        self._overlap = False  # inside capture(), with probe.side_stream: CUDA hooks run on the side stream
         self._held: list[torch.Tensor] = []  # activations the side stream reads, until join()
         self.fixed_batch = None
         if cfg.batch == "fixed":
@@ -124,7 +124,7 @@ class ActivationProbe:
         """Wrap the forward that a CUDA graph captures (or its warm-up), for a plain step or, with
         ``full``, a histogram/summary step: its records stay in static tensors (``captured[full]``)."""
         self.full_stats, self.active = full, self.fixed_batch is None
-        self._overlap = True
+        self._overlap = self.cfg.side_stream
         try:
             yield
         finally:
@@ -213,7 +213,7 @@ class ActivationProbe:
                 self._set_up(k, output)
             if self.active:
                 x = output.detach()
-                if self._overlap and self.cfg.side_stream and x.is_cuda and not torch.compiler.is_compiling():
+                if self._overlap and x.is_cuda and not torch.compiler.is_compiling():
                     self._record_aside(k, x)
                 else:
                     self._record(k, x)
