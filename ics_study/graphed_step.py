@@ -38,6 +38,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from .precision import autocast
+
 WARMUP_STEPS = 3  # as in PyTorch's CUDA-graph recipe: lazy initialisation and autotuning happen here
 
 
@@ -92,16 +94,12 @@ class GraphedStep:
         """Whether a step with (``True``) or without probe histograms/summaries has a graph."""
         return full_stats in self.graphs
 
-    def _autocast(self):
-        # the autocast weight cache must be off inside a graph (its casts would be captured once, stale)
-        if self.precision == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-        return nullcontext()
-
     def _step(self, x: torch.Tensor, y: torch.Tensor, full: bool = False) -> torch.Tensor:
         """The training step on (x, y), with the probes' full statistics if ``full``; returns (loss,
         accuracy) as one device tensor."""
-        with self.probe.capture(full) if self.probe is not None else nullcontext(), self._autocast():
+        # no autocast weight cache inside a graph: its casts would be captured once, then go stale
+        with self.probe.capture(full) if self.probe is not None else nullcontext(), \
+                autocast(x.device, self.precision, cache=False):
             out = self.forward(x)
         loss = self.task.loss(out, y)
         loss.backward()

@@ -34,6 +34,7 @@ from .errors import UserError
 from .graphed_step import GraphedStep, optimizer_ready, wanted
 from .host_memory import keep_freed_memory
 from .models import build_model, set_noise_generator
+from .precision import autocast, bf16_note
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .readback import ReadBack
 from .records import Recorder
@@ -58,12 +59,6 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed * 1000 + 1)
     return g
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.no_grad()
@@ -102,6 +97,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
         return json.loads((run_dir / "summary.json").read_text())
 
     device = pick_device(t.device)
+    if (note := bf16_note(device, t.precision)) is not None:
+        log.warning(note)
     torch.set_num_threads(t.threads or torch.get_num_threads())
     if device.type == "cpu" and t.reuse_host_memory:
         keep_freed_memory()

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ics_study.compose import compose  # noqa: E402
 from ics_study.models import build_model  # noqa: E402
+from ics_study.precision import bf16_is_native  # noqa: E402
 from ics_study.train import pick_device, train  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
@@ -241,7 +242,8 @@ def main() -> None:
     alone = {p: layers_alone_images_per_s(args.model, args.width, device, p, floor_steps)
              for p in sorted(set(precision.values()))}
     print(f"\n{args.model} width {args.width}, batch 128, {steps} steps/run, median of {args.repeats} alternating "
-          f"runs; device {device} ({name_dev}, {threads} threads); torch {torch.__version__}; 'steady' = after "
+          f"runs; device {device} ({name_dev}, {threads} threads, native bf16: "
+          f"{'yes' if bf16_is_native(device) else 'no, emulated'}); torch {torch.__version__}; 'steady' = after "
           f"step {steady_after(steps)} (no autotuning, no graph capture); TFLOP/s from the steady rate and "
           f"{flop / 1e9:.3f} GFLOP per image and step (forward + backward, counted); 'vs layers alone': the "
           f"steady rate against forward + backward through the network's convolutions, pools and linear "

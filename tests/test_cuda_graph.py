@@ -168,8 +168,9 @@ MEASURED = ["ics.enabled=true", "ics.every=5", "ics.layers=[2,5]", "landscape.en
 @pytest.mark.parametrize("extra, plain, full", [
     (MEASURED, 7, 2), ([*MEASURED, "optim.momentum=0.9"], 7, 2),
     (["ics.enabled=false", "landscape.enabled=false"], 10, 4),
-    (["ics.enabled=false", "landscape.enabled=false", "optim.momentum=0.9"], 10, 3)],
-    ids=["sgd", "momentum", "sgd-probes-only", "momentum-probes-only"])
+    (["ics.enabled=false", "landscape.enabled=false", "optim.momentum=0.9"], 10, 3),
+    (["ics.enabled=false", "landscape.enabled=false", "trainer.precision=bf16"], 10, 4)],
+    ids=["sgd", "momentum", "sgd-probes-only", "momentum-probes-only", "bf16-probes-only"])
 def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path, monkeypatch, extra, plain, full):
     import ics_study.train as train_module
 

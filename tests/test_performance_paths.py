@@ -32,6 +32,33 @@ def test_fp32_and_bf16_training_both_run(tiny_cfg, tmp_path, precision):
     assert summary["status"] == "completed" and np.isfinite(summary["final"]["train_loss"])
 
 
+def test_bf16_autocast_is_in_effect_and_close_to_fp32(tiny_cfg, tmp_path):
+    import pandas as pd
+
+    for p in ("fp32", "bf16"):
+        train(tiny_cfg(f"trainer.precision={p}", "trainer.max_steps=1"), tmp_path / p)
+    fp32, bf16 = (pd.read_parquet(tmp_path / p / "metrics").query("metric == 'train/loss'").value.item()
+                  for p in ("fp32", "bf16"))
+    assert fp32 != bf16  # the convolutions really ran in bf16 (8 bits of mantissa) ...
+    assert bf16 == pytest.approx(fp32, rel=0.02)  # ... and the same first-step loss up to that rounding
+
+
+def test_bf16_where_the_hardware_only_emulates_it_says_so_once(tiny_cfg, tmp_path, monkeypatch, caplog):
+    import ics_study.precision as precision
+
+    cpu = torch.device("cpu")
+    assert precision.bf16_note(cpu, "fp32") is None
+    monkeypatch.setattr(precision, "bf16_is_native", lambda device: True)
+    assert precision.bf16_note(cpu, "bf16") is None
+    monkeypatch.setattr(precision, "bf16_is_native", lambda device: False)
+    note = precision.bf16_note(cpu, "bf16")
+    assert "no native bf16" in note and "trainer.precision=fp32" in note and "\n" not in note
+    with caplog.at_level("WARNING", logger="ics_study.train"):
+        summary = train(tiny_cfg("trainer.precision=bf16", "trainer.max_steps=2"), tmp_path)
+    assert summary["status"] == "completed"  # a warning, not a refusal: the numbers are right, only slow
+    assert [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()] == [note]
+
+
 @pytest.mark.parametrize("model", ["vgg_bn", "vgg_bn_noise"])  # the noise is drawn the same in both layouts
 def test_channels_last_gives_the_same_training_numbers(tiny_cfg, tmp_path, model):
     import pandas as pd
