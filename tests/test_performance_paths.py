@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -110,6 +111,21 @@ def test_profile_script_records_only_the_steps_after_skip():
 def _calls(table: str, op: str) -> int:
     """The '# of Calls' column of ``op``'s row in a torch.profiler table."""
     return int(next(line for line in table.splitlines() if line.split() and line.split()[0] == op).split()[-1])
+
+
+def test_gpu_check_runs_the_parts_asked_for_and_refuses_an_unknown_one(tmp_path):
+    def check(**env):
+        return subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), str(tmp_path / "out")], cwd=REPO,
+                              capture_output=True, text=True, timeout=60,
+                              env={"PATH": os.environ["PATH"], "DRY_RUN": "1", **env})
+
+    assert check().stdout.split() == ["parts:", "tests", "noise", "loop", "probes", "profile", "fig2", "host"]
+    assert check(PARTS="fig2,loop").stdout.split() == ["parts:", "fig2", "loop"]  # run in the script's order
+    old = check(SKIP_LOOP_BENCH="1", SKIP_FIG2="1", COMPILE_BENCH="1").stdout.split()
+    assert old == ["parts:", "tests", "noise", "probes", "profile", "host", "compile"]
+    bad = check(PARTS="loop,figure2")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown part 'figure2'" in bad.stderr
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
 
 
 def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeypatch):
