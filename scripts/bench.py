@@ -195,7 +195,7 @@ def main() -> None:
     ap.add_argument("--ref-workers", type=int, default=2, help="DataLoader workers of the reference loop")
     ap.add_argument("--variants", default="ref,fp32,bf16",
                     help="comma list of ref, fp32, bf16, eager (fp32, no CUDA graph), nchw (fp32, NCHW), "
-                         "compile (bf16 + compile), compile-graph (fp32 + compile, captured in the CUDA graph)")
+                         "nobias (fp32, model.conv_bias=false: the bias a BN cancels, not computed), compile (bf16 + compile), compile-graph (fp32 + compile, captured in the CUDA graph)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
     args = ap.parse_args()
@@ -215,6 +215,8 @@ def main() -> None:
                        lambda out: ics_study_loop(args, device, steps, "fp32", False, out, graph="off")),
              "nchw": ("ics-study fp32 + probes, NCHW layout (trainer.channels_last=false)", "fp32",
                       lambda out: ics_study_loop(args, device, steps, "fp32", False, out, extra=("trainer.channels_last=false",))),
+             "nobias": ("ics-study fp32 + probes, no conv bias before BN (model.conv_bias=false)", "fp32",
+                        lambda out: ics_study_loop(args, device, steps, "fp32", False, out, extra=("model.conv_bias=false",))),
              "compile": ("ics-study bf16 + probes + compile", "bf16",
                          lambda out: ics_study_loop(args, device, steps, "bf16", True, out)),
              "compile-graph": ("ics-study fp32 + probes + compile inside the CUDA graph (trainer.cuda_graph=on)", "fp32",

@@ -68,3 +68,32 @@ def test_hidden_head_layers_are_numbered_blocks():
     model = build_model(ModelConfig(name="t", depth=11, width=0.125, norm="batch", head_hidden=[32]))
     assert len(model.blocks) == 8 + 2 and isinstance(model.layer(9), Block)
     assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_a_conv_bias_before_bn_is_cancelled_by_it(norm):
+    """Why ``model.conv_bias=false`` (bench.py's "nobias" variant) is the same network when a BN
+    follows the conv: in training mode BN subtracts each channel's batch mean, bias included, so the
+    outputs and every other gradient are unchanged and the bias's own gradient is zero. Without BN
+    the bias does count (the control)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="t", depth=11, width=0.125, norm=norm)).double()
+    x, y = torch.randn(8, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (8,))
+
+    def run():
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss.detach(), model.layer(3).layer.weight.grad.clone(), model.layer(3).layer.bias.grad.clone()
+
+    zero = run()
+    with torch.no_grad():
+        for block in model.blocks[:-1]:
+            block.layer.bias.uniform_(-1, 1)
+    shifted = run()
+    if norm == "batch":
+        torch.testing.assert_close(shifted[0], zero[0], rtol=1e-10, atol=0)
+        torch.testing.assert_close(shifted[1], zero[1], rtol=1e-8, atol=1e-12)
+        assert zero[2].abs().max() < 1e-12 and shifted[2].abs().max() < 1e-12
+    else:
+        assert abs(shifted[0] - zero[0]) > 1e-3 and zero[2].abs().max() > 1e-6
