@@ -46,7 +46,9 @@ class ModelConfig:
     norm: str = "none"  # "none", "batch", "noisy_batch" (see ics_study/models/norms.py)
     num_classes: int = 10
     head_hidden: list[int] = field(default_factory=list)  # hidden Linear layers before the output [I]: none
-    conv_bias: bool = True  # conv layers keep a (zero-initialised) bias, also before BN [I]
+    # conv layers keep a (zero-initialised) bias, also before BN [I]; false drops it: the same network
+    # when a BN follows (its mean subtraction cancels a bias), a different one without BN
+    conv_bias: bool = True
     bn_eps: float = 1e-5  # PyTorch defaults [I]
     bn_momentum: float = 0.1
     noise: NoiseConfig = field(default_factory=NoiseConfig)

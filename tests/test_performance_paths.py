@@ -60,6 +60,25 @@ def test_bf16_where_the_hardware_only_emulates_it_says_so_once(tiny_cfg, tmp_pat
     assert [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()] == [note]
 
 
+@pytest.mark.parametrize("model", ["vgg_bn", "vgg_bn_noise"])
+def test_without_the_conv_bias_that_bn_cancels_a_bn_network_trains_the_same(tiny_cfg, tmp_path, model):
+    """model.conv_bias=false (bench.py's "nobias"): same weights, same losses up to rounding."""
+    import pandas as pd
+
+    for bias in ("true", "false"):
+        train(tiny_cfg(f"model.conv_bias={bias}", f"model={model}", "trainer.max_steps=5"), tmp_path / bias)
+    a, b = (pd.read_parquet(tmp_path / d / "metrics").query("metric == 'train/loss'").sort_values("step").value
+            for d in ("true", "false"))
+    assert len(a) == 5
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-4)
+    # without BN the bias is part of the network: the control (same weights, different training)
+    for bias in ("true", "false"):
+        train(tiny_cfg(f"model.conv_bias={bias}", "model=vgg", "trainer.max_steps=5"), tmp_path / f"std_{bias}")
+    a, b = (pd.read_parquet(tmp_path / f"std_{d}" / "metrics").query("metric == 'train/loss'").sort_values("step").value
+            for d in ("true", "false"))
+    assert a.iloc[0] == b.iloc[0] and abs(a.iloc[-1] - b.iloc[-1]) > 1e-6  # zero biases at step 1, then they learn
+
+
 @pytest.mark.parametrize("model", ["vgg_bn", "vgg_bn_noise"])  # the noise is drawn the same in both layouts
 def test_channels_last_gives_the_same_training_numbers(tiny_cfg, tmp_path, model):
     import pandas as pd

@@ -97,3 +97,16 @@ def test_a_conv_bias_before_bn_is_cancelled_by_it(norm):
         assert zero[2].abs().max() < 1e-12 and shifted[2].abs().max() < 1e-12
     else:
         assert abs(shifted[0] - zero[0]) > 1e-3 and zero[2].abs().max() > 1e-6
+
+
+def test_without_conv_bias_a_seed_draws_the_same_weights():
+    def weights(bias: bool):
+        torch.manual_seed(3)
+        model = build_model(ModelConfig(name="t", depth=11, width=0.125, norm="batch", conv_bias=bias))
+        return {k: v for k, v in model.state_dict().items() if not k.endswith("layer.bias")}, model
+
+    (with_bias, a), (without, b) = weights(True), weights(False)
+    assert all(block.layer.bias is None for block in b.blocks[:-1]) and a.blocks[0].layer.bias is not None
+    assert with_bias.keys() == without.keys()
+    for k in with_bias:
+        torch.testing.assert_close(with_bias[k], without[k], rtol=0, atol=0)

@@ -37,7 +37,9 @@ class VGG(NumberedModel):
                 features.append(nn.MaxPool2d(2))
                 continue
             out = max(1, round(item * cfg.width))
-            conv = nn.Conv2d(channels, out, kernel_size=3, padding=1, bias=cfg.conv_bias)
+            conv = nn.Conv2d(channels, out, kernel_size=3, padding=1)
+            if not cfg.conv_bias:  # built with one and dropped: a seed gives the same weights either way
+                conv.bias = None
             features.append(Block(conv, build_norm(cfg.norm, out, cfg)))
             channels = out
         self.features = nn.Sequential(*features)
