@@ -29,6 +29,7 @@ ics-study trains on its synthetic data: same shapes, same work.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -197,6 +198,7 @@ def main() -> None:
                     help="comma list of ref, fp32, bf16, eager (fp32, no CUDA graph), nchw (fp32, NCHW), "
                          "nobias (fp32, model.conv_bias=false: the bias a BN cancels, not computed), compile (bf16 + compile), compile-graph (fp32 + compile, captured in the CUDA graph)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
+    ap.add_argument("--json", default=None, help="also write the table's numbers here (scripts/targets.py reads it)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
     args = ap.parse_args()
     device = pick_device(args.device)
@@ -273,6 +275,13 @@ def main() -> None:
     best = max(median(steady[k]) or median(v) for k, v in rates.items() if k.startswith("ics"))
     print(f"\nfig2 at the paper's scale (3 networks x 15,000 steps x 128 images) at the best steady ics-study rate: "
           f"{3 * 15000 * 128 / best / 60:.1f} min of training")
+    if args.json:
+        keys = {known[v][0]: v for v in args.variants.split(",")}
+        rows = [{"variant": keys[name], "label": name, "images_per_s": median(vals), "runs": vals,
+                 "steady_images_per_s": median(steady[name])} for name, vals in rates.items()]
+        Path(args.json).write_text(json.dumps({"script": "bench.py", "device": device.type, "device_name": name_dev,
+                                               "model": args.model, "width": args.width, "steps": steps,
+                                               "repeats": args.repeats, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ events) are written to a temporary folder, exactly as in a real run, so their co
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--with-measurements", action="store_true", help="also time ICS and the landscape at their default cadence")
     ap.add_argument("--side-stream-ab", action="store_true",
                     help="also time probes on with probe.side_stream=false (GPU: their kernels in the step's chain)")
+    ap.add_argument("--json", default=None, help="also write the table's numbers here (scripts/targets.py reads it)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. probe.every=50")
     args = ap.parse_args()
 
@@ -89,6 +91,7 @@ def main() -> None:
     print("| setting | median img/s | vs probes off | slowdown | steady img/s | steady slowdown | one-off s | "
           f"slowdown at {PAPER_STEPS:,} steps | runs (steady) |")
     print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for name, vals in rates.items():
         med, med_steady = statistics.median(vals), statistics.median(steady[name])
         once = one_off_seconds(args.steps, med, med_steady)
@@ -96,6 +99,13 @@ def main() -> None:
         runs = ", ".join(f"{v:.0f} ({s:.0f})" for v, s in zip(vals, steady[name]))
         print(f"| {name} | {med:.1f} | {med / off:.3f} | {100 * (1 - med / off):.1f}% | {med_steady:.1f} | "
               f"{100 * (1 - med_steady / off_steady):.1f}% | {once:.2f} | {100 * projected:.1f}% | {runs} |")
+        rows.append({"setting": name, "images_per_s": med, "steady_images_per_s": med_steady,
+                     "slowdown": 1 - med / off, "steady_slowdown": 1 - med_steady / off_steady,
+                     "one_off_s": once, "slowdown_at_paper_steps": projected})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"script": "bench_probes.py", "device": device, "model": args.model,
+                                               "width": args.width, "steps": args.steps, "repeats": args.repeats,
+                                               "paper_steps": PAPER_STEPS, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
 #   fig2     the full fig2 protocol (3 networks x 15,000 steps, batch 128, default probes, seed 0),
 #            timed end to end, its runs packed (trimmed to what figures and reports read)
 #   host     host-only benchmarks on this machine's CPU, in whatever time is left
-# Prints tables and leaves them in OUT.
+# Prints tables and leaves them in OUT; last, one table of the issue's targets against what this check
+# measured (scripts/targets.py OUT).
 #
 #   scripts/gpu_check.sh OUT_DIR [DATA_ROOT]
 #
@@ -84,7 +85,7 @@ fi
 if want loop; then
   stamp "loop benchmark"
   timeout 170 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 2 --ref-workers 4 \
-    --variants "${LOOP_VARIANTS:-ref,fp32,bf16,nchw}" 2>>"$out/bench.log" | tee "$out/bench.md"
+    --variants "${LOOP_VARIANTS:-ref,fp32,bf16,nchw}" --json "$out/bench.json" 2>>"$out/bench.log" | tee "$out/bench.md"
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
@@ -98,7 +99,8 @@ if want probes; then
   stamp "probe cost (CUDA graph, fp32; side stream on and off)"
   # ICS and landscape costs were measured in the second session; WITH_MEASUREMENTS=1 adds them again
   timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
-    --side-stream-ab ${WITH_MEASUREMENTS:+--with-measurements} 2>>"$out/bench.log" | tee "$out/bench_probes.md"
+    --side-stream-ab ${WITH_MEASUREMENTS:+--with-measurements} --json "$out/bench_probes.json" 2>>"$out/bench.log" \
+    | tee "$out/bench_probes.md"
 fi
 
 if want profile; then
@@ -114,14 +116,15 @@ timeout $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.s
   hydra.sweep.dir=/tmp/fig2 > "$out/fig2.log" 2>&1
 rc=$?
 echo "fig2 wall time: $(( $(date +%s) - fig2_start )) s (exit $rc; 124 = stopped at the time budget)" | tee -a "$out/fig2.log"
-python3 - /tmp/fig2 <<'PY' | tee "$out/fig2.md"
+python3 - /tmp/fig2 "$out/fig2.json" <<'PY' | tee "$out/fig2.md"
 import json, pathlib, sys
 print("| job | status | steps | train img/s | steady img/s | train time s | eval s | checkpoint s | train acc | test acc | graph |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-total = 0.0
+total, jobs = 0.0, []
 for job in sorted(pathlib.Path(sys.argv[1]).glob("*/status.json")):
     s = json.loads((job.parent / "summary.json").read_text()) if (job.parent / "summary.json").exists() else None
     st = json.loads(job.read_text())
+    jobs.append({"job": job.parent.name, "status": (s or st).get("status"), "steps": (s or st).get("steps")})
     if s is None:
         print(f"| {job.parent.name} | {st.get('status')} | {st.get('steps')} | | | | | | | | |")
         continue
@@ -133,6 +136,7 @@ for job in sorted(pathlib.Path(sys.argv[1]).glob("*/status.json")):
           f"{s.get('steady_images_per_s') or 0:.0f} | {t:.0f} | "
           f"{s['eval_time_s']:.0f} | {ckpt:.1f} | {f['train_acc']:.3f} | {f['test_acc']:.3f} | {s.get('cuda_graph')} |")
 print(f"\ntraining time of the finished jobs, in total: {total:.0f} s ({total / 60:.2f} min)")
+pathlib.Path(sys.argv[2]).write_text(json.dumps({"script": "fig2", "jobs": jobs, "training_s": total}, indent=1))
 PY
 
 stamp "packing fig2 runs"
@@ -166,4 +170,6 @@ du -sh /tmp/fig2 2>/dev/null | tee -a "$out/fig2.md"
 fi  # fig2
 
 if want host; then host_benches; fi
+stamp "the issue's targets, from what this check measured"
+python3 scripts/targets.py "$out" | tee "$out/targets.md"
 stamp "done"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -98,21 +99,75 @@ def test_compiled_training_runs(tiny_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_scripts_run_in_quick_mode():
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick"], capture_output=True,
-                         text=True, timeout=600)
+def test_benchmark_scripts_run_in_quick_mode(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--json",
+                          str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "reference (DataLoader, eager fp32)" in out.stdout and "ics-study bf16 + probes" in out.stdout
-    for row in ("reference (DataLoader, eager fp32)", "ics-study fp32 + probes", "ics-study bf16 + probes"):
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["variant"] for r in written["rows"]] == ["ref", "fp32", "bf16"] and written["device"] == "cpu"
+    for row, saved in zip(("reference (DataLoader, eager fp32)", "ics-study fp32 + probes", "ics-study bf16 + probes"),
+                          written["rows"]):
         cells = _row(out.stdout, row)
         assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
         assert float(cells[5]) > 0 and float(cells[6].rstrip("%")) > 0  # TFLOP/s; share of the layers-alone rate
+        assert f"{saved['images_per_s']:.0f}" == cells[0] and f"{saved['steady_images_per_s']:.0f}" == cells[3]
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_probes.py"), "--width", "0.0625",
-                          "--steps", "3", "--repeats", "1", "--device", "cpu"], capture_output=True, text=True, timeout=600)
+                          "--steps", "3", "--repeats", "1", "--device", "cpu", "--json", str(tmp_path / "bench_probes.json")],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     cells = _row(out.stdout, "probes on")
     assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
     assert np.isfinite(float(cells[5])) and float(cells[6].rstrip("%")) < 100  # one-off s; projected at 15k steps
+    on = next(r for r in json.loads((tmp_path / "bench_probes.json").read_text())["rows"] if r["setting"] == "probes on")
+    assert f"{100 * on['slowdown_at_paper_steps']:.1f}%" == cells[6]
+    # and the targets table reads both (no fig2 here)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "targets.py"), str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2].startswith("| loop at least 1.5x the reference (CPU) | fp32 ") and "bf16 " in lines[2]
+    assert "| not measured | - |" in lines[3] and lines[4].startswith("| probes at most 5% at defaults | ")
+    assert lines[2].endswith("width 0.125] | - (the targets are for VGG-16 at width 1) |")  # quick: not judged
+    assert lines[4].endswith("width 0.0625] | - (the targets are for VGG-16 at width 1) |")
+
+
+def _targets_module():
+    spec = importlib.util.spec_from_file_location("targets", REPO / "scripts" / "targets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_targets_table_judges_each_target_strictly(tmp_path):
+    targets = _targets_module()
+    rows = lambda *r: [{"variant": v, "images_per_s": w, "steady_images_per_s": s} for v, w, s in r]  # noqa: E731
+    gpu = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "model": "vgg_bn", "width": 1.0}
+    assert targets.loop_row({**gpu, "rows": rows(("ref", 15_000, 15_500), ("fp32", 37_000, 40_000),
+                                                 ("bf16", 45_100, 51_000))})[2] == "met (bf16)"
+    # 2.99x over whole runs is not 3x, however good the steady ratio
+    row = targets.loop_row({**gpu, "rows": rows(("ref", 15_000, 15_000), ("bf16", 44_850, 50_000))})
+    assert row[2] == "**NOT met** (bf16)" and "bf16 2.99x (3.33x steady)" in row[1]
+    cpu = {"device": "cpu", "device_name": "CPU", "model": "vgg_bn", "width": 1.0,
+           "rows": rows(("ref", 100, 106), ("bf16", 151, 150))}
+    assert targets.loop_row(cpu)[0].startswith("loop at least 1.5x") and targets.loop_row(cpu)[2] == "met (bf16)"
+    assert targets.loop_row({**gpu, "rows": rows(("fp32", 1, 1), ("bf16", 2, 2))})[1].startswith("not measured")
+
+    jobs = [{"job": f"{i}", "status": "completed", "steps": 15_000} for i in range(3)]
+    assert targets.fig2_row({"jobs": jobs, "training_s": 149.0})[2] == "met"
+    assert targets.fig2_row({"jobs": jobs, "training_s": 180.0})[2] == "**NOT met**"
+    cut = [*jobs[:2], {"job": "2", "status": "running", "steps": 9_000}]
+    assert targets.fig2_row({"jobs": cut, "training_s": 120.0})[2] == "**NOT met**"  # a run did not finish
+
+    def probes(projected):
+        return {"device": "cuda", "model": "vgg_bn_noise", "width": 1.0, "steps": 1000, "paper_steps": 15_000, "rows": [
+            {"setting": "probes off", "slowdown": 0.0, "steady_slowdown": 0.0, "slowdown_at_paper_steps": 0.0},
+            {"setting": "probes on", "slowdown": 0.062, "steady_slowdown": 0.035, "slowdown_at_paper_steps": projected}]}
+
+    assert targets.probes_row(probes(0.037))[2] == "met" and "3.7% projected to 15,000 steps" in targets.probes_row(probes(0.037))[1]
+    assert targets.probes_row(probes(0.051))[2] == "**NOT met**"
+    assert targets.probes_row({**probes(0.01), "width": 0.25})[2].startswith("- (the targets are for VGG-16")
+    assert targets.table(tmp_path).count("not measured") == 3  # an empty folder: nothing claimed
 
 
 def test_profile_script_records_only_the_steps_after_skip():
