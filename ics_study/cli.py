@@ -48,6 +48,9 @@ def _train_job(cfg) -> dict:
     from .train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if "interrupted" in _job_statuses:  # a signal stopped an earlier job of this sweep: stop the sweep
+        log.warning("%s not started: the sweep was stopped by a signal; rerun the same command to resume", run_dir)
+        return None  # no status.json: `ics-study sweep` lists it as pending
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe_file = run_dir / ".write-test"

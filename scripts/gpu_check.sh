@@ -112,7 +112,8 @@ fi
 if want fig2; then  # (not indented: its here-documents end at the start of a line)
 stamp "fig2 at the paper's scale: 3 networks x 15,000 steps, default probes, seed 0"
 fig2_start=$(date +%s)
-timeout $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.seed=0 $real trainer.progress_bar=false \
+# at the budget, SIGTERM: the running job checkpoints and the sweep stops (SIGKILL 20 s later if not)
+timeout -k 20 $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.seed=0 $real trainer.progress_bar=false \
   hydra.sweep.dir=/tmp/fig2 > "$out/fig2.log" 2>&1
 rc=$?
 echo "fig2 wall time: $(( $(date +%s) - fig2_start )) s (exit $rc; 124 = stopped at the time budget)" | tee -a "$out/fig2.log"
@@ -132,10 +133,11 @@ for job in sorted(pathlib.Path(sys.argv[1]).glob("*/status.json")):
     t = s["wall_time_s"] - s["eval_time_s"] - ckpt
     total += t
     f = s["final"]
-    print(f"| {job.parent.name} | {s['status']} | {s['steps']} | {s['train_images_per_s']:.0f} | "
-          f"{s.get('steady_images_per_s') or 0:.0f} | {t:.0f} | "
-          f"{s['eval_time_s']:.0f} | {ckpt:.1f} | {f['train_acc']:.3f} | {f['test_acc']:.3f} | {s.get('cuda_graph')} |")
-print(f"\ntraining time of the finished jobs, in total: {total:.0f} s ({total / 60:.2f} min)")
+    num = lambda v, spec: "-" if v is None else format(v, spec)  # an interrupted run has no test accuracy
+    print(f"| {job.parent.name} | {s['status']} | {s['steps']} | {num(s['train_images_per_s'], '.0f')} | "
+          f"{num(s.get('steady_images_per_s'), '.0f')} | {t:.0f} | {s['eval_time_s']:.0f} | {ckpt:.1f} | "
+          f"{num(f['train_acc'], '.3f')} | {num(f['test_acc'], '.3f')} | {s.get('cuda_graph')} |")
+print(f"\ntraining time of the jobs, in total: {total:.0f} s ({total / 60:.2f} min)")
 pathlib.Path(sys.argv[2]).write_text(json.dumps({"script": "fig2", "jobs": jobs, "training_s": total}, indent=1))
 PY
 
