@@ -18,15 +18,16 @@
 # Environment: PARTS (comma list, in the order above whatever its order; default
 # tests,noise,loop,probes,profile,fig2,host), GPU_CHECK_SECONDS (budget, default 540), LOOP_VARIANTS
 # (bench.py's variants, default ref,fp32,bf16,nchw), WITH_MEASUREMENTS=1 (ICS and landscape in the
-# probe benchmark), DRY_RUN=1 (print the parts and stop). Older switches still work: SKIP_LOOP_BENCH=1, SKIP_FIG2=1 drop a part,
-# COMPILE_BENCH=1 adds one.
+# probe benchmark), DRY_RUN=1 (print the parts and stop). Older switches still work:
+# SKIP_LOOP_BENCH=1 and SKIP_FIG2=1 drop a part, COMPILE_BENCH=1 adds one.
 # Through the device tool (at most 8 files come back from $OUT), as in the sixth session (477 s on an
 # H200 for the default parts):
 #   GPU_CHECK_SECONDS=545 LOOP_VARIANTS=ref,fp32,bf16 bash scripts/gpu_check.sh /tmp/gc /tmp/cifar10;
 #   cp /tmp/gc/fig2_runs.tar.gz $OUT/; rm /tmp/gc/fig2_runs.tar.gz; tar czf $OUT/gc.tar.gz -C /tmp gc
 # On a slower GPU the default parts may not all fit one 600 s call; the targets first, the
-# rest in a second call:
-#   1. PARTS=loop,fig2 LOOP_VARIANTS=ref,fp32,bf16 ...    2. PARTS=tests,probes,compile,profile,host ...
+# rest (and the fp32 levers side by side) in a second call:
+#   1. PARTS=loop,fig2 LOOP_VARIANTS=ref,fp32,bf16 ...
+#   2. PARTS=tests,loop,probes,compile,profile LOOP_VARIANTS=fp32,nobias,nchw ...
 #
 # On a GPU machine without a package index, carry the wheels in .whl/ (hydra-core, omegaconf, antlr4,
 # pytest and its dependencies: ../shared/tools/offline-wheels.sh .whl pytest pluggy iniconfig
