@@ -61,6 +61,12 @@ t0=$(date +%s)
 stamp() { echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
 left() { echo $(( budget - ($(date +%s) - t0) )); }
 
+in_budget() {  # in_budget SECONDS COMMAND...: under a timeout of SECONDS, or less if less is left
+  local room=$(( $(left) - 5 ))
+  if [ "$room" -lt 20 ] || [ "$1" -lt 20 ]; then echo "(skipped: $(left) s of the budget left)" >&2; return 124; fi
+  timeout -k 10 $(( room < $1 ? room : $1 )) "${@:2}"
+}
+
 host_benches() {  # CPU only (what the GPU may wait for): last, in whatever time is left
   if [ "$(left)" -lt 60 ]; then echo "(host benchmarks skipped: $(left) s left)"; return; fi
   stamp "host work per step on this machine's CPU (no GPU involved: what the GPU may wait for)"
@@ -75,46 +81,47 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 
 if want tests; then
   stamp "CUDA tests (graphed == eager, bf16, resume, probes on a side stream)"
-  timeout 150 python3 -m pytest -q -x -p no:cacheprovider -m "not slow" tests/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
+  in_budget 150 python3 -m pytest -q -x -p no:cacheprovider -m "not slow" tests/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
 fi
 
 if want noise; then
   stamp "noisy BN: the noise's cost now and in its first form (VGG-16 layer shapes, batch 128)"
-  timeout 60 python3 scripts/bench_noise.py --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
+  in_budget 60 python3 scripts/bench_noise.py --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
 fi
 
 if want loop; then
   stamp "loop benchmark"
-  timeout 170 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 2 --ref-workers 4 \
+  in_budget 170 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 2 --ref-workers 4 \
     --variants "${LOOP_VARIANTS:-ref,fp32,bf16,nchw}" --json "$out/bench.json" 2>>"$out/bench.log" | tee "$out/bench.md"
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
 if want compile; then  # compiles take minutes
   stamp "torch.compile inside the CUDA graph vs the plain graph (fp32)"
-  timeout 240 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 1 \
+  in_budget 240 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 1 \
     --variants fp32,compile-graph 2>>"$out/bench.log" | tee "$out/bench_compile.md"
 fi
 
 if want probes; then
   stamp "probe cost (CUDA graph, fp32; side stream on and off)"
   # ICS and landscape costs were measured in the second session; WITH_MEASUREMENTS=1 adds them again
-  timeout 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
+  in_budget 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
     --side-stream-ab ${WITH_MEASUREMENTS:+--with-measurements} --json "$out/bench_probes.json" 2>>"$out/bench.log" \
     | tee "$out/bench_probes.md"
 fi
 
 if want profile; then
   stamp "profile: noisy BN, probes at defaults, CUDA graph (top kernels and host ops)"
-  timeout 90 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 200 --skip 100 \
+  in_budget 90 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 200 --skip 100 \
     > "$out/profile.txt" 2>>"$out/bench.log"; head -3 "$out/profile.txt"
 fi
 
 if want fig2; then  # (not indented: its here-documents end at the start of a line)
 stamp "fig2 at the paper's scale: 3 networks x 15,000 steps, default probes, seed 0"
+rm -rf /tmp/fig2  # a fresh sweep: an earlier call's runs on a warm machine would be resumed, not timed
 fig2_start=$(date +%s)
-# at the budget, SIGTERM: the running job checkpoints and the sweep stops (SIGKILL 20 s later if not)
-timeout -k 20 $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.seed=0 $real trainer.progress_bar=false \
+# at the budget, SIGTERM: the running job checkpoints and the sweep stops (SIGKILL 10 s later if not)
+in_budget $(( $(left) - 25 )) $cli train -m experiment=fig2 hydra.sweeper.params.seed=0 $real trainer.progress_bar=false \
   hydra.sweep.dir=/tmp/fig2 > "$out/fig2.log" 2>&1
 rc=$?
 echo "fig2 wall time: $(( $(date +%s) - fig2_start )) s (exit $rc; 124 = stopped at the time budget)" | tee -a "$out/fig2.log"
