@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ics_study.compose import compose  # noqa: E402
 from ics_study.models import build_model  # noqa: E402
-from ics_study.precision import bf16_is_native  # noqa: E402
+from ics_study.precision import autocast, bf16_is_native  # noqa: E402
 from ics_study.train import pick_device, train  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
@@ -133,8 +133,7 @@ def layers_alone_images_per_s(model: str, width: float, device: torch.device, pr
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
-        # no autocast weight cache: inside a graph its casts would be captured once, then stale
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False):
+        with autocast(device, precision, cache=False):  # no weight cache: the step may be a CUDA graph
             out = net(x)
         out.float().sum().backward()
 
@@ -206,7 +205,7 @@ def main() -> None:
         args.width, args.steps, args.repeats, args.ref_workers = 0.125, 3, 1, 0
     steps = args.steps or (300 if device.type == "cuda" else 30)
 
-    # name: (table label, precision, run(out) -> (images/s, steady images/s))
+    # variant: (table label, precision, run(out) -> (images/s, steady images/s))
     known = {"ref": ("reference (DataLoader, eager fp32)", "fp32",
                      lambda out: reference_loop(args, device, steps, steady_after(steps))),
              "fp32": ("ics-study fp32 + probes", "fp32",
@@ -223,28 +222,27 @@ def main() -> None:
                          lambda out: ics_study_loop(args, device, steps, "bf16", True, out)),
              "compile-graph": ("ics-study fp32 + probes + compile inside the CUDA graph (trainer.cuda_graph=on)", "fp32",
                                lambda out: ics_study_loop(args, device, steps, "fp32", True, out, graph="on"))}
-    unknown = [v for v in args.variants.split(",") if v not in known]
+    variants = args.variants.split(",")  # keys of ``known``, in table order; the first is the baseline
+    unknown = [v for v in variants if v not in known]
     if unknown:
         sys.exit(f"bench.py: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    variants = {known[v][0]: known[v][2] for v in args.variants.split(",")}
-    precision = {known[v][0]: known[v][1] for v in args.variants.split(",")}
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    steady: dict[str, list[float]] = {name: [] for name in variants}
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    steady: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats + (0 if args.quick else 1)):  # round 0 warms up (not with --quick)
-            for i, (name, run) in enumerate(variants.items()):
-                rate, steady_rate = run(Path(tmp) / f"{rep}_{i}")
+            for i, v in enumerate(variants):
+                rate, steady_rate = known[v][2](Path(tmp) / f"{rep}_{i}")
                 if rep or args.quick:
-                    rates[name].append(rate)
-                    steady[name].append(steady_rate)
-                print(f"  round {rep} {name}: {rate:.0f} img/s (steady {steady_rate or 0:.0f})", file=sys.stderr, flush=True)
+                    rates[v].append(rate)
+                    steady[v].append(steady_rate)
+                print(f"  round {rep} {known[v][0]}: {rate:.0f} img/s (steady {steady_rate or 0:.0f})", file=sys.stderr, flush=True)
 
     name_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
     flop = training_flop_per_image(args.model, args.width)
     floor_steps = 2 if args.quick else (50 if device.type == "cuda" else 5)
     alone = {p: layers_alone_images_per_s(args.model, args.width, device, p, floor_steps)
-             for p in sorted(set(precision.values()))}
+             for p in sorted({known[v][1] for v in variants})}
     print(f"\n{args.model} width {args.width}, batch 128, {steps} steps/run, median of {args.repeats} alternating "
           f"runs; device {device} ({name_dev}, {threads} threads, native bf16: "
           f"{'yes' if bf16_is_native(device) else 'no, emulated'}); torch {torch.__version__}; 'steady' = after "
@@ -258,27 +256,26 @@ def main() -> None:
     def median(vals):
         return statistics.median(vals) if vals and None not in vals else None
 
-    ref, ref_steady = median(next(iter(rates.values()))), median(next(iter(steady.values())))  # first = baseline
+    ref, ref_steady = median(rates[variants[0]]), median(steady[variants[0]])
     head = "| loop | median img/s | vs first row | runs | steady img/s | steady vs first row | TFLOP/s | vs layers alone |"
     if device.type == "cuda":
         head += " MFU (bf16 peak) |"
     print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
-    for name, vals in rates.items():
-        med, med_steady = median(vals), median(steady[name])
-        row = f"| {name} | {med:.0f} | {med / ref:.2f}x | {', '.join(f'{v:.0f}' for v in vals)} |"
+    for v, vals in rates.items():
+        med, med_steady = median(vals), median(steady[v])
+        row = f"| {known[v][0]} | {med:.0f} | {med / ref:.2f}x | {', '.join(f'{v:.0f}' for v in vals)} |"
         row += f" {med_steady:.0f} | {med_steady / ref_steady:.2f}x |" if med_steady and ref_steady else " - | - |"
         achieved = (med_steady or med) * flop
-        row += f" {achieved / 1e12:.3f} | {(med_steady or med) / alone[precision[name]]:.0%} |"
+        row += f" {achieved / 1e12:.3f} | {(med_steady or med) / alone[known[v][1]]:.0%} |"
         if device.type == "cuda":
             row += f" {achieved / peak:.1%} |" if peak else " ? |"
         print(row)
-    best = max(median(steady[k]) or median(v) for k, v in rates.items() if k.startswith("ics"))
+    best = max(median(steady[v]) or median(vals) for v, vals in rates.items() if v != "ref")
     print(f"\nfig2 at the paper's scale (3 networks x 15,000 steps x 128 images) at the best steady ics-study rate: "
           f"{3 * 15000 * 128 / best / 60:.1f} min of training")
     if args.json:
-        keys = {known[v][0]: v for v in args.variants.split(",")}
-        rows = [{"variant": keys[name], "label": name, "images_per_s": median(vals), "runs": vals,
-                 "steady_images_per_s": median(steady[name])} for name, vals in rates.items()]
+        rows = [{"variant": v, "label": known[v][0], "images_per_s": median(vals), "runs": vals,
+                 "steady_images_per_s": median(steady[v])} for v, vals in rates.items()]
         Path(args.json).write_text(json.dumps({"script": "bench.py", "device": device.type, "device_name": name_dev,
                                                "model": args.model, "width": args.width, "steps": steps,
                                                "repeats": args.repeats, "rows": rows}, indent=1))
