@@ -1,0 +1,32 @@
+"""Measurement and recording changes must not change training: the three networks' metrics, per-step
+channel moments, probe summaries and final weights against a fixture recorded by the code before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tests.golden import MODELS, trajectory
+
+FIXTURE = Path(__file__).parent / "fixtures" / "golden_trajectory.npz"
+
+
+def test_training_is_identical_to_the_recorded_trajectory(tmp_path):
+    want = dict(np.load(FIXTURE))
+    got = trajectory(tmp_path)
+    # bit-identical on the kind of CPU the fixture was recorded on; oneDNN picks other kernels on
+    # another instruction set, where only rounding may differ
+    same_cpu = str(want["cpu_capability"]) == torch.backends.cpu.get_cpu_capability()
+    for model in MODELS:
+        for key in ("metrics/name", "metrics/step", "activations/stat", "activations/key"):
+            np.testing.assert_array_equal(got[f"{model}/{key}"], want[f"{model}/{key}"], err_msg=f"{model} {key}")
+        for key in ("metrics/value", "activations/value", "weights_sum"):
+            if same_cpu:
+                np.testing.assert_array_equal(got[f"{model}/{key}"], want[f"{model}/{key}"], err_msg=f"{model} {key}")
+            else:
+                np.testing.assert_allclose(got[f"{model}/{key}"], want[f"{model}/{key}"], rtol=1e-4, atol=1e-6,
+                                           err_msg=f"{model} {key}")
+        if same_cpu:
+            assert str(got[f"{model}/weights_sha256"]) == str(want[f"{model}/weights_sha256"]), model
