@@ -45,6 +45,7 @@ IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", 
             "steps", "diverged_at")  # the keys of identity()
 FLAGS = ("probe", "ics", "landscape")
 PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
+           "final/test_acc_recalibrated": "final_test_acc_recalibrated", "final/test_acc_noise_on": "final_test_acc_noise_on",
            "steps_to/90": "steps_to_90", "steps_to/99": "steps_to_99"}  # derived metrics -> per_run columns
 
 
@@ -73,9 +74,10 @@ def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, flo
             hit = rolling[rolling >= th]
             out[f"steps_to/{round(th * 100)}"] = (None, float(hit.index[0]) if len(hit) else np.nan)
     summary = read_json(run / "summary.json")
-    test_acc = (summary.get("final") or {}).get("test_acc")
-    if test_acc is not None:
-        out["final/test_acc"] = (summary.get("steps"), float(test_acc))
+    for key in ("test_acc", "test_acc_recalibrated", "test_acc_noise_on"):  # the last two: noisy nets only
+        value = (summary.get("final") or {}).get(key)
+        if value is not None:
+            out[f"final/{key}"] = (summary.get("steps"), float(value))
     for name, g in metrics[metrics.metric.str.startswith(("ics/", "landscape/"))].groupby("metric"):
         out[f"mean/{name}"] = (None, float(g.value.mean()))
     drift = _drift(run)

@@ -76,7 +76,13 @@ def _train_job(cfg) -> dict:
         _job_statuses.append("failed")
         raise
     _job_statuses.append(summary["status"])
-    log.info("%s after %d steps: %s", summary["status"], summary["steps"], summary["final"])
+    from .board import command
+
+    finals = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items() if v is not None and v == v)
+    log.info("%s after %d steps: %s", summary["status"], summary["steps"], finals)
+    log.info("run dir: %s", run_dir)
+    if train_cfg.logger.tensorboard:
+        log.info("watch:   %s", command(run_dir))
     return summary
 
 

@@ -32,7 +32,8 @@ class LpConfig:
 
     center: bool = True  # subtract the batch mean, like BN
     norm_of_centered: bool = False  # False: the l_p norm is taken of the un-centred activations (paper)
-    average: str = "power_mean"  # (mean |x|^p)^(1/p) over batch (and H, W); max |x| for p = inf
+    # the "average l_p norm" is the power mean (mean |x|^p)^(1/p) over batch (and H, W), max |x| for
+    # p = inf [I]: the only reading implemented, so it is not a switch (lp_norm.py)
     eps: float = 1e-5
     momentum: float = 0.1  # running mean / norm for evaluation, like BN
 
@@ -81,7 +82,9 @@ class DataConfig:
     noise_std: float = 48.0  # pixel noise (0..255 scale) around each class's template image
     # linear_regression only: y = A x, A a seeded Gaussian matrix, x ~ N(0, I)
     features: int = 10
-    loss_reduction: str = "sum"  # l2 loss 0.5 * sum ||f(x) - y||^2 over the batch [I] ("sum" or "mean")
+    # l2 loss 0.5 * sum ||f(x) - y||^2 over the batch [I] ("sum" or "mean"). With "sum" over the 1000
+    # samples, lr 1e-6 equals lr 1e-3 on the mean loss: this choice decides whether the paper's lr moves the DLN
+    loss_reduction: str = "sum"
 
 
 @dataclass
@@ -123,8 +126,9 @@ class ProbeConfig:
     channels_per_layer: int = 8  # sampled channels per layer, chosen by the run seed
     every: int = 100  # histograms and whole-layer summaries every this many steps
     batch: str = "train"  # "train" (the step's batch, as in the paper) or "fixed" (one held batch)
+    # equal bins on each sampled channel's own [min, max] at that step, edges stored with the counts
+    # (docs/measurements.md: fixed bins on [-8, 8] left the standard net's small activations in one bin)
     hist_bins: int = 64
-    hist_range: float = 8.0  # bins span [-hist_range, hist_range]; values outside go to the end bins
     summary_sample: int = 4096  # values per layer used for the whole-layer quantiles
     tb_scalar_channels: int = 1  # TensorBoard scalars for the first k sampled channels (tables hold all)
     tb_every: int = 10  # ... at every tb_every-th step: a TensorBoard point costs ~0.1 ms of Python
@@ -152,6 +156,18 @@ class LandscapeConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Test-set evaluation (ics_study/evaluation.py). Every run: evaluation mode, noise off, BN's
+    running statistics (``test/acc``). Noisy-BN networks also get two more readings side by side."""
+
+    noisy_modes: bool = True  # noisy nets: test_recalibrated/* and test_noise_on/* beside test/*
+    # 0: at the last evaluation only; else every this many steps (a multiple of trainer.eval_every) [I].
+    # Each costs ~recalibration_batches training-sized forward passes and two test-set passes.
+    noisy_modes_every: int = 0
+    recalibration_batches: int = 200  # clean training batches to re-estimate BN's statistics [I] ("a few hundred")
+
+
+@dataclass
 class LoggerConfig:
     tensorboard: bool = True
     tables: bool = True  # Parquet tables beside the events
@@ -173,5 +189,6 @@ class TrainConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     ics: IcsConfig = field(default_factory=IcsConfig)
     landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -47,11 +47,11 @@ class Runs:
             df = _read_table(str(folder))
             if filt is not None:
                 df = filt(df)
-            frames.append(df.assign(variant=row.variant, lr=row.lr, seed=row.seed, run=row.path))
+            frames.append(df.assign(variant=row.variant, lr=row.lr, seed=row.seed, run=row.path, status=row.status))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def metric(self, name: str) -> pd.DataFrame:
-        """Rows of one metric from every run: variant, lr, seed, run, step, value."""
+        """Rows of one metric from every run: variant, lr, seed, run, status, step, value."""
         m = self._joined("metrics", lambda d: d[d.metric == name])
         return m.drop(columns=["metric"]) if len(m) else m
 
@@ -68,7 +68,8 @@ class Runs:
                 continue
             a = _read_table(str(Path(row.path) / "activations"))
             a = a[(a.layer == layer) & (a.channel == int(channel.iloc[0])) & a.stat.isin(stats)]
-            frames.append(a.assign(variant=row.variant, lr=row.lr, seed=row.seed, run=row.path, stat=a.stat.astype(str)))
+            frames.append(a.assign(variant=row.variant, lr=row.lr, seed=row.seed, run=row.path, status=row.status,
+                                    stat=a.stat.astype(str)))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def histograms(self, run_path: str, layer: int, rank: int = 0) -> pd.DataFrame:

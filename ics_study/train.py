@@ -31,6 +31,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .data import build_data
 from .errors import UserError
+from .evaluation import NOISY_MODES, NoisyEvaluation, evaluate
 from .graphed_step import GraphedStep, optimizer_ready, wanted
 from .host_memory import keep_freed_memory
 from .models import build_model, set_noise_generator
@@ -39,7 +40,7 @@ from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, R
 from .readback import ReadBack
 from .records import Recorder
 from .stop_signal import StopSignal
-from .tasks import Task, task_for
+from .tasks import task_for
 from .validate import validate, validate_layers
 
 log = logging.getLogger(__name__)
@@ -59,23 +60,6 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed * 1000 + 1)
     return g
-
-
-@torch.no_grad()
-def evaluate(model, data, task: Task, batch_size: int, device, precision: str) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN without one) over the whole test set, in evaluation mode."""
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.float64)
-    for x, y in data.test_batches(batch_size):
-        with autocast(device, precision):
-            out = model(x)
-        loss_sum += task.loss_sum(out, y)
-        if task.accuracy is not None:
-            correct += task.accuracy(out, y) * len(y)
-    model.train()
-    n = len(data.y_test)
-    return loss_sum.item() / n, (correct.item() / n if task.accuracy is not None else math.nan)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] | None = None) -> dict:
@@ -127,9 +111,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
     )
     batches = data.train_batches(cfg.data.batch_size, cfg.seed, cfg.data.drop_last, cfg.data.augment)
     probe = ActivationProbe(model, cfg.probe, cfg.seed, data) if cfg.probe.enabled else None
+    noisy_eval = NoisyEvaluation.build(model, data, task, cfg.eval, cfg.seed, device, t.precision, cfg.data.batch_size)
 
     done = {"step": 0, "images": 0, "train_time": 0.0, "eval_time": 0.0, "last_train": [math.nan, math.nan],
-            "last_test": [None, None]}
+            "last_test": [None, None], "last_noisy_modes": {}}
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -137,6 +122,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
         checkpoint.restore_rng(state["rng"], {"noise": noise})
         if probe is not None:
             probe.load_state_dict(state["probe"])
+        if noisy_eval is not None and state.get("noisy_eval"):
+            noisy_eval.load_state_dict(state["noisy_eval"])
         done = state["progress"]
         log.info("resuming %s from step %d (%s)", run_dir, done["step"], source)
 
@@ -211,6 +198,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
                         optimizer=optimizer.state_dict(), batches=batches.state_dict(),
                         rng=checkpoint.rng_state({"noise": noise}),
                         probe=probe.state_dict() if probe is not None else {}, tables=recorder.positions(),
+                        noisy_eval=noisy_eval.state_dict() if noisy_eval is not None else {},
                         progress=progress)
 
     try:  # on any error, close the TensorBoard writer: a sweep in one process must not leak it
@@ -273,10 +261,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
                 if eval_now:
                     eval_start = time.perf_counter()
                     done["last_test"] = list(evaluate(model, data, task, cfg.data.eval_batch_size, device, t.precision))
-                    segment_eval += time.perf_counter() - eval_start
                     test_metrics = dict(zip(("test/loss", "test/acc"), ([v] for v in done["last_test"])))
                     if task.accuracy is None:
                         del test_metrics["test/acc"]
+                    if noisy_eval is not None and noisy_eval.due(step, last):  # noisy nets: two more readings
+                        readings = noisy_eval.measure(cfg.data.eval_batch_size)
+                        done["last_noisy_modes"] = {mode: list(readings[mode]) for mode in NOISY_MODES}
+                        for mode in NOISY_MODES:
+                            test_metrics[f"test_{mode}/loss"], test_metrics[f"test_{mode}/acc"] = ([v] for v in readings[mode])
+                    segment_eval += time.perf_counter() - eval_start
                     recorder.scalars([step], test_metrics)
                     log.info("step %d: train loss %.4f acc %.4f | test loss %.4f acc %.4f", step, *done["last_train"],
                              *done["last_test"])
@@ -305,7 +298,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
         "max_steps": t.max_steps,
         "diverged_at": diverged_at,
         "final": {"train_loss": done["last_train"][0], "train_acc": done["last_train"][1],
-                  "test_loss": done["last_test"][0], "test_acc": done["last_test"][1]},
+                  "test_loss": done["last_test"][0], "test_acc": done["last_test"][1],
+                  **{f"test_{stat}_{mode}": (done.get("last_noisy_modes") or {}).get(mode, [None, None])[i]
+                     for mode in NOISY_MODES for i, stat in enumerate(("loss", "acc"))}},
         "wall_time_s": train_time + done["eval_time"] + segment_eval + done["checkpoint_time"] + segment_ckpt,
         "eval_time_s": done["eval_time"] + segment_eval,
         "checkpoint_time_s": done["checkpoint_time"] + segment_ckpt,

@@ -54,6 +54,8 @@ def validate(cfg: TrainConfig) -> None:
     _one_of("data.loss_reduction", d.loss_reduction, ["sum", "mean"])
     if (m.arch == "dln") != (d.name == "linear_regression"):
         raise UserError("model=dln goes with data=linear_regression (and only with it); use experiment=dln")
+    if m.arch == "dln":
+        _dln_lr(o.lr, d.loss_reduction, d.num_train)
     if m.arch == "dln" and m.features != d.features:
         raise UserError(f"model.features={m.features} must equal data.features={d.features}")
     _positive("ics.every", cfg.ics.every)
@@ -65,14 +67,32 @@ def validate(cfg: TrainConfig) -> None:
         _positive("landscape.eta_points", cfg.landscape.eta_points)
     elif not cfg.landscape.eta_scales or min(cfg.landscape.eta_scales) <= 0:
         raise UserError("landscape.eta_scales must be a non-empty list of positive numbers (or set landscape.eta_range)")
+    _positive("eval.recalibration_batches", cfg.eval.recalibration_batches)
+    _positive("eval.noisy_modes_every", cfg.eval.noisy_modes_every, strict=False)
+    if cfg.eval.noisy_modes_every % t.eval_every:
+        raise UserError(f"eval.noisy_modes_every={cfg.eval.noisy_modes_every} must be a multiple of "
+                        f"trainer.eval_every={t.eval_every} (or 0: the last evaluation only)")
     _one_of("probe.point", p.point, ["pre_relu", "post_relu"])
     _one_of("probe.batch", p.batch, ["train", "fixed"])
     _positive("probe.channels_per_layer", p.channels_per_layer)
     _positive("probe.every", p.every)
     _positive("probe.hist_bins", p.hist_bins)
-    _positive("probe.hist_range", p.hist_range)
     _positive("probe.summary_sample", p.summary_sample)
     _positive("probe.tb_every", p.tb_every)
+
+
+# The deep linear network diverges within a few steps once lr on the mean loss reaches ~1e-2 (measured:
+# lr 1e-5 on the summed loss of 1000 samples diverged at step 12, 1e-6 trains); the paper uses 1e-6, 1e-7
+DLN_MAX_MEAN_LR = 1e-2
+
+
+def _dln_lr(lr: float, reduction: str, num_train: int) -> None:
+    mean_lr = lr * (num_train if reduction == "sum" else 1)
+    if mean_lr >= DLN_MAX_MEAN_LR:
+        on = f"the summed l2 loss (data.loss_reduction=sum over {num_train} samples: lr {mean_lr:g} on the mean)" \
+            if reduction == "sum" else "the mean l2 loss"
+        raise UserError(f"model=dln with optim.lr={lr:g} on {on} diverges within a few steps; the paper uses lr 1e-6 "
+                        "and 1e-7 on the summed loss: use experiment=dln, or set optim.lr=1e-6")
 
 
 def validate_layers(cfg: TrainConfig, num_layers: int) -> None:

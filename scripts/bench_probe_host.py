@@ -33,7 +33,7 @@ from ics_study.compose import compose  # noqa: E402
 from ics_study.models import build_model  # noqa: E402
 from ics_study.probes import ActivationProbe  # noqa: E402
 from ics_study.probes.activations import LAYER_STATS  # noqa: E402
-from ics_study.probes.statistics import sample_positions  # noqa: E402
+from ics_study.probes.statistics import histogram, sample_positions  # noqa: E402
 from ics_study.records import Recorder  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every
     C = sum(len(c) for c in probe.channels)
     full_size = sum(len(LAYER_STATS) + 2 * len(c) for c in probe.channels)
     probe.captured = {False: (torch.randn(C, 2), None, None),
-                      True: (torch.randn(C, 2), torch.randn(full_size), torch.randint(0, 999, (C, probe.cfg.hist_bins)))}
+                      True: (torch.randn(C, 2), torch.randn(full_size), histogram(torch.randn(C, 4096), probe.cfg.hist_bins))}
     spent, cpu_start = 0.0, None
     for step in range(1, steps + log_every + 1):
         probe.replayed(step, full=probe.wants_full_stats(step))

@@ -39,7 +39,9 @@ def test_a_cli_run_writes_tables_events_summary_and_config(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 12 and summary["model"] == "vgg_bn_noise"
     metrics = pd.read_parquet(run / "metrics")
-    assert set(metrics.metric) == {"train/loss", "train/acc", "test/loss", "test/acc"}
+    assert set(metrics.metric) == {"train/loss", "train/acc", "test/loss", "test/acc", "test_recalibrated/loss",
+                                   "test_recalibrated/acc", "test_noise_on/loss", "test_noise_on/acc"}  # a noisy net
+    assert f"run dir: {run}" in proc.stdout and f"watch:   tensorboard --logdir {run} --samples_per_plugin" in proc.stdout
     assert summary["final"]["test_acc"] == pytest.approx(metrics.query("metric == 'test/acc'").sort_values("step").value.iloc[-1])
     assert "norm: noisy_batch" in (run / "config.yaml").read_text()
     assert "${" not in (run / "config.yaml").read_text(), "the saved config is resolved"
@@ -90,7 +92,7 @@ def test_diverged_run_exits_3_and_says_so(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
 
 
-PRESET_JOBS = {"fig1": 4, "fig2": 3, "fig3": 4, "fig4": 2, "lp_norms": 5, "dln": 5, "paper": 9}
+PRESET_JOBS = {"fig1": 4, "fig2": 3, "fig3": 4, "fig4": 2, "lp_norms": 5, "dln": 10, "paper": 9}  # dln: 5 norms x 2 lrs
 
 
 @pytest.mark.slow
@@ -104,3 +106,12 @@ def test_every_sweep_preset_runs_its_grid(tmp_path, preset, jobs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = [p for p in tmp_path.iterdir() if (p / "summary.json").exists()]
     assert len(done) == jobs
+
+
+def test_the_readmes_dln_words_do_not_diverge(tmp_path):
+    """`ics-study train model=dln data=linear_regression` (the README's words) would take the VGG lr 0.1
+    on the summed loss and diverge at step 2: it is refused with one line naming experiment=dln."""
+    proc = run_cli("train", "model=dln", "data=linear_regression", f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 2
+    line = one_line_error(proc)
+    assert "optim.lr=0.1" in line and "experiment=dln" in line and "Traceback" not in proc.stderr

@@ -35,6 +35,10 @@ def test_every_model_and_dataset_compose_and_validate(model, data):
     if (model == "dln") != (data == "linear_regression"):  # the DLN has its own task
         with pytest.raises(UserError, match="model=dln goes with data=linear_regression"):
             validate(cfg)
+    elif model == "dln":  # the VGG default lr 0.1 on the summed l2 loss would diverge within steps
+        with pytest.raises(UserError, match="diverges within a few steps.*use experiment=dln"):
+            validate(cfg)
+        validate(compose([f"model={model}", f"data={data}", "optim.lr=1e-6"]))
     else:
         validate(cfg)
 

@@ -20,6 +20,10 @@ def test_training_is_identical_to_the_recorded_trajectory(tmp_path):
     # another instruction set, where only rounding may differ
     same_cpu = str(want["cpu_capability"]) == torch.backends.cpu.get_cpu_capability()
     for model in MODELS:
+        # new measurements add metrics (e.g. a noisy net's extra test readings); training's must not change
+        keep = np.isin(got[f"{model}/metrics/name"], want[f"{model}/metrics/name"])
+        for key in ("name", "step", "value"):
+            got[f"{model}/metrics/{key}"] = got[f"{model}/metrics/{key}"][keep]
         for key in ("metrics/name", "metrics/step", "activations/stat", "activations/key"):
             np.testing.assert_array_equal(got[f"{model}/{key}"], want[f"{model}/{key}"], err_msg=f"{model} {key}")
         for key in ("metrics/value", "activations/value", "weights_sum"):

@@ -11,7 +11,7 @@ from ics_study.config import LoggerConfig, ModelConfig, ProbeConfig
 from ics_study.models import build_model
 from ics_study.probes import ActivationProbe
 from ics_study.probes.activations import QUANTILES, sample_channels
-from ics_study.probes.statistics import sample_positions
+from ics_study.probes.statistics import histogram, sample_positions
 from ics_study.records import Recorder
 
 from .conftest import TINY, run_cli
@@ -42,7 +42,7 @@ def run_steps(tmp_path, model, probe, steps, x):
 
 def test_statistics_and_histograms_equal_a_direct_computation(tmp_path):
     model = tiny_model()
-    cfg = ProbeConfig(channels_per_layer=3, every=1, hist_bins=16, hist_range=3.0, summary_sample=10**9)
+    cfg = ProbeConfig(channels_per_layer=3, every=1, hist_bins=16, summary_sample=10**9)
     probe = ActivationProbe(model, cfg, seed=0)
     seen = capture_points(model, probe)
     x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -57,11 +57,11 @@ def test_statistics_and_histograms_equal_a_direct_computation(tmp_path):
             assert row["min"] == pytest.approx(v.min().item(), abs=1e-5)
             assert row["max"] == pytest.approx(v.max().item(), abs=1e-5)
             h = hists[(hists.layer == layer) & (hists.channel == ch)].iloc[0]
-            edges = np.asarray(h.bin_edges)
-            np.testing.assert_allclose(edges, np.linspace(-3, 3, 17), atol=1e-6)
-            expected, _ = np.histogram(np.clip(v.numpy(), -3, 3 - 1e-9), bins=edges)
+            edges = np.asarray(h.bin_edges, dtype=np.float64)  # the channel's own range, 16 equal bins
+            np.testing.assert_allclose(edges, np.linspace(v.min().item(), v.max().item(), 17), rtol=1e-5, atol=1e-6)
+            expected, _ = np.histogram(v.float().numpy(), bins=edges)  # numpy: last bin closed, like ours
             np.testing.assert_array_equal(np.asarray(h.counts), expected)
-            assert np.asarray(h.counts).sum() == v.numel()  # N*H*W
+            assert np.asarray(h.counts).sum() == v.numel() and h.nonfinite == 0  # N*H*W
         flat = out.double().reshape(-1)
         layer_rows = acts[(acts.layer == layer) & (acts.channel == -1)].set_index("stat").value
         assert layer_rows["layer_mean"] == pytest.approx(flat.mean().item(), abs=1e-5)
@@ -165,7 +165,7 @@ def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     assert set(acts.layer) == set(range(1, 10))  # 8 convs + the output layer of VGG-11
     assert len(acts[acts.stat == "mean"]) == 12 * 9 * 4
     hists = pd.read_parquet(tmp_path / "histograms")
-    assert list(hists.columns) == ["step", "layer", "channel", "bin_edges", "counts"]
+    assert list(hists.columns) == ["step", "layer", "channel", "bin_edges", "counts", "nonfinite"]
     assert sorted(hists.step.unique()) == [1, 4, 8, 12]
     assert (hists.counts.map(np.sum) == 32 * 32 * 32).loc[hists.layer == 1].all()  # N*H*W at layer #1
     chans = pd.read_parquet(tmp_path / "probe_channels")
@@ -183,6 +183,7 @@ def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     layer, ch = (int(part.lstrip("layerch")) for part in first.split("/")[1:])  # activations/layerKK/chCCC
     row = hists[(hists.layer == layer) & (hists.channel == ch) & (hists.step == 1)].iloc[0]
     counts, edges = np.asarray(row.counts), np.asarray(row.bin_edges)
+    assert (hists.bin_edges.map(len) == 65).all() and hists.bin_edges.map(lambda e: e[0] < e[-1]).all()
     filled = np.flatnonzero(counts)
     tb = events.Histograms(first)[0].histogram_value
     np.testing.assert_array_equal(tb.bucket, counts[filled[0] : filled[-1] + 1])
@@ -211,3 +212,45 @@ def test_quantile_sample_positions_are_uniform():
     chi2 = ((counts - expected) ** 2 / (expected * (1 - k / n))).sum().item()
     assert abs(chi2 - (n - 1)) < 6 * (2 * (n - 1)) ** 0.5  # chi-square with n-1 dof: mean n-1, sd sqrt(2(n-1))
     assert counts.min() > expected - 6 * 19 and counts.max() < expected + 6 * 19
+
+
+def split(h: torch.Tensor, bins: int):
+    return h[:, :bins].long(), h[:, bins].long(), h[:, bins + 1 :]
+
+
+def test_histogram_of_a_hand_made_tensor_is_exact():
+    x = torch.tensor([[0.0, 0.5, 1.0, 1.5, 2.0, 2.9, 3.0, 0.1]])  # range [0, 3], 4 bins of 0.75
+    counts, nonfinite, edges = split(histogram(x, 4), 4)
+    assert edges.tolist() == [[0.0, 0.75, 1.5, 2.25, 3.0]]
+    assert counts.tolist() == [[3, 1, 2, 2]]  # [0, .75): 0, .1, .5; [.75, 1.5): 1; [1.5, 2.25): 1.5, 2; [2.25, 3]: 2.9, 3
+    assert nonfinite.tolist() == [0]
+
+
+def test_histogram_degenerate_rows():
+    nan, inf = float("nan"), float("inf")
+    x = torch.tensor([
+        [5.0, 5.0, 5.0, 5.0],  # a constant unit: zero range
+        [nan, inf, -inf, 1.0],  # non-finite values are counted apart, the edges come from the finite ones
+        [nan, nan, nan, nan],  # nothing finite (a diverged run)
+        [3e38, -3e38, 0.0, 1.0],  # near the float32 limit: hi - lo would overflow
+        [1e-30, 2e-30, 3e-30, 4e-30],  # tiny but not constant: still resolved
+    ])
+    counts, nonfinite, edges = split(histogram(x, 8), 8)
+    assert ((counts.sum(1) + nonfinite) == 4).all()  # every value accounted for
+    assert torch.isfinite(edges).all() and (edges.diff(dim=1) >= 0).all()
+    assert counts[0].tolist() == [0, 0, 0, 0, 4, 0, 0, 0] and edges[0, 0] < 5 < edges[0, -1]
+    assert nonfinite.tolist() == [0, 3, 4, 0, 0]
+    assert counts[1].sum() == 1 and counts[2].sum() == 0
+    assert edges[3, 0].item() == pytest.approx(-3e38) and edges[3, -1].item() == pytest.approx(3e38)
+    assert counts[3].tolist() == [1, 0, 0, 0, 2, 0, 0, 1]
+    assert (counts[4] > 0).sum() == 4 and edges[4, 0].item() == pytest.approx(1e-30)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_histogram_resolves_any_scale(scale):
+    """The old fixed [-8, 8] bins put a unit of std 0.003 in one bin; its own range resolves it."""
+    x = torch.randn(3, 20_000, generator=torch.Generator().manual_seed(0)) * scale
+    counts, nonfinite, edges = split(histogram(x, 64), 64)
+    assert ((counts > 0).sum(1) >= 40).all() and (counts.max(1).values < 0.1 * 20_000).all()
+    want = np.stack([np.histogram(r.numpy(), bins=e.numpy())[0] for r, e in zip(x.double(), edges)])
+    assert (np.abs(want - counts.numpy()).sum(1) <= 2).all()  # equal but for float32 rounding at an edge

@@ -37,3 +37,26 @@ def test_bn_beats_standard_on_narrow_vgg16(cifar_root, tmp_path):
 
     assert late_acc(tmp_path / "bn") > late_acc(tmp_path / "std") + 0.15
     assert bn["final"]["test_acc"] > std["final"]["test_acc"]
+
+
+@pytest.mark.parametrize("model", ["vgg", "vgg_bn", "vgg_bn_noise"])
+def test_histograms_resolve_every_layer_at_initialisation(cifar_root, tmp_path, model):
+    """At step 1 the standard net's pre-ReLU units have stds of ~0.03 (layer #9) to ~0.003 (#13): the
+    old fixed bins on [-8, 8] held them in 1-3 bins. Every layer and sampled unit of all three nets
+    must spread over >= 10 bins, with no bin holding most of the values."""
+    import numpy as np
+    import pandas as pd
+
+    train(compose([f"model={model}", "model.width=0.25", "trainer.max_steps=1", "trainer.progress_bar=false",
+                   f"data.root={cifar_root}", "data.download=false", "trainer.device=cpu", "logger.tensorboard=false"]),
+          tmp_path)
+    h = pd.read_parquet(tmp_path / "histograms")
+    assert set(h.layer) == set(range(1, 15)) and (h.step == 1).all() and len(h) == 14 * 8
+    filled = h.counts.map(lambda c: int((np.asarray(c) > 0).sum()))
+    top = h.counts.map(lambda c: np.max(c) / np.sum(c))
+    print(f"\n{model}: non-empty bins per layer (median)", h.assign(f=filled).groupby("layer").f.median().tolist())
+    assert (filled >= 10).all(), h.assign(f=filled)[filled < 10][["layer", "channel", "f"]]
+    assert (top < 0.5).all(), h.assign(t=top)[top >= 0.5][["layer", "channel", "t"]]
+    sizes = {1: 32, 2: 32, 3: 16, 4: 16, 5: 8, 6: 8, 7: 8, 8: 4, 9: 4, 10: 4, 11: 2, 12: 2, 13: 2}
+    want = h.layer.map(lambda k: 128 * sizes[k] ** 2 if k in sizes else 128)
+    assert (h.counts.map(np.sum) + h.nonfinite == want).all()  # N*H*W per unit

@@ -24,11 +24,27 @@ def _need(runs: Runs, what: str, **where) -> Runs:
     return sub
 
 
+PAPER_LR = 0.1  # Figures 2, 4 and 8 and the l_p figures are at lr 0.1 (PROTOCOL.md)
+
+
+def _at_lr(runs: Runs, lr: float = PAPER_LR) -> tuple[Runs, str]:
+    """The runs at the paper's ``lr`` (or, without any, at the smallest lr there is) and a caption
+    note that says which lr is shown and what is left out: a figure never mixes learning rates."""
+    lrs = sorted(set(runs.table.lr))
+    chosen = lr if lr in lrs else lrs[0]
+    note = f"lr {chosen:g}" + ("" if chosen == lr else f" (no lr {lr:g} runs)")
+    others = [f"{x:g}" for x in lrs if x != chosen]
+    if others:
+        note += f"; lr {', '.join(others)} not shown"
+    return runs.select(lr=chosen), note
+
+
 def _first_run(runs: Runs, variant: str, lr: float | None = None) -> str | None:
     t = runs.table[(runs.table.variant == variant) & runs.table.probe]
     if lr is not None:
         t = t[t.lr == lr]
-    return t.sort_values("seed").path.iloc[0] if len(t) else None
+    t = t.assign(bad=t.status != "completed").sort_values(["bad", "seed"])  # a finished run first
+    return t.path.iloc[0] if len(t) else None
 
 
 def _ridges(axes, runs: Runs, layers: list[int], variants: list[str], lr: float | None) -> None:
@@ -58,9 +74,9 @@ def fig1(runs: Runs):
     fig, axes = figure(3, 2, height_per_row=1.7)
     _accuracy(axes[0][0], sub, "train", smooth=25)
     _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
-    lr = 0.1 if 0.1 in set(sub.table.lr) else None
-    _ridges(axes[1:], sub, [3, 11], ["vgg", "vgg_bn"], lr)
-    fig.suptitle("Figure 1: VGG with and without BatchNorm")
+    at_lr, note = _at_lr(sub)
+    _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
+    fig.suptitle(f"Figure 1: VGG with and without BatchNorm (histograms: first seed, {note.split(';')[0]})")
     return fig
 
 
@@ -68,14 +84,14 @@ def fig2(runs: Runs):
     """Training accuracy of standard, BN and noisy BN; stacked histograms of layers #2, #9, #13."""
     variants = ["vgg", "vgg_bn", "vgg_bn_noise"]
     sub = _need(runs, "runs of vgg_bn_noise with vgg and vgg_bn (experiment=fig2)", variant="vgg_bn_noise")
-    sub = runs.select(variant=variants, lr=0.1) if 0.1 in set(runs.table.lr) else runs.select(variant=variants)
+    sub, note = _at_lr(runs.select(variant=variants))
     fig, axes = figure(4, 3, height_per_row=1.6)
     grid = axes[0][0].get_gridspec()
     for ax in axes[0]:
         ax.remove()
     _accuracy(fig.add_subplot(grid[0, :]), sub, "train", smooth=25)  # one wide panel on top
     _ridges(axes[1:], sub, [2, 9, 13], variants, None)
-    fig.suptitle('Figure 2: "noisy" BatchNorm trains like BatchNorm despite unstable activations')
+    fig.suptitle(f'Figure 2: "noisy" BatchNorm trains like BatchNorm despite unstable activations ({note})')
     return fig
 
 
@@ -98,7 +114,7 @@ def fig3(runs: Runs):
 
 def fig4(runs: Runs):
     """Loss range, gradient predictiveness range and effective beta-smoothness along the gradient."""
-    sub = _need(runs, "runs with landscape.enabled=true (experiment=fig4)", landscape=True)
+    sub, note = _at_lr(_need(runs, "runs with landscape.enabled=true (experiment=fig4)", landscape=True))
     fig, axes = figure(1, 3, height_per_row=2.0)
     for ax, (lo, hi, ylabel) in zip(axes[0][:2], (("loss_min", "loss_max", "loss landscape"),
                                                    ("gradpred_min", "gradpred_max", "gradient predictiveness"))):
@@ -107,14 +123,14 @@ def fig4(runs: Runs):
         ax.legend()
     seed_lines(axes[0][2], sub.metric("landscape/beta_smoothness"))
     axes[0][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness")
-    fig.suptitle("Figure 4: the loss landscape along the gradient")
+    fig.suptitle(f"Figure 4: the loss landscape along the gradient ({note})")
     return fig
 
 
 def fig8(runs: Runs):
     """|mu_{t+1}-mu_t|, |var_{t+1}-var_t|, mu_t - mu_0, var_t - var_0 of layers #2, #9, #13."""
     sub = _need(runs, "runs with activation probes (experiment=fig2)", probe=True)
-    sub = sub.select(lr=0.1) if 0.1 in set(sub.table.lr) else sub
+    sub, note = _at_lr(sub)
     rows = [("mean", "diff", r"$|\mu_{t+1} - \mu_t|$"), ("var", "diff", r"$|\sigma^2_{t+1} - \sigma^2_t|$"),
             ("mean", "drift", r"$\mu_t - \mu_0$"), ("var", "drift", r"$\sigma^2_t - \sigma^2_0$")]
     fig, axes = figure(4, 3, height_per_row=1.4)
@@ -131,7 +147,7 @@ def fig8(runs: Runs):
                 ax.set_yscale("log")
     handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hides curves
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    fig.suptitle("Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps)")
+    fig.suptitle(f"Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps; {note})")
     return fig
 
 
@@ -150,8 +166,9 @@ def moment_changes(a: pd.DataFrame, kind: str) -> pd.DataFrame:
 def fig_lp(runs: Runs):
     """Figures 5, 6, 12: l_p normalisations: training accuracy, layer #11 histograms, beta-smoothness."""
     lp = ["vgg_lp1", "vgg_lp2", "vgg_lpinf"]
-    sub = _need(runs, "runs of vgg_lp1/vgg_lp2/vgg_lpinf (experiment=lp_norms)", variant=lp)
-    both = runs.select(variant=lp + ["vgg", "vgg_bn"])
+    _need(runs, "runs of vgg_lp1/vgg_lp2/vgg_lpinf (experiment=lp_norms)", variant=lp)
+    both, note = _at_lr(runs.select(variant=lp + ["vgg", "vgg_bn"]))
+    sub = both.select(variant=lp)
     fig, axes = figure(3, 3, height_per_row=1.7)
     _accuracy(axes[0][0], both, "train", smooth=25)
     seed_lines(axes[0][1], both.metric("landscape/beta_smoothness"))
@@ -160,7 +177,7 @@ def fig_lp(runs: Runs):
     _ridges(axes[1:], sub, [11], lp, None)
     for ax in axes[2]:
         ax.set_axis_off()
-    fig.suptitle("Figures 5, 6, 12: l_p normalisations")
+    fig.suptitle(f"Figures 5, 6, 12: l_p normalisations ({note})")
     return fig
 
 

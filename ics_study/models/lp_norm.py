@@ -7,8 +7,9 @@ of the *un-centred* activations instead of the standard deviation, then applies 
     n_j  = (mean |x_j|^p)^(1/p)          p = 1, 2;   n_j = max |x_j| for p = inf
     y_j  = gamma_j * (x_j - mu_j) / (n_j + eps) + beta_j
 
-The choices the paper leaves open are ``LpConfig`` values [I]: whether to centre (yes), whether
-the norm is of the centred activations (no), "average" as the power mean above, eps, and the
+"Average l_p norm" is read as the power mean above [I] (the only reading implemented). The other
+choices the paper leaves open are ``LpConfig`` values [I]: whether to centre (yes), whether
+the norm is of the centred activations (no), eps, and the
 running statistics (mean and norm, momentum 0.1) used in evaluation mode, as BN does.
 """
 

@@ -34,6 +34,7 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         self.n_mu, self.n_sigma = float(noise.n_mu), float(noise.n_sigma)
         self.r_mu, self.r_sigma = float(noise.r_mu), float(noise.r_sigma)
         self.generator: torch.Generator | None = None
+        self.noise_enabled = True  # evaluation.py switches it off to re-estimate BN on clean activations
 
     def _check_input_dim(self, x: torch.Tensor) -> None:  # accept (N, C) and (N, C, H, W)
         if x.dim() not in (2, 4):
@@ -41,7 +42,7 @@ class NoisyBatchNorm(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = super().forward(x)
-        if not self.training:
+        if not self.training or not self.noise_enabled:
             return a
         s, m = self.draw_noise(a)
         out = torch.addcmul(m, a, s)  # s * a + m in one pass; takes the noise's (channels-last) layout

@@ -24,8 +24,8 @@ STATS = CHANNEL_STATS + RANGE_STATS + LAYER_STATS  # the vocabulary of the `stat
 
 
 class ActivationRows:
-    def __init__(self, channels: list[torch.Tensor], cfg: ProbeConfig, edges: torch.Tensor):
-        self.channels, self.cfg, self.edges = channels, cfg, edges  # sampled channels of each layer
+    def __init__(self, channels: list[torch.Tensor], cfg: ProbeConfig):
+        self.channels, self.cfg = channels, cfg  # sampled channels of each layer
         self.channels_written = False  # the probe_channels table is written once per run
 
     def write(self, recorder, steps, full_steps, moments, full, hists) -> None:
@@ -57,20 +57,25 @@ class ActivationRows:
                            ranges.ravel()))
             recorder.tb_scalars(full_steps, {f"layer_summary/layer{k + 1:02d}/{s[6:]}": summary[:, k, i]
                                              for k in range(L) for i, s in enumerate(LAYER_STATS)})
-            self._histogram_rows(recorder, full_steps, layer_of, chan_of, hists.astype(np.int64))
+            self._histogram_rows(recorder, full_steps, layer_of, chan_of, hists)
         self._activation_rows(recorder, *(np.concatenate(column) for column in zip(*blocks)))
 
-    def _histogram_rows(self, recorder, full_steps, layer_of, chan_of, counts) -> None:
-        F, C, bins = counts.shape
-        edges = self.edges.numpy().astype(np.float32)
+    def _histogram_rows(self, recorder, full_steps, layer_of, chan_of, hists) -> None:
+        """``hists`` (F, C, 2 * bins + 2): per channel its counts, non-finite count and edges."""
+        F, C, bins = hists.shape[0], hists.shape[1], self.cfg.hist_bins
+        counts = hists[:, :, :bins].astype(np.int64)
+        nonfinite = hists[:, :, bins].astype(np.int64)
+        edges = hists[:, :, bins + 1 :]  # float32 values, exactly as the device binned with them
         offsets = np.arange(F * C + 1, dtype=np.int32)
         recorder.table("histograms", step=np.repeat(full_steps, C).astype(np.int64), layer=np.tile(layer_of, F),
                        channel=np.tile(chan_of, F),
-                       bin_edges=pa.ListArray.from_arrays(pa.array(offsets * (bins + 1)), pa.array(np.tile(edges, F * C))),
-                       counts=pa.ListArray.from_arrays(pa.array(offsets * bins), pa.array(counts.ravel())))
+                       bin_edges=pa.ListArray.from_arrays(pa.array(offsets * (bins + 1)),
+                                                          pa.array(edges.astype(np.float32).ravel())),
+                       counts=pa.ListArray.from_arrays(pa.array(offsets * bins), pa.array(counts.ravel())),
+                       nonfinite=nonfinite.ravel())
         tags = [f"activations/layer{layer:02d}/ch{chan:03d}" for layer, chan in zip(layer_of, chan_of)]
         for si, step in enumerate(full_steps.tolist()):
-            recorder.histograms(step, tags, self.edges.numpy(), counts[si])
+            recorder.histograms(step, tags, edges[si], counts[si])
 
     @staticmethod
     def _activation_rows(recorder, step, layer, channel, stat, value) -> None:

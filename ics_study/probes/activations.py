@@ -10,8 +10,9 @@ What is recorded (all statistics over the batch and, for conv layers, height and
 
 - every step: mean and (biased) variance of each sampled channel;
 - step 1 and every ``probe.every`` steps: min and max of each sampled channel, a histogram of each
-  sampled channel on fixed bins (``hist_bins`` equal bins on [-hist_range, hist_range]; values
-  beyond the range are counted in the end bins, so counts always sum to N*H*W), and whole-layer
+  sampled channel on ``hist_bins`` equal bins of that channel's own range at that step (edges made
+  on the device and stored with the counts; non-finite values counted apart, so counts plus
+  ``nonfinite`` always sum to N*H*W; see ``statistics.histogram``), and whole-layer
   summaries: mean, std, fraction of values <= 0, and quantiles 1/5/25/50/75/95/99 from a fixed
   random sample of ``summary_sample`` distinct positions (drawn once per layer from the seed).
 
@@ -67,7 +68,6 @@ class ActivationProbe:
         self.layers = list(model.blocks)
         widths = [_out_features(b) for b in self.layers]
         self.channels = sample_channels(widths, cfg.channels_per_layer, seed)
-        self.edges = torch.linspace(-cfg.hist_range, cfg.hist_range, cfg.hist_bins + 1, dtype=torch.float64)
         self._sample_gen = torch.Generator().manual_seed(seed * 1000 + 4)
         self._device_channels: list[torch.Tensor | None] = [None] * len(self.layers)
         self._sample_idx: list[torch.Tensor | None] = [None] * len(self.layers)
@@ -79,12 +79,12 @@ class ActivationProbe:
         self._current_full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
         self._full: list[torch.Tensor] = []  # per full step: every layer's summaries and channel ranges
-        self._hists: list[torch.Tensor] = []  # per full step: (all sampled channels) x bins
+        self._hists: list[torch.Tensor] = []  # per full step: (all sampled channels) x (counts, nonfinite, edges)
         # what a CUDA graph writes at each replay: {full_stats: (moments, full, hists)}, see capture()
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
-        self.rows = ActivationRows(self.channels, cfg, self.edges)  # tables and TensorBoard, at a flush
+        self.rows = ActivationRows(self.channels, cfg)  # tables and TensorBoard, at a flush
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
         eager_hooks = bool(noisy_layers(model))
@@ -253,7 +253,7 @@ class ActivationProbe:
         qs = quantiles(sample, self._quantile_at[k])
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
         ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
-        self._current_full[k] = (torch.cat([layer, qs, ranges]), histogram(chans, self.cfg.hist_range, self.cfg.hist_bins))
+        self._current_full[k] = (torch.cat([layer, qs, ranges]), histogram(chans, self.cfg.hist_bins))
 
     # --- flush ---------------------------------------------------------------------------------
     def flush(self, recorder) -> None:
@@ -290,7 +290,7 @@ class ActivationProbe:
             if len(full_steps):
                 sizes = [len(LAYER_STATS) + 2 * len(c) for c in self.channels]
                 full = np.split(take((len(full_steps), sum(sizes))), np.cumsum(sizes)[:-1], axis=1)  # per layer
-                hists = take((len(full_steps), moments.shape[1], self.cfg.hist_bins))
+                hists = take((len(full_steps), moments.shape[1], 2 * self.cfg.hist_bins + 2))
             self.rows.write(recorder, steps, full_steps, moments, full, hists)
 
         return tensor, write

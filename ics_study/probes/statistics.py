@@ -23,16 +23,35 @@ def quantiles(values: torch.Tensor, positions) -> torch.Tensor:
     return torch.lerp(ordered[lo], ordered[hi], frac)
 
 
-def histogram(chans: torch.Tensor, limit: float, bins: int) -> torch.Tensor:
-    """Counts of each row of ``chans`` (C x M) on ``bins`` equal bins of [-limit, limit], ends clamped.
+def histogram(chans: torch.Tensor, bins: int) -> torch.Tensor:
+    """Each row of ``chans`` (C x M) binned on ``bins`` equal bins of that row's own finite range.
 
-    Non-finite values (a diverged run) are counted in the middle bin so that counts still sum to M."""
-    width = 2 * limit / bins
-    idx = ((chans.nan_to_num(nan=0.0) + limit) / width).floor().clamp_(0, bins - 1).long()
-    idx += torch.arange(chans.shape[0], device=chans.device)[:, None] * bins
+    Returns C x (2 * bins + 2) float64, per row: ``bins`` counts, then the number of non-finite values
+    (NaN, +-inf: counted apart, never in a bin), then the ``bins + 1`` edges. Counts plus the
+    non-finite count sum to M. Bin i holds the values in [edge_i, edge_{i+1}), the last bin also
+    its right edge; the edges are made on the device and values are placed by ``searchsorted``
+    against exactly those edges, so the stored edges are the ones used. A constant row (zero range)
+    gets the range value +- 1e-3 * max(|value|, 1), its values in the middle bin; a row with no finite
+    value gets edges around 0 and all-zero counts. No host sync: every step is a fixed-size tensor op.
+    """
+    finite = chans.isfinite()
+    lo = torch.where(finite, chans, torch.inf).amin(1)
+    hi = torch.where(finite, chans, -torch.inf).amax(1)
+    empty = ~torch.isfinite(lo)  # no finite value in the row
+    lo, hi = torch.where(empty, 0.0, lo), torch.where(empty, 0.0, hi)
+    pad = torch.where(hi > lo, 0.0, 1e-3 * torch.clamp(lo.abs(), min=1.0))
+    lo, hi = lo - pad, hi + pad
+    t = torch.linspace(0, 1, bins + 1, device=chans.device, dtype=chans.dtype)
+    # lo * (1 - t) + hi * t: never overflows where hi - lo would (|values| near the float32 limit)
+    edges = (lo[:, None] * (1 - t) + hi[:, None] * t).cummax(1).values
+    edges[:, 0], edges[:, -1] = lo, hi
+    idx = torch.searchsorted(edges, torch.where(finite, chans, lo[:, None]).contiguous(), right=True) - 1
+    idx = torch.where(finite, idx.clamp_(0, bins - 1), bins)  # the extra slot counts non-finite values
+    idx += torch.arange(chans.shape[0], device=chans.device)[:, None] * (bins + 1)
     # scatter_add, not bincount: bincount reads the largest index back to the host (a sync on a GPU)
-    counts = torch.zeros(chans.shape[0] * bins, dtype=torch.int64, device=chans.device)
-    return counts.scatter_add_(0, idx.reshape(-1), torch.ones_like(idx).reshape(-1)).reshape(chans.shape[0], bins)
+    counts = torch.zeros(chans.shape[0] * (bins + 1), dtype=torch.int64, device=chans.device)
+    counts = counts.scatter_add_(0, idx.reshape(-1), torch.ones_like(idx).reshape(-1)).reshape(chans.shape[0], bins + 1)
+    return torch.cat([counts.double(), edges.double()], 1)  # float64: counts exact to 2**53
 
 
 def sample_positions(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
