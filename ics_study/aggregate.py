@@ -39,14 +39,16 @@ from .errors import UserError
 from .sweeps import jobs, read_json
 
 FILENAME = "aggregate.parquet"
-THRESHOLDS = (0.9, 0.99)
+THRESHOLDS = (0.5, 0.8, 0.9, 0.99)  # steps_to/50 ... steps_to/99
+LAST_EVALS = 3  # final/test_acc_last3: test accuracy averaged over the last evaluations
 DRIFT_LAYERS = (2, 9, 13)
 IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "ics", "landscape",
-            "steps", "diverged_at")  # the keys of identity()
+            "steps", "diverged_at", "device")  # the keys of identity()
 FLAGS = ("probe", "ics", "landscape")
 PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
+           "final/test_acc_last3": "final_test_acc_last3", "auc/train_acc": "auc_train_acc",
            "final/test_acc_recalibrated": "final_test_acc_recalibrated", "final/test_acc_noise_on": "final_test_acc_noise_on",
-           "steps_to/90": "steps_to_90", "steps_to/99": "steps_to_99"}  # derived metrics -> per_run columns
+           **{f"steps_to/{round(t * 100)}": f"steps_to_{round(t * 100)}" for t in THRESHOLDS}}  # derived metrics -> per_run columns
 
 
 def identity(run: Path) -> dict:
@@ -59,7 +61,7 @@ def identity(run: Path) -> dict:
             "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
             **{group: bool((cfg.get(group) or {}).get("enabled")) for group in FLAGS},
-            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at")}
+            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"), "device": summary.get("device")}
 
 
 def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, float]]:
@@ -73,6 +75,14 @@ def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, flo
         for th in THRESHOLDS:
             hit = rolling[rolling >= th]
             out[f"steps_to/{round(th * 100)}"] = (None, float(hit.index[0]) if len(hit) else np.nan)
+        # area under the training curve per step: a speed that every run has, ceiling or not
+        out["auc/train_acc"] = (last, float(acc.value.mean()))
+    loss = metrics[metrics.metric == "train/loss"].value.to_numpy(dtype=float)
+    if len(loss) and (loss > 0).all():  # the DLN's speed (no accuracy): mean log10 training loss
+        out["auc/log10_train_loss"] = (None, float(np.mean(np.log10(loss))) if np.isfinite(loss).all() else np.nan)
+    test = metrics[metrics.metric == "test/acc"].sort_values("step")
+    if len(test):
+        out[f"final/test_acc_last{LAST_EVALS}"] = (int(test.step.iloc[-1]), float(test.value.iloc[-LAST_EVALS:].mean()))
     summary = read_json(run / "summary.json")
     for key in ("test_acc", "test_acc_recalibrated", "test_acc_noise_on"):  # the last two: noisy nets only
         value = (summary.get("final") or {}).get(key)
@@ -80,25 +90,39 @@ def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, flo
             out[f"final/{key}"] = (summary.get("steps"), float(value))
     for name, g in metrics[metrics.metric.str.startswith(("ics/", "landscape/"))].groupby("metric"):
         out[f"mean/{name}"] = (None, float(g.value.mean()))
-    drift = _drift(run)
+    lo, hi = (metrics[metrics.metric == f"landscape/loss_{e}"].set_index("step").value for e in ("min", "max"))
+    if len(lo):  # Figure 4a: how much the loss varies along the gradient, mean over probed steps
+        out["mean/landscape/loss_range"] = (None, float((hi - lo.reindex(hi.index)).mean()))
+    drift, relative = _drift(run)
     if not np.isnan(drift):
         out["drift/unit_mean"] = (None, drift)
+    if not np.isnan(relative):
+        out["drift/relative"] = (None, relative)
     return out
 
 
-def _drift(run: Path) -> float:
+def _drift(run: Path) -> tuple[float, float]:
+    """(Figure 8's quantity: mean over layers #2, #9, #13 and steps of |mu(t+1) - mu(t)| of the
+    rank-0 unit; the same relative to the unit's spread, |mu(t+1) - mu(t)| / sigma(t), averaged
+    over every sampled unit of those layers: how far the distribution moves against its own width,
+    free of the networks' different activation scales)."""
     if not (run / "probe_channels").exists() or not (run / "activations").exists():
-        return np.nan
+        return np.nan, np.nan
     chans = pd.read_parquet(run / "probe_channels")
     acts = pd.read_parquet(run / "activations", filters=[("layer", "in", list(DRIFT_LAYERS))])
-    vals = []
-    for layer in DRIFT_LAYERS:
-        unit = chans[(chans.layer == layer) & (chans["rank"] == 0)].channel
-        if not len(unit):
+    acts = acts.assign(stat=acts.stat.astype(str))
+    acts = acts[acts.stat.isin(["mean", "var"])]
+    absolute, relative = [], []
+    for (layer, channel), g in acts.groupby(["layer", "channel"]):
+        wide = g.pivot_table(index="step", columns="stat", values="value").sort_index()
+        if "mean" not in wide or "var" not in wide:
             continue
-        a = acts[(acts.layer == layer) & (acts.channel == int(unit.iloc[0])) & (acts.stat.astype(str) == "mean")]
-        vals.append(a.sort_values("step").value.astype(float).diff().abs().mean())
-    return float(np.mean(vals)) if vals else np.nan
+        step = wide["mean"].astype(float).diff().abs()
+        ratio = (step / np.sqrt(wide["var"].astype(float).shift())).replace([np.inf, -np.inf], np.nan)
+        relative.append(ratio.mean())
+        if ((chans.layer == layer) & (chans["rank"] == 0) & (chans.channel == channel)).any():
+            absolute.append(step.mean())
+    return (float(np.mean(absolute)) if absolute else np.nan, float(np.nanmean(relative)) if relative else np.nan)
 
 
 def aggregate(path: str | Path) -> pd.DataFrame:

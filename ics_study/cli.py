@@ -44,6 +44,7 @@ def _train_job(cfg) -> dict:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from .run_lock import RunLocked
     from .storage import write_json
     from .train import train
 
@@ -62,6 +63,13 @@ def _train_job(cfg) -> dict:
     _one_gpu_per_parallel_job(train_cfg, HydraConfig.get())
     try:
         summary = train(train_cfg, run_dir)
+    except RunLocked as e:  # another process writes there: touch nothing of its run (status.json included)
+        _job_statuses.append("failed")
+        if HydraConfig.get().mode == RunMode.RUN:
+            print(f"ics-study: error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+        log.error("%s", e)
+        raise
     except UserError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
         _job_statuses.append("failed")
@@ -214,12 +222,20 @@ def run_aggregate(args: list[str]) -> int:
     return main_aggregate(args)
 
 
+def run_board(args: list[str]) -> int:
+    from .board import main as board_main
+
+    return board_main(args)
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command("train a model (Hydra overrides; -m for sweeps; --cfg job, --info, --help)", run_train),
     "figures": Command("the paper's figures from finished runs: figures PATH... [--out DIR] [--format png,pdf]",
                        _user_errors_as_one_line(run_figures)),
-    "report": Command("a markdown + CSV report of results and the paper's claims: report PATH... [--out DIR]",
+    "report": Command("the paper's claims judged, as report.html, report.md and CSV: report PATH... [--out DIR]",
                       _user_errors_as_one_line(run_report)),
+    "board": Command("TensorBoard on a results folder with every point kept: board [PATH] [--port N]",
+                     _user_errors_as_one_line(run_board)),
     "sweep": Command("status of a sweep's jobs (failed ones stand out): sweep PATH", _user_errors_as_one_line(run_sweep)),
     "aggregate": Command("one tidy table for a whole sweep: aggregate PATH [--out FILE]",
                          _user_errors_as_one_line(run_aggregate)),

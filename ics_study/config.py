@@ -115,6 +115,9 @@ class TrainerConfig:
     # autotuning at step 1 nor the CUDA-graph captures): the per-step rate that a long run approaches
     checkpoint_every: int = 1000  # checkpoint.pt in the run dir every this many steps and at the end; 0 = end only
     resume: str = ""  # a run dir or checkpoint to continue (rerunning in the same run dir resumes by itself)
+    # a run dir in use by another live process is refused at once (0), or after waiting this long for it
+    # (launcher=slurm sets 120: a requeued task may start while the old one is still checkpointing)
+    lock_wait_s: float = 0.0
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .precision import autocast, bf16_note
 from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .readback import ReadBack
 from .records import Recorder
+from .run_lock import RunLock
 from .stop_signal import StopSignal
 from .tasks import task_for
 from .validate import validate, validate_layers
@@ -66,9 +67,20 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
     """Train as ``cfg`` says, writing into ``run_dir``; continues from ``run_dir/checkpoint.pt`` (or
     ``trainer.resume``) when there is one. Returns the summary that is also ``summary.json``.
     ``on_step(step)``, if given, is called once each training step has been queued (before that
-    step's flush, evaluation or checkpoint): for tools such as a profiler's schedule."""
+    step's flush, evaluation or checkpoint): for tools such as a profiler's schedule.
+
+    The run dir written into is locked for the whole run (``run_lock.py``): a second process on it
+    is refused with ``RunLocked`` before it reads or writes anything there."""
     validate(cfg)
-    run_dir = Path(run_dir)
+    target = Path(run_dir)
+    if cfg.trainer.resume and (found := checkpoint.find(cfg.trainer.resume)) is not None:
+        target = found.parent  # a resume writes into the run being resumed
+    target.mkdir(parents=True, exist_ok=True)
+    with RunLock(target, cfg.trainer.lock_wait_s):
+        return _train(cfg, Path(run_dir), on_step)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | None) -> dict:
     t = cfg.trainer
     source = checkpoint.find(t.resume) if t.resume else checkpoint.find(run_dir)
     if t.resume and source is None:

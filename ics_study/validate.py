@@ -48,6 +48,7 @@ def validate(cfg: TrainConfig) -> None:
     _positive("trainer.threads", t.threads, strict=False)
     _positive("trainer.steady_after", t.steady_after)
     _positive("trainer.checkpoint_every", t.checkpoint_every, strict=False)
+    _positive("trainer.lock_wait_s", t.lock_wait_s, strict=False)
     _one_of("trainer.precision", t.precision, ["fp32", "bf16"])
     _one_of("trainer.compile_mode", t.compile_mode, ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
     _one_of("trainer.cuda_graph", graphed_step.setting(t.cuda_graph), graphed_step.SETTINGS)

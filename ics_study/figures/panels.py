@@ -86,15 +86,16 @@ def seed_band(ax, lo: pd.DataFrame, hi: pd.DataFrame, alpha: float = 0.35, show_
     return drawn
 
 
-def rebin(edges: np.ndarray, counts: np.ndarray, target: np.ndarray) -> np.ndarray:
+def rebin(edges: np.ndarray, counts: np.ndarray, target: np.ndarray, keep_tails: bool = True) -> np.ndarray:
     """Counts on ``edges`` moved onto the ``target`` edges, each bin's count spread uniformly over
     its width (the cumulative count interpolated at the target edges); mass beyond the target's ends
-    goes to its end bins, so the total is kept."""
+    goes to its end bins (so the total is kept), or is dropped if not ``keep_tails``."""
     cum = np.concatenate([[0.0], np.cumsum(counts, dtype=float)])
     at = np.interp(np.clip(target, edges[0], edges[-1]), edges, cum)
     out = np.diff(at)
-    out[0] += at[0]
-    out[-1] += cum[-1] - at[-1]
+    if keep_tails:
+        out[0] += at[0]
+        out[-1] += cum[-1] - at[-1]
     return out
 
 
@@ -124,7 +125,9 @@ def ridge(ax, hist: pd.DataFrame, variant: str, max_curves: int = 16, overlap: f
     rows = hist.iloc[keep]
     edges = common_axis(rows)
     centres = 0.5 * (edges[:-1] + edges[1:])
-    dens = np.stack([rebin(np.asarray(e, float), np.asarray(c, float), edges) for e, c in zip(rows.bin_edges, rows.counts)])
+    # the 0.2% of values beyond the common axis are not drawn (piled into the end bins they looked like spikes)
+    dens = np.stack([rebin(np.asarray(e, float), np.asarray(c, float), edges, keep_tails=False)
+                     for e, c in zip(rows.bin_edges, rows.counts)])
     dens = dens / np.maximum(dens.max(1, keepdims=True), 1)
     n = len(rows)
     for i in range(n - 1, -1, -1):  # latest first, so earlier curves are drawn in front

@@ -39,6 +39,13 @@ def _at_lr(runs: Runs, lr: float = PAPER_LR) -> tuple[Runs, str]:
     return runs.select(lr=chosen), note
 
 
+def _at_lrs(runs: Runs, lrs: tuple[float, ...]) -> tuple[Runs, str]:
+    """The runs at the figure's own learning rates, and a caption note naming any left out."""
+    others = sorted(set(runs.table.lr) - set(lrs))
+    note = f"; lr {', '.join(f'{x:g}' for x in others)} not shown" if others else ""
+    return runs.select(lr=list(lrs)), note
+
+
 def _first_run(runs: Runs, variant: str, lr: float | None = None) -> str | None:
     t = runs.table[(runs.table.variant == variant) & runs.table.probe]
     if lr is not None:
@@ -71,12 +78,15 @@ def _accuracy(ax, runs: Runs, split: str, smooth: int, legend: bool = True) -> N
 def fig1(runs: Runs):
     """Training and test accuracy, standard vs BN at lr 0.1 and 0.5; histograms of layers #3 and #11."""
     sub = _need(runs, "runs of vgg and vgg_bn (experiment=fig1)", variant=["vgg", "vgg_bn"])
+    sub, left_out = _at_lrs(sub, (0.1, 0.5))
+    if not len(sub):
+        raise MissingRuns("needs runs of vgg and vgg_bn at lr 0.1 or 0.5 (experiment=fig1)")
     fig, axes = figure(3, 2, height_per_row=1.7)
     _accuracy(axes[0][0], sub, "train", smooth=25)
     _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
     at_lr, note = _at_lr(sub)
     _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
-    fig.suptitle(f"Figure 1: VGG with and without BatchNorm (histograms: first seed, {note.split(';')[0]})")
+    fig.suptitle(f"Figure 1: VGG with and without BatchNorm (histograms: first seed, {note.split(';')[0]}{left_out})")
     return fig
 
 
@@ -97,7 +107,7 @@ def fig2(runs: Runs):
 
 def fig3(runs: Runs):
     """ICS ||G - G'|| (log) and cos(G, G') for layers #5 and #10, lr 0.1 and 0.01."""
-    sub = _need(runs, "runs with ics.enabled=true (experiment=fig3)", ics=True)
+    sub, left_out = _at_lrs(_need(runs, "runs with ics.enabled=true (experiment=fig3)", ics=True), (0.1, 0.01))
     fig, axes = figure(2, 2)
     for j, layer in enumerate((5, 10)):
         for i, (stat, ylabel) in enumerate((("l2_diff", r"$\|G - G'\|_2$"), ("cosine", r"$\cos(G, G')$"))):
@@ -108,7 +118,7 @@ def fig3(runs: Runs):
                 ax.set_yscale("log")
             if n and i == 0 and j == 0:
                 ax.legend()
-    fig.suptitle("Figure 3: internal covariate shift (Definition 2.1)")
+    fig.suptitle(f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})")
     return fig
 
 

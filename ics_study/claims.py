@@ -1,0 +1,126 @@
+"""The paper's claims as data: one ``Claim`` per checkable statement (``../shared/docs/PROTOCOL.md``).
+
+A claim compares a per-run statistic (a column of ``aggregate.per_run``) of runs of variant ``a``
+with runs of variant ``b`` at one learning rate, by one of the rules of ``verdicts.py``:
+
+- ``higher`` / ``lower``: a's statistic is higher / lower than b's;
+- ``about_equal``: a is within ``SIMILAR_OF_GAP`` of the b-vs-``ref`` gap of b (speed "about as fast as");
+- ``not_lower``: a is not lower than b by more than ``tolerance`` (relative): "similar or larger";
+- ``not_higher_by``: a is not higher than b by more than ``tolerance`` (absolute, e.g. a cosine);
+- ``fails_trains``: every a run fails (diverged or below chance-level accuracy), every b run trains.
+
+Adding a claim is adding an entry below. Statistics (``aggregate.derived``; all per run):
+``auc_train_acc`` mean batch training accuracy over all steps (speed, never an endpoint at the
+ceiling); ``final_test_acc_last3`` test accuracy averaged over the last 3 evaluations;
+``mean/ics/...`` and ``mean/landscape/...`` means over the probed steps (``loss_range`` = loss_max -
+loss_min); ``drift/relative`` the sampled units' step-to-step mean change relative to their spread
+(layers #2, #9, #13); ``auc/log10_train_loss`` the DLN's mean log training loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# the tolerances of the "similar" rules, fixed before any data was looked at
+SIMILAR_OF_GAP = 0.5  # "about as fast as": |a - b| <= 0.5 x |b - ref| (half the BN-vs-standard gap)
+SIMILAR_RATIO = 0.2  # "similar or larger": a >= (1 - 0.2) x b
+NOT_MUCH_RATIO = 0.5  # "not much more stable": a's drift >= (1 - 0.5) x b's
+COSINE_MARGIN = 0.05  # "does not reduce ICS" in cosine: a's cos(G, G') <= b's + 0.05
+FAIL_ACC, TRAIN_ACC = 0.2, 0.3  # "fails": final train acc < 0.2 (chance 0.1) or diverged; "trains": > 0.3
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    figure: str  # the figure file that shows it (fig1, fig2, ...)
+    statement: str  # the paper's statement
+    paper: str  # the paper's numbers, as it gives them
+    statistic: str  # per-run column compared
+    rule: str  # higher | lower | about_equal | not_lower | not_higher_by | fails_trains
+    a: str
+    b: str
+    lr: float = 0.1
+    ref: str | None = None  # about_equal: the variant whose gap to b sets the tolerance
+    tolerance: float = 0.0  # not_lower (relative), not_higher_by (absolute)
+    note: str = ""  # what the comparison can and cannot show
+
+
+SPEED = "auc_train_acc"
+_STD, _BN, _NOISY = "vgg", "vgg_bn", "vgg_bn_noise"
+
+CLAIMS: list[Claim] = [
+    # --- Figure 1 ---
+    Claim("fig1.bn_faster", "fig1", "BN trains faster than the standard net",
+          "BN far ahead until ~10k steps; both near 100% at the end", SPEED, "higher", _BN, _STD),
+    Claim("fig1.bn_test_higher", "fig1", "BN's test accuracy is higher", "83% vs 80%",
+          "final_test_acc_last3", "higher", _BN, _STD),
+    Claim("fig1.lr05_std_fails_bn_trains", "fig1", "At lr 0.5 the standard net fails and the BN net trains",
+          "standard ~10%, BN ~81% test accuracy", "final_train_acc", "fails_trains", _STD, _BN, lr=0.5),
+    Claim("fig1.bn_not_more_stable", "fig1", "BN's activation distributions are not much more stable than the standard net's",
+          "Figure 1c: no apparent stabilisation", "drift/relative", "not_lower", _BN, _STD, tolerance=NOT_MUCH_RATIO,
+          note="drift relative to each unit's spread (the networks' activation scales differ by orders of magnitude)"),
+    # --- Figure 2 / 8 ---
+    Claim("fig2.noisy_as_fast_as_bn", "fig2", '"Noisy" BN trains about as fast as BN',
+          "both ~100% train accuracy by 3-5k steps", SPEED, "about_equal", _NOISY, _BN, ref=_STD),
+    Claim("fig2.noisy_faster_than_std", "fig2", '"Noisy" BN trains faster than the standard net',
+          "standard needs 8-10k steps", SPEED, "higher", _NOISY, _STD),
+    Claim("fig8.noisy_less_stable_than_bn", "fig8", '"Noisy" BN\'s distributions are the least stable: vs BN',
+          "Figures 2 and 8: visibly less stable", "drift/relative", "higher", _NOISY, _BN,
+          note="at the probe point (after the noise) this follows from the noise's construction"),
+    Claim("fig8.noisy_less_stable_than_std", "fig8", '"Noisy" BN\'s distributions are the least stable: vs standard',
+          "Figures 2 and 8: visibly less stable", "drift/relative", "higher", _NOISY, _STD),
+]
+
+# --- Figure 3: ICS (Definition 2.1), layers #5 and #10, lr 0.1 and 0.01, both measures ---
+for _lr in (0.1, 0.01):
+    for _k in (5, 10):
+        CLAIMS += [
+            Claim(f"fig3.ics_l2.layer{_k}.lr{_lr:g}", "fig3", f"BN does not reduce ICS: ||G - G'||, layer #{_k}",
+                  "BN similar or larger", f"mean/ics/layer{_k:02d}/l2_diff", "not_lower", _BN, _STD, lr=_lr,
+                  tolerance=SIMILAR_RATIO),
+            Claim(f"fig3.ics_cos.layer{_k}.lr{_lr:g}", "fig3", f"BN does not reduce ICS: cos(G, G'), layer #{_k}",
+                  "BN's cosine similar or lower", f"mean/ics/layer{_k:02d}/cosine", "not_higher_by", _BN, _STD, lr=_lr,
+                  tolerance=COSINE_MARGIN),
+        ]
+
+# --- Figure 4: the landscape along the gradient, lr 0.1 ---
+CLAIMS += [
+    Claim("fig4.loss_varies_less", "fig4", "With BN the loss varies less along the gradient",
+          "BN's band far narrower (log axis)", "mean/landscape/loss_range", "lower", _BN, _STD),
+    Claim("fig4.gradient_more_predictive", "fig4", "With BN the gradient is more predictive",
+          "up to two orders of magnitude early", "mean/landscape/gradpred_max", "lower", _BN, _STD),
+    Claim("fig4.beta_smoother", "fig4", "With BN the effective beta-smoothness is lower",
+          "BN flat ~20, standard up to ~45", "mean/landscape/beta_smoothness", "lower", _BN, _STD),
+]
+
+# --- l_p normalisations (Figures 5, 6, 12, 13) ---
+for _p, _name in (("lp1", "l1"), ("lp2", "l2"), ("lpinf", "l_inf")):
+    _v = f"vgg_{_p}"
+    CLAIMS += [
+        Claim(f"lp.{_p}.as_fast_as_bn", "fig_lp", f"{_name} normalisation trains about like BN", "Figure 5: close to BN",
+              SPEED, "about_equal", _v, _BN, ref=_STD),
+        Claim(f"lp.{_p}.faster_than_std", "fig_lp", f"{_name} normalisation trains faster than the standard net",
+              "Figure 5", SPEED, "higher", _v, _STD),
+        Claim(f"lp.{_p}.smoother", "fig_lp", f"{_name} normalisation smooths the landscape (beta-smoothness)",
+              "Figure 12", "mean/landscape/beta_smoothness", "lower", _v, _STD),
+        Claim(f"lp.{_p}.not_stabilised", "fig_lp", f"{_name} normalisation does not stabilise the distributions",
+              "Figure 6: non-Gaussian, not stabilised", "drift/relative", "not_lower", _v, _STD,
+              tolerance=NOT_MUCH_RATIO),
+    ]
+
+# --- the deep linear network (Figures 3b, 5b, 9, 10, 13), lr 1e-6 ---
+CLAIMS += [
+    Claim("dln.bn_faster", "fig_dln", "In the DLN, BN trains faster", "Figure 9", "auc/log10_train_loss", "lower",
+          "dln_batch", "dln_none", lr=1e-6, note="speed = mean log10 training loss over the run"),
+    Claim("dln.bn_smoother", "fig_dln", "In the DLN, BN smooths the landscape (beta-smoothness)", "Figure 13",
+          "mean/landscape/beta_smoothness", "lower", "dln_batch", "dln_none", lr=1e-6),
+]
+for _k in (9, 17):
+    CLAIMS += [
+        Claim(f"dln.ics_l2.layer{_k}", "fig_dln", f"In the DLN, BN does not reduce ICS: ||G - G'||, layer #{_k}",
+              "Figure 3b: BN similar or larger", f"mean/ics/layer{_k:02d}/l2_diff", "not_lower", "dln_batch", "dln_none",
+              lr=1e-6, tolerance=SIMILAR_RATIO),
+        Claim(f"dln.ics_cos.layer{_k}", "fig_dln", f"In the DLN, BN does not reduce ICS: cos(G, G'), layer #{_k}",
+              "Figure 3b", f"mean/ics/layer{_k:02d}/cosine", "not_higher_by", "dln_batch", "dln_none", lr=1e-6,
+              tolerance=COSINE_MARGIN),
+    ]

@@ -1,0 +1,110 @@
+"""Verdicts: each claim of ``claims.py`` judged against the spread between seeds, by a stated rule.
+
+With at least ``MIN_SEEDS`` (3) runs on each side a rule asks for separation beyond the spread of
+the runs: "higher" needs every run of a above every run of b. At 3 vs 3 that ordering has an exact
+one-sided permutation p of 1/C(6,3) = 0.05 under "no difference". The opposite, beyond the spread,
+is "not reproduced"; anything else is "inconclusive". With fewer runs the same comparison is made
+on the means and gives at most "consistent (k seeds)" (or "inconsistent (k seeds)"). Ties are never
+a direction. Runs that diverged are left out of every rule but ``fails_trains`` (where diverging is
+failing), and the evidence says how many.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, TRAIN_ACC, Claim
+
+MIN_SEEDS = 3
+
+RULES = {
+    "higher": "every run of {a} above every run of {b} (3 vs 3: exact one-sided p = 0.05)",
+    "lower": "every run of {a} below every run of {b} (3 vs 3: exact one-sided p = 0.05)",
+    "about_equal": "|mean {a} - mean {b}| plus both half-ranges within {f:g} x |mean {b} - mean {ref}|",
+    "not_lower": "every run of {a} at least {keep:g} x every run of {b} (not reproduced: every run below {keep:g} x every run of {b})",
+    "not_higher_by": "every run of {a} at most every run of {b} + {t:g} (not reproduced: every run above that)",
+    "fails_trains": f"every {{a}} run diverges or ends below {FAIL_ACC:g} train accuracy; every {{b}} run ends above {TRAIN_ACC:g}",
+}
+
+
+def rule_text(c: Claim) -> str:
+    return RULES[c.rule].format(a=c.a, b=c.b, ref=c.ref, f=SIMILAR_OF_GAP, keep=1 - c.tolerance, t=c.tolerance)
+
+
+def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_diverged: bool) -> tuple[np.ndarray, int]:
+    """The variant's values of ``statistic`` at ``lr`` (NaN where a run has none) and how many of
+    its runs diverged (left out unless ``keep_diverged``)."""
+    t = table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)]
+    diverged = int((t.status == "diverged").sum())
+    if not keep_diverged:
+        t = t[t.status != "diverged"]
+    if statistic not in t:
+        return np.array([]), diverged
+    values = t[statistic].astype(float).to_numpy()
+    if keep_diverged:  # a diverged run's missing value stays, as a failure
+        return np.where(t.status.to_numpy() == "diverged", np.nan, values), diverged
+    return values[~np.isnan(values)], diverged
+
+
+def _describe(name: str, v: np.ndarray, diverged: int) -> str:
+    if not len(v):
+        return f"{name}: no runs"
+    finite = v[np.isfinite(v)]
+    text = f"{name} {np.mean(finite):.4g} ± {np.std(finite, ddof=1) if len(finite) > 1 else 0:.2g} (n={len(v)}"
+    text += f", {np.min(finite):.4g} to {np.max(finite):.4g})" if len(finite) > 1 else ")"
+    return text + (f", {diverged} diverged" if diverged else "")
+
+
+def _decide(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> tuple[bool, bool]:
+    """(holds beyond the spread, opposite beyond the spread) for the runs given."""
+    if c.rule == "higher":
+        return a.min() > b.max(), a.max() < b.min()
+    if c.rule == "lower":
+        return a.max() < b.min(), a.min() > b.max()
+    if c.rule == "about_equal":
+        tol = SIMILAR_OF_GAP * abs(b.mean() - ref.mean())
+        d, spread = abs(a.mean() - b.mean()), (np.ptp(a) + np.ptp(b)) / 2
+        return d + spread <= tol, d - spread > tol
+    if c.rule == "not_lower":
+        keep = 1 - c.tolerance
+        return a.min() >= keep * b.max(), a.max() < keep * b.min()
+    if c.rule == "not_higher_by":
+        return a.max() <= b.min() + c.tolerance, a.min() > b.max() + c.tolerance
+    if c.rule == "fails_trains":
+        fails = np.isnan(a) | (a < FAIL_ACC)
+        trains = ~np.isnan(b) & (b > TRAIN_ACC)
+        return bool(fails.all() and trains.all()), bool((~fails).all() or (~trains).all())
+    raise ValueError(f"unknown rule {c.rule!r}")
+
+
+def judge(c: Claim, table: pd.DataFrame) -> dict:
+    """One claim against the per-run table: its verdict and the evidence for it."""
+    keep = c.rule == "fails_trains"
+    (a, da), (b, db) = (_runs(table, v, c.lr, c.statistic, keep) for v in (c.a, c.b))
+    ref, dr = _runs(table, c.ref, c.lr, c.statistic, keep) if c.ref else (np.array([0.0]), 0)
+    row = {"id": c.id, "figure": c.figure, "claim": c.statement, "paper": c.paper, "statistic": c.statistic,
+           "lr": c.lr, "rule": rule_text(c), "n_a": len(a), "n_b": len(b),
+           "mean_a": np.nanmean(a) if np.isfinite(a).any() else np.nan,
+           "mean_b": np.nanmean(b) if np.isfinite(b).any() else np.nan, "note": c.note}
+    parts = [_describe(c.a, a, da), _describe(c.b, b, db)] + ([_describe(c.ref, ref, dr)] if c.ref else [])
+    row["evidence"] = "; ".join(parts)
+    if not len(a) or not len(b) or not len(ref):
+        missing = [v for v, x in ((c.a, a), (c.b, b), (c.ref, ref)) if v and not len(x)]
+        return {**row, "verdict": f"not measured (no {', '.join(missing)} runs at lr {c.lr:g} with {c.statistic})"}
+    if c.rule == "about_equal":
+        row["evidence"] += f"; tolerance {SIMILAR_OF_GAP * abs(np.mean(b) - np.mean(ref)):.3g}"
+    n = min(len(a), len(b), *([len(ref)] if c.ref else []))
+    if n >= MIN_SEEDS:
+        holds, opposite = _decide(c, a, b, ref)
+        verdict = "reproduced" if holds else "not reproduced" if opposite else "inconclusive"
+    else:  # too few runs for a spread: the same comparison on the means
+        mean = lambda x: np.array([np.nanmean(x)]) if c.rule != "fails_trains" else x  # noqa: E731
+        holds, opposite = _decide(c, mean(a), mean(b), mean(ref))
+        verdict = (f"consistent ({n} seed{'s' * (n > 1)})" if holds else
+                   f"inconsistent ({n} seed{'s' * (n > 1)})" if opposite else f"inconclusive ({n} seed{'s' * (n > 1)})")
+    return {**row, "verdict": verdict}
+
+
+def judge_all(table: pd.DataFrame, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
+    return pd.DataFrame([judge(c, table) for c in claims])
