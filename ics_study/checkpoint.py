@@ -10,6 +10,7 @@ for the trajectory. It is written atomically (temporary file, fsync, rename) and
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -57,7 +58,17 @@ def find(path: str | Path) -> Path | None:
 
 def save(path: Path, cfg: TrainConfig, **state) -> None:
     state["config"] = json.dumps(trajectory_config(cfg), sort_keys=True)
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    buffer = io.BytesIO()  # serialised in memory: a full disk then raises OSError from the plain write
+    torch.save(state, buffer)  # (torch.save onto the disk turns it into a RuntimeError)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
+
+
+def saved_step(run_dir: Path) -> int | None:
+    """The step of the checkpoint in ``run_dir``, or None if there is none that loads."""
+    try:
+        return int(torch.load(Path(run_dir) / FILENAME, map_location="cpu", weights_only=True)["step"])
+    except Exception:
+        return None
 
 
 def load(path: Path, cfg: TrainConfig) -> dict:

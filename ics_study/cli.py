@@ -7,11 +7,13 @@ configs shipped in ``ics_study.configs`` (the top-level ``configs/`` folder), tu
 typed ``TrainConfig`` and calls ``train(cfg, run_dir)``; everything else lives outside Hydra.
 
 Exit status: 0 done; 1 a job of a sweep failed; 2 a user mistake (one line on stderr, no traceback);
-3 a run diverged; 130 interrupted by SIGTERM/SIGINT (checkpointed: rerun the command to resume).
+3 a run diverged; 4 a result file could not be written (a full disk: free space and rerun to resume);
+130 interrupted by SIGTERM/SIGINT (checkpointed: rerun the command to resume).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -24,6 +26,7 @@ from .errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_WRITE_FAILED = 4  # a result file could not be written (a full disk, an I/O error): free space and rerun
 EXIT_INTERRUPTED = 130  # SIGTERM/SIGINT: checkpoint written, status "interrupted"; rerun to resume
 log = logging.getLogger("ics_study")
 
@@ -44,6 +47,7 @@ def _train_job(cfg) -> dict:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from .errors import WriteFailed
     from .run_lock import RunLocked
     from .storage import write_json
     from .train import train
@@ -69,6 +73,21 @@ def _train_job(cfg) -> dict:
             print(f"ics-study: error: {e}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
         log.error("%s", e)
+        raise
+    except WriteFailed as e:  # a full disk or an I/O error: a clean stop, the checkpoint is intact
+        from .checkpoint import saved_step
+
+        step = saved_step(run_dir)
+        kept = f"the last checkpoint (step {step}, {run_dir}/checkpoint.pt) is intact" if step is not None else \
+            "no checkpoint had been written yet"
+        with contextlib.suppress(WriteFailed):  # where it can still be written
+            write_json(run_dir / "status.json", {"status": "failed", "error": str(e), "checkpoint_step": step})
+        _job_statuses.append("failed")
+        line = f"{e}; {kept}: free space, then rerun the same command to resume"
+        if HydraConfig.get().mode == RunMode.RUN:
+            print(f"ics-study: error: {line}", file=sys.stderr)
+            raise SystemExit(EXIT_WRITE_FAILED) from None
+        log.error("%s", line)
         raise
     except UserError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
@@ -140,6 +159,7 @@ def _quote_home(arg: str) -> str:
 
 
 def run_train(args: list[str]) -> int:
+    logging.raiseExceptions = False  # a log line that cannot be written (a full disk) must not print a traceback
     import hydra
 
     register_schemas()
@@ -149,6 +169,9 @@ def run_train(args: list[str]) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     _job_statuses.clear()
     multirun = "-m" in args or "--multirun" in args
+    if (line := _out_of_range(args, multirun)) is not None:
+        print(f"ics-study: error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         main()
     except UserError as e:
@@ -167,6 +190,8 @@ def run_train(args: list[str]) -> int:
         return EXIT_USER_ERROR
     except Exception as e:
         line = _hydra_error_line(e)
+        if not _job_statuses:  # before any job started: the overrides themselves
+            line = _malformed(args, e, line)
         if line is None:
             if multirun:  # a job failed; the others ran; its status.json has the details
                 first = (str(e).splitlines() or [""])[0]
@@ -185,6 +210,58 @@ def run_train(args: list[str]) -> int:
     if "interrupted" in _job_statuses:
         return EXIT_INTERRUPTED
     return EXIT_DIVERGED if "diverged" in _job_statuses else 0
+
+
+def _culprit(args: list[str]) -> str | None:
+    """The first override that Hydra's grammar cannot parse as key=value, if any."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            if "=" not in arg or not parser.parse_overrides([arg])[0].key_or_group:
+                return arg
+        except Exception:
+            return arg
+    return None
+
+
+def _malformed(args: list[str], error: Exception, line: str | None) -> str | None:
+    """One line for an override Hydra could not parse (its own message names no key, or it raised a
+    bare ValueError): name the override and the form it should take."""
+    from hydra.errors import OverrideParseException
+
+    if line is not None and not isinstance(error, OverrideParseException):
+        return line
+    culprit = _culprit(args)
+    if culprit is not None:
+        return f"the override {culprit!r} is malformed; write key=value (e.g. optim.lr=0.05 or model=vgg_bn)"
+    if line is not None:
+        return line
+    first = (str(error).splitlines() or [type(error).__name__])[0]
+    return f"the overrides were refused ({first}); check them against `ics-study train --help`"
+
+
+def _out_of_range(args: list[str], multirun: bool) -> str | None:
+    """A single run's value-range mistake, found before Hydra creates the run dir (so a refused
+    command writes nothing); None if the values are fine or the command is not a plain run (a sweep,
+    --cfg, --help: Hydra reports composition errors itself, as one line)."""
+    if multirun or any(a.startswith("-") for a in args):
+        return None
+    from .compose import compose
+    from .validate import validate
+
+    try:
+        cfg = compose([a for a in args if not a.startswith(("hydra.", "+hydra.", "hydra/"))])
+    except Exception:  # a typo or a wrong type: Hydra's own message, below
+        return None
+    try:
+        validate(cfg)
+    except UserError as e:
+        return str(e)
+    return None
 
 
 def _user_errors_as_one_line(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:

@@ -10,6 +10,7 @@ It knows nothing of models or measurements. Callers hand it arrays; it writes
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from . import event_crc
 from .config import LoggerConfig
+from .errors import WriteFailed
 from .storage import TableWriter, atomic_write, labels, write_json
 
 
@@ -29,8 +31,9 @@ class Recorder:
         self.tables: dict[str, TableWriter] = {}
         if cfg.tables:
             import pandas  # noqa: F401  Arrow imports it at its first table: here, not in the first timed flush (~0.5 s)
-        if resume is not None:
-            self._truncate(resume[1])
+        # a resume drops what was written after its checkpoint; a fresh start drops what a failed
+        # attempt without any checkpoint left (a full disk before the first one): nothing is counted twice
+        self._truncate(resume[1] if resume is not None else {})
         self.tb = None
         if cfg.tensorboard:
             from tensorboard.compat.proto import summary_pb2
@@ -38,9 +41,18 @@ class Recorder:
 
             self._proto = summary_pb2  # Summary, HistogramProto: events written directly, many values each
             event_crc.install()  # TensorBoard's per-byte Python CRC was most of the probes' host time
-            purge = resume[0] + 1 if resume is not None else None
+            earlier = any(self.run_dir.glob("events.out.tfevents.*"))
+            purge = resume[0] + 1 if resume is not None else (1 if earlier else None)
             # a deep queue: with the default 10, each flush waited on the writer thread event by event
             self.tb = SummaryWriter(log_dir=str(self.run_dir), max_queue=10_000, flush_secs=30, purge_step=purge)
+
+    @contextlib.contextmanager
+    def _tb_io(self):
+        """TensorBoard's writer raises a bare OSError (from its own thread) when the disk is full."""
+        try:
+            yield
+        except OSError as e:
+            raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", e) from e
 
     def positions(self) -> dict[str, int]:
         """Parts written per table (call after ``flush(force=True)``): what a checkpoint records."""
@@ -72,7 +84,8 @@ class Recorder:
 
     def _tb_event(self, step: int, values: list) -> None:
         # SummaryWriter has no public call for a multi-value summary; its file writer takes one
-        self.tb._get_file_writer().add_summary(self._proto.Summary(value=values), step)
+        with self._tb_io():
+            self.tb._get_file_writer().add_summary(self._proto.Summary(value=values), step)
 
     def table(self, name: str, **columns) -> None:
         if not self.cfg.tables:
@@ -104,7 +117,8 @@ class Recorder:
     def layout(self, layout: dict) -> None:
         """A custom-scalars layout: {category: {chart title: ["Multiline", [tag regexes]]}}."""
         if self.tb is not None:
-            self.tb.add_custom_scalars(layout)
+            with self._tb_io():
+                self.tb.add_custom_scalars(layout)
 
     # --- run state -----------------------------------------------------------------------------
     def config(self, cfg: dict) -> None:
@@ -122,24 +136,31 @@ class Recorder:
         for writer in self.tables.values():
             writer.flush(force)
         if self.tb is not None and force:
-            self.tb.flush()
+            with self._tb_io():
+                self.tb.flush()
 
     def abandon(self) -> None:
-        """Close the TensorBoard writer without a summary (the run failed)."""
+        """Close the TensorBoard writer without a summary (the run failed); never raises: the error
+        that stopped the run is the one to report."""
         if self.tb is not None:
-            self.tb.close()
-            self.tb = None
+            tb, self.tb = self.tb, None
+            with contextlib.suppress(Exception):
+                tb.close()
+
+    def _close_tensorboard(self, summary: dict, hparams: dict) -> None:
+        finals = {f"final/{k}": float(v) for k, v in summary["final"].items() if v is not None}
+        for tag, value in finals.items():  # readable even where the HPARAMS tab is not
+            self.tb.add_scalar(tag, value, summary["steps"], new_style=True)
+        # add_hparams writes its metrics as step-0 scalars: give them their own tags
+        self.tb.add_hparams(hparams, {f"hparam/{k}": v for k, v in finals.items()}, run_name=".")
+        self.tb.close()
+        self.tb = None
 
     def close(self, summary: dict, hparams: dict) -> None:
         """Final flush; hparams with the final metrics; summary.json and status.json."""
         self.flush(force=True)
         if self.tb is not None:
-            finals = {f"final/{k}": float(v) for k, v in summary["final"].items() if v is not None}
-            for tag, value in finals.items():  # readable even where the HPARAMS tab is not
-                self.tb.add_scalar(tag, value, summary["steps"], new_style=True)
-            # add_hparams writes its metrics as step-0 scalars: give them their own tags
-            self.tb.add_hparams(hparams, {f"hparam/{k}": v for k, v in finals.items()}, run_name=".")
-            self.tb.close()
-            self.tb = None
+            with self._tb_io():
+                self._close_tensorboard(summary, hparams)
         write_json(self.run_dir / "summary.json", summary)
         self.status(summary["status"], **{k: summary[k] for k in ("steps", "error") if summary.get(k) is not None})

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import WriteFailed
+
 
 def atomic_write(path: Path, write, fsync: bool = True) -> None:
     """Call ``write(tmp_path)``, fsync the result (unless told not to), then rename it to ``path``.
@@ -24,11 +26,15 @@ def atomic_write(path: Path, write, fsync: bool = True) -> None:
     covers a machine crash, at a cost (tens of ms on some disks) paid only where it matters."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    if fsync:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk, an I/O error: no temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(path, e) from e
 
 
 def labels(vocabulary, codes) -> pa.DictionaryArray:
@@ -66,10 +72,10 @@ class TableWriter:
             return
         table = pa.concat_tables(self._chunks)
         self._chunks, self._rows = [], 0
-        self.parts += 1
-        path = self.folder / f"part-{self.parts:06d}.parquet"
+        path = self.folder / f"part-{self.parts + 1:06d}.parquet"
         # float columns: byte-stream-split encoding, not dictionaries (a third smaller for activations)
         floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
         others = [f.name for f in table.schema if f.name not in floats]
         atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=others,
                                                       use_byte_stream_split=floats), fsync=False)
+        self.parts += 1  # only once the part is whole on disk
