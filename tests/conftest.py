@@ -59,3 +59,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         [sys.executable, "-m", "ics_study.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+def finished_cli_run(tmp_path_factory, name: str, args) -> Path:
+    """A run made by ``ics-study train ARGS`` in a fresh folder; fails the test if it does not finish."""
+    run = tmp_path_factory.mktemp(name) / "run"
+    proc = run_cli("train", *args, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    return run

@@ -15,7 +15,7 @@ import pytest
 from ics_study.errors import WriteFailed
 from ics_study.train import train
 
-from .conftest import TINY, compose, run_cli
+from .conftest import TINY, compose, finished_cli_run, run_cli
 
 pytestmark = pytest.mark.slow
 RUN = [a for a in TINY if not a.startswith(("trainer.max_steps", "trainer.eval_every"))] + [
@@ -47,10 +47,7 @@ def no_temporary_files(run: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    run = tmp_path_factory.mktemp("whole") / "run"
-    proc = run_cli("train", *RUN, f"hydra.run.dir={run}")
-    assert proc.returncode == 0, proc.stderr
-    return run
+    return finished_cli_run(tmp_path_factory, "whole", RUN)
 
 
 def test_a_full_tmpfs_stops_cleanly_and_resumes(tmp_path, uninterrupted):

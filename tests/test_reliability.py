@@ -18,7 +18,7 @@ from ics_study import checkpoint
 from ics_study.errors import UserError
 from ics_study.train import train
 
-from .conftest import TINY, compose, run_cli
+from .conftest import TINY, compose, finished_cli_run, run_cli
 
 ARGS = [*TINY, "model=vgg_bn_noise", "trainer.max_steps=40", "trainer.checkpoint_every=10", "trainer.eval_every=10",
         "ics.enabled=true", "ics.every=7", "ics.layers=[3,6]", "data.augment.flip=true"]
@@ -52,10 +52,7 @@ def wait_for_checkpoint(run, proc, timeout=120):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    run = tmp_path_factory.mktemp("ref") / "run"
-    proc = run_cli("train", *ARGS, f"hydra.run.dir={run}")
-    assert proc.returncode == 0, proc.stderr
-    return run
+    return finished_cli_run(tmp_path_factory, "ref", ARGS)
 
 
 def assert_same_run(run, reference):
