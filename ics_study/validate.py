@@ -33,7 +33,19 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"model.noise.n_sigma={m.noise.n_sigma} must be >= 1 (sigma_j ~ U(1, n_sigma))")
     for key in ("n_mu", "r_mu", "r_sigma"):
         _positive(f"model.noise.{key}", getattr(m.noise, key), strict=False)
+    _positive("model.features", m.features)
+    _positive("model.bn_eps", m.bn_eps)
+    _positive("model.lp.eps", m.lp.eps)
+    for key, value in (("model.bn_momentum", m.bn_momentum), ("model.lp.momentum", m.lp.momentum)):
+        if not 0 <= value <= 1:
+            raise UserError(f"{key}={value} must be in [0, 1] (the weight of a new batch in the running statistics)")
+    if any(h <= 0 for h in m.head_hidden):
+        raise UserError(f"model.head_hidden={list(m.head_hidden)} must list positive layer widths")
     _one_of("data.name", d.name, DATASETS)
+    for key in ("num_train", "num_test", "image_size", "features"):
+        _positive(f"data.{key}", getattr(d, key))
+    _positive("data.noise_std", d.noise_std, strict=False)
+    _positive("data.augment.crop_padding", d.augment.crop_padding, strict=False)
     _positive("data.batch_size", d.batch_size)
     _positive("data.eval_batch_size", d.eval_batch_size)
     if d.name == "cifar10" and not d.root:
@@ -80,6 +92,7 @@ def validate(cfg: TrainConfig) -> None:
     _positive("probe.hist_bins", p.hist_bins)
     _positive("probe.summary_sample", p.summary_sample)
     _positive("probe.tb_every", p.tb_every)
+    _positive("probe.tb_scalar_channels", p.tb_scalar_channels, strict=False)
 
 
 # The deep linear network diverges within a few steps once lr on the mean loss reaches ~1e-2 (measured:
