@@ -245,9 +245,9 @@ def _malformed(args: list[str], error: Exception, line: str | None) -> str | Non
 
 
 def _out_of_range(args: list[str], multirun: bool) -> str | None:
-    """A single run's value-range mistake, found before Hydra creates the run dir (so a refused
-    command writes nothing); None if the values are fine or the command is not a plain run (a sweep,
-    --cfg, --help: Hydra reports composition errors itself, as one line)."""
+    """A single run's mistake in its overrides (a typo, a wrong type, a value out of range), found
+    before Hydra creates the run dir, so that a refused command writes nothing; None if the config is
+    fine or the command is not a plain run (a sweep, --cfg, --help: Hydra reports those itself)."""
     if multirun or any(a.startswith("-") for a in args):
         return None
     from .compose import compose
@@ -255,8 +255,10 @@ def _out_of_range(args: list[str], multirun: bool) -> str | None:
 
     try:
         cfg = compose([a for a in args if not a.startswith(("hydra.", "+hydra.", "hydra/"))])
-    except Exception:  # a typo or a wrong type: Hydra's own message, below
-        return None
+    except Exception as e:  # a typo, a wrong type, a broken interpolation: one line, before any dir exists
+        line = _malformed(args, e, _hydra_error_line(e))
+        key = getattr(e, "full_key", None)
+        return f"{key}: {line}" if key and key not in line else line
     try:
         validate(cfg)
     except UserError as e:

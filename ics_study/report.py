@@ -27,6 +27,7 @@ import pandas as pd
 from .aggregate import THRESHOLDS, load, per_run
 from .errors import UserError
 from .figures.paper import FIGURES
+from .runs import ENDED
 from .verdicts import judge_all
 
 PER_VARIANT = {"train_acc": "final_train_acc", "auc": "auc_train_acc", "test_acc": "final_test_acc",
@@ -115,6 +116,7 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: li
 
 def make_report(paths, out: Path, notes: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = per_run(load(paths))
+    table = table[table.status.isin(ENDED)].reset_index(drop=True)  # interrupted runs wait for their resume
     res = results_table(table)
     cl = judge_all(table)
     out.mkdir(parents=True, exist_ok=True)

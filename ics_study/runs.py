@@ -19,6 +19,8 @@ import pandas as pd
 
 from .aggregate import IDENTITY, load, per_run
 
+ENDED = ("completed", "diverged")  # runs that figures and the report use
+
 
 @cache
 def _read_table(path: str) -> pd.DataFrame:
@@ -85,4 +87,5 @@ def find_runs(paths) -> Runs:
     aggregate table lists them (``aggregate.load``: a sweep's current ``aggregate.parquet``, or the
     same rows built in memory): one row per run with its identity, status and final accuracies."""
     table = per_run(load(paths))
+    table = table[table.status.isin(ENDED)]  # an interrupted run is half a curve: it waits for its resume
     return Runs(table[["path", "status", *(c for c in IDENTITY if c in table), "final_train_acc", "final_test_acc"]])

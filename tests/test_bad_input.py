@@ -40,7 +40,7 @@ WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=3, max_size=10)
 
 def _wrong_value(t) -> st.SearchStrategy[str]:
     if t is bool:
-        return st.sampled_from(["maybe", "2", "yes please", "[1]"])
+        return st.sampled_from(["maybe", "yes please", "[1]", "{a: 1}"])  # OmegaConf takes any int as a bool
     if t in (int, float):
         return st.one_of(WORDS, st.sampled_from(["[1,2]", "{a: 1}", "1e", "--3"]))
     return st.sampled_from(["{a: 1}", "[1, abc", "abc"])  # a list key given a mapping, a broken list, a word
