@@ -36,7 +36,8 @@ import pandas as pd
 import yaml
 
 from .errors import UserError
-from .sweeps import jobs, read_json
+from .storage import read_json
+from .sweeps import jobs
 
 FILENAME = "aggregate.parquet"
 THRESHOLDS = (0.5, 0.8, 0.9, 0.99)  # steps_to/50 ... steps_to/99

@@ -23,7 +23,7 @@ from .storage import atomic_write
 FILENAME = "checkpoint.pt"
 # trainer/logger settings that do not change the numbers a run produces
 _FREE = {"trainer": {"max_steps", "progress_bar", "log_every", "eval_every", "checkpoint_every", "resume", "threads",
-                     "reuse_host_memory", "device", "compile", "compile_mode", "steady_after"}, "logger": {"tensorboard", "tables"},
+                     "reuse_host_memory", "device", "compile", "compile_mode", "steady_after", "lock_wait_s"}, "logger": {"tensorboard", "tables"},
          "probe": {"side_stream"}, "paths": None}
 
 
@@ -39,12 +39,24 @@ def trajectory_config(cfg: TrainConfig) -> dict:
     return d
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+class ConfigMismatch(UserError):
+    """The run dir's checkpoint belongs to other settings: this command's mistake, not the run's."""
+
+
+_MISSING = object()
+
+
+def _differences(saved: dict, now: dict, defaults: dict, prefix: str = "") -> list[str]:
+    """Keys whose values differ. A key the checkpoint predates (added to the code later) counts as
+    its default, so that adding an option never makes the runs made before it unresumable."""
     out = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _differences(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
+    for k in sorted(set(saved) | set(now)):
+        a, b, default = saved.get(k, _MISSING), now.get(k, _MISSING), (defaults or {}).get(k, _MISSING)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, default if isinstance(default, dict) else {}, f"{prefix}{k}.")
+        elif a is _MISSING and b == default:
+            continue
+        elif a != b:
             out.append(f"{prefix}{k}")
     return out
 
@@ -78,9 +90,9 @@ def load(path: Path, cfg: TrainConfig) -> dict:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot load checkpoint {path}: {first[:200]}. Delete it to start afresh.") from None
     saved = json.loads(state["config"])
-    diff = _differences(saved, trajectory_config(cfg))
+    diff = _differences(saved, trajectory_config(cfg), trajectory_config(TrainConfig()))
     if diff:
-        raise UserError(f"checkpoint {path} was written with a different config (differs in: {', '.join(diff[:6])}); "
+        raise ConfigMismatch(f"checkpoint {path} was written with a different config (differs in: {', '.join(diff[:6])}); "
                         "use the same settings, or another run dir to start afresh")
     return state
 

@@ -47,6 +47,7 @@ def _train_job(cfg) -> dict:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from .checkpoint import ConfigMismatch
     from .errors import WriteFailed
     from .run_lock import RunLocked
     from .storage import write_json
@@ -67,7 +68,8 @@ def _train_job(cfg) -> dict:
     _one_gpu_per_parallel_job(train_cfg, HydraConfig.get())
     try:
         summary = train(train_cfg, run_dir)
-    except RunLocked as e:  # another process writes there: touch nothing of its run (status.json included)
+    except (RunLocked, ConfigMismatch) as e:  # another process writes there, or the dir holds a run made
+        # with other settings: this command's mistake, so touch nothing of that run (status.json included)
         _job_statuses.append("failed")
         if HydraConfig.get().mode == RunMode.RUN:
             print(f"ics-study: error: {e}", file=sys.stderr)

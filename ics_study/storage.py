@@ -42,6 +42,14 @@ def labels(vocabulary, codes) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(vocabulary)))
 
 
+def read_json(path: Path) -> dict:
+    """A JSON file's contents, or {} if it is missing or half-written (a job still running)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"))
 

@@ -10,23 +10,15 @@ its state comes from ``status.json`` (written as it runs), ``summary.json`` (at 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from .errors import UserError
+from .storage import read_json
 
 FINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file's contents, or {} if it is missing or half-written (a job still running)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def jobs(path: str | Path) -> pd.DataFrame:

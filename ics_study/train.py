@@ -41,6 +41,7 @@ from .readback import ReadBack
 from .records import Recorder
 from .run_lock import RunLock
 from .stop_signal import StopSignal
+from .storage import read_json, write_json
 from .tasks import task_for
 from .validate import validate, validate_layers
 
@@ -90,7 +91,11 @@ def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | Non
         run_dir = source.parent  # continue writing into the run being resumed
     if state is not None and state["step"] >= t.max_steps and (run_dir / "summary.json").exists():
         log.info("%s already holds %d steps: nothing to do", run_dir, state["step"])
-        return json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
+        status = read_json(run_dir / "status.json") or {}
+        if status.get("status") != summary["status"]:  # e.g. a refused rerun of an older version marked it
+            write_json(run_dir / "status.json", {"status": summary["status"], "time": time.time()})
+        return summary
 
     device = pick_device(t.device)
     if (note := bf16_note(device, t.precision)) is not None:

@@ -117,6 +117,37 @@ def test_a_checkpoint_from_another_config_is_refused(tmp_path, tiny_cfg):
     assert longer["steps"] == 12 and longer["resumed_from"] == 6
 
 
+def test_an_option_added_after_the_checkpoint_counts_as_its_default(tmp_path, tiny_cfg):
+    """Runs made before an option existed stay resumable (the reference campaign met this: a rerun
+    after trainer.lock_wait_s was added refused every finished run)."""
+    train(tiny_cfg("trainer.max_steps=6"), tmp_path)
+    path = tmp_path / checkpoint.FILENAME
+    state = torch.load(path, weights_only=True)
+    saved = json.loads(state["config"])
+    del saved["landscape"]["every"]  # as if the checkpoint predated this option
+    state["config"] = json.dumps(saved)
+    torch.save(state, path)
+    assert train(tiny_cfg("trainer.max_steps=12"), tmp_path)["resumed_from"] == 6
+    torch.save(state, path)
+    changed = 1 + checkpoint.trajectory_config(tiny_cfg())["landscape"]["every"]
+    with pytest.raises(UserError, match="different config.*landscape.every"):  # not the default: a difference
+        train(tiny_cfg("trainer.max_steps=12", f"landscape.every={changed}"), tmp_path)
+
+
+def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", *TINY, "trainer.max_steps=4", f"hydra.run.dir={run}").returncode == 0
+    before = {f: (run / f).read_bytes() for f in ("status.json", "summary.json", checkpoint.FILENAME)}
+    refused = run_cli("train", *TINY, "trainer.max_steps=4", "model.width=0.25", f"hydra.run.dir={run}")
+    assert refused.returncode == 2 and "different config" in refused.stderr
+    assert {f: (run / f).read_bytes() for f in before} == before
+    # a status.json spoilt by such a refusal in an older version is repaired by a plain rerun
+    (run / "status.json").write_text(json.dumps({"status": "failed", "error": "different config"}))
+    assert run_cli("train", *TINY, "trainer.max_steps=4", f"hydra.run.dir={run}").returncode == 0
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert (run / "summary.json").read_bytes() == before["summary.json"]
+
+
 class _Exploit:
     def __init__(self, marker):
         self.marker = marker
