@@ -29,13 +29,18 @@ _FREE = {"trainer": {"max_steps", "progress_bar", "log_every", "eval_every", "ch
 
 def trajectory_config(cfg: TrainConfig) -> dict:
     """The part of the config that determines the training trajectory."""
-    d = dataclasses.asdict(cfg)
+    return _without_free(dataclasses.asdict(cfg))
+
+
+def _without_free(d: dict) -> dict:
+    """``d`` less the settings that do not change the numbers (also applied to a saved config, which
+    may hold a setting declared free after it was written)."""
     for group, keys in _FREE.items():
         if keys is None:
             d.pop(group, None)
         else:
             for k in keys:
-                d[group].pop(k, None)
+                d.get(group, {}).pop(k, None)
     return d
 
 
@@ -89,7 +94,7 @@ def load(path: Path, cfg: TrainConfig) -> dict:
     except Exception as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot load checkpoint {path}: {first[:200]}. Delete it to start afresh.") from None
-    saved = json.loads(state["config"])
+    saved = _without_free(json.loads(state["config"]))
     diff = _differences(saved, trajectory_config(cfg), trajectory_config(TrainConfig()))
     if diff:
         raise ConfigMismatch(f"checkpoint {path} was written with a different config (differs in: {', '.join(diff[:6])}); "

@@ -125,6 +125,7 @@ def test_an_option_added_after_the_checkpoint_counts_as_its_default(tmp_path, ti
     state = torch.load(path, weights_only=True)
     saved = json.loads(state["config"])
     del saved["landscape"]["every"]  # as if the checkpoint predated this option
+    saved["trainer"]["lock_wait_s"] = 7.0  # and held a setting declared free (not numbers) since
     state["config"] = json.dumps(saved)
     torch.save(state, path)
     assert train(tiny_cfg("trainer.max_steps=12"), tmp_path)["resumed_from"] == 6
