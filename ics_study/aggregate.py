@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from .errors import UserError
-from .storage import read_json
+from .run_records import read_summary
 from .sweeps import jobs
 
 FILENAME = "aggregate.parquet"
@@ -57,7 +57,7 @@ def identity(run: Path) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     model, trainer = cfg.get("model") or {}, cfg.get("trainer") or {}
     variant = model.get("name") if model.get("arch") != "dln" else f"dln_{model.get('norm')}"
-    summary = read_json(run / "summary.json")
+    summary = read_summary(run)
     return {"variant": variant, "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
             "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
@@ -84,7 +84,7 @@ def derived(run: Path, metrics: pd.DataFrame) -> dict[str, tuple[int | None, flo
     test = metrics[metrics.metric == "test/acc"].sort_values("step")
     if len(test):
         out[f"final/test_acc_last{LAST_EVALS}"] = (int(test.step.iloc[-1]), float(test.value.iloc[-LAST_EVALS:].mean()))
-    summary = read_json(run / "summary.json")
+    summary = read_summary(run)
     for key in ("test_acc", "test_acc_recalibrated", "test_acc_noise_on"):  # the last two: noisy nets only
         value = (summary.get("final") or {}).get(key)
         if value is not None:
@@ -142,7 +142,7 @@ def aggregate(path: str | Path) -> pd.DataFrame:
         metrics = metrics.assign(metric=metrics.metric.astype(str))
         for name, g in metrics.sort_values("step").groupby("metric", sort=True):
             rows.append({**base, "metric": name, "step": int(g.step.iloc[-1]), "value": float(g.value.iloc[-1])})
-        summary = read_json(run / "summary.json")
+        summary = read_summary(run)
         for key in ("wall_time_s", "train_images_per_s", "steady_images_per_s", "steps"):
             if summary.get(key) is not None:
                 rows.append({**base, "metric": f"summary/{key}", "step": summary.get("steps"), "value": float(summary[key])})
@@ -154,7 +154,7 @@ def aggregate(path: str | Path) -> pd.DataFrame:
 
 def _finished_runs(folder: Path) -> set[str]:
     return {s.parent.relative_to(folder).as_posix() if s.parent != folder else "." for s in folder.rglob("summary.json")
-            if (s.parent / "config.yaml").exists()}
+            if (s.parent / "config.yaml").exists() and read_summary(s.parent)}  # a broken summary: named, skipped
 
 
 def _current(file: Path) -> pd.DataFrame | None:

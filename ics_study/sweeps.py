@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from .errors import UserError
-from .storage import read_json
+from .run_records import read_status, read_summary
 
 FINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -32,7 +32,7 @@ def jobs(path: str | Path) -> pd.DataFrame:
         overrides_file = job / ".hydra" / "overrides.yaml"
         listed = yaml.safe_load(overrides_file.read_text()) or [] if overrides_file.exists() else []
         overrides = dict(o.split("=", 1) for o in listed if "=" in o)
-        status, summary = read_json(job / "status.json"), read_json(job / "summary.json")
+        status, summary = read_status(job), read_summary(job)
         cfg = yaml.safe_load((job / "config.yaml").read_text()) if (job / "config.yaml").exists() else {}
         state = summary.get("status") or status.get("status") or "pending"
         row = {"job": job.name, "path": str(job), "status": state, "error": status.get("error", ""),

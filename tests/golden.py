@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ics_study import checkpoint
+
 MODELS = ("vgg", "vgg_bn", "vgg_bn_noise")
 SETTINGS = [
     "data=synthetic", "data.num_train=512", "data.num_test=256", "data.batch_size=32", "data.eval_batch_size=256",
@@ -53,7 +55,7 @@ def trajectory(tmp: Path) -> dict[str, np.ndarray]:
         out[f"{model}/activations/stat"] = a.stat.to_numpy().astype("U32")
         out[f"{model}/activations/key"] = a[["step", "layer", "channel"]].to_numpy()
         out[f"{model}/activations/value"] = a.value.to_numpy()
-        state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+        state = checkpoint.read(run / "checkpoint.pt")["model"]
         digest = hashlib.sha256()
         for name in sorted(state):
             digest.update(name.encode())

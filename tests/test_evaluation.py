@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ics_study import checkpoint
 from ics_study.data import build_data
 from ics_study.evaluation import NoisyEvaluation
 from ics_study.models import build_model, set_noise_generator
@@ -30,7 +31,7 @@ def test_the_extra_readings_never_change_training(tmp_path):
     a, b = metrics(tmp_path / "on"), metrics(tmp_path / "off")
     a = a[~a.metric.str.startswith(("test_recalibrated", "test_noise_on"))].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)  # measured at step 6 of 12: the steps after it are unchanged
-    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True)["model"] for d in (tmp_path / "on", tmp_path / "off"))
+    wa, wb = (checkpoint.read(d / "checkpoint.pt")["model"] for d in (tmp_path / "on", tmp_path / "off"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # weights and BN running statistics
     assert sorted(metrics(tmp_path / "on").query("metric == 'test_noise_on/acc'").step) == [6, 12]
     for mode in ("recalibrated", "noise_on"):

@@ -95,7 +95,7 @@ def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path, reference):
     assert proc.returncode == 130, err
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "interrupted"
-    state = torch.load(run / checkpoint.FILENAME, weights_only=True)
+    state = checkpoint.read(run / checkpoint.FILENAME)
     assert state["step"] == status["steps"]
     resumed = run_cli("train", *ARGS, f"hydra.run.dir={run}")
     assert resumed.returncode == 0, resumed.stderr
@@ -122,7 +122,7 @@ def test_an_option_added_after_the_checkpoint_counts_as_its_default(tmp_path, ti
     after trainer.lock_wait_s was added refused every finished run)."""
     train(tiny_cfg("trainer.max_steps=6"), tmp_path)
     path = tmp_path / checkpoint.FILENAME
-    state = torch.load(path, weights_only=True)
+    state = checkpoint.read(path)
     saved = json.loads(state["config"])
     del saved["landscape"]["every"]  # as if the checkpoint predated this option
     saved["trainer"]["lock_wait_s"] = 7.0  # and held a setting declared free (not numbers) since
