@@ -69,7 +69,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise UserError(f"CIFAR-10 file missing: {path}. Re-download or rebuild the data folder.") from None
     except Exception as e:  # truncated, corrupt or malicious pickles all end here
-        raise UserError(f"cannot read CIFAR-10 file {path}: {e}. Replace the file with a fresh copy.") from None
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"cannot read CIFAR-10 file {path}: {first}. Replace the file with a fresh copy.") from None
     if not isinstance(obj, dict):
         raise UserError(f"CIFAR-10 file {path} holds a {type(obj).__name__}, not a batch dict")
     obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -77,10 +78,13 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
         raise UserError(f"CIFAR-10 file {path}: 'data' must be an N x 3072 uint8 array, got {shape}")
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (data.shape[0],) or labels.min() < 0 or labels.max() > 9:
+    try:
+        labels = np.asarray(labels)
+    except (TypeError, ValueError):  # ragged or odd objects
+        labels = np.asarray([])
+    if labels.dtype.kind not in "iu" or labels.shape != (data.shape[0],) or labels.min() < 0 or labels.max() > 9:
         raise UserError(f"CIFAR-10 file {path}: 'labels' must be {data.shape[0]} ints in 0..9")
-    return data.reshape(-1, 3, 32, 32), labels
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def find_folder(root: Path) -> Path:
