@@ -7,9 +7,14 @@ probes on and returns what training produces: every ``metrics`` row, every per-s
 final weights. ``tests/fixtures/golden_trajectory.npz`` holds the same from the code before the
 measurement change; ``tests/test_identical_training.py`` compares.
 
+``outputs(tmp)`` goes further, for refactors that must change nothing at all: digests of every
+table, the summary (timing aside) and every part of the checkpoint, with ICS and the landscape on
+(``tests/fixtures/golden_outputs.json``, recorded before the training loop was decomposed).
+
 Regenerate (only when training is meant to change, and say so in the commit):
 
     .venv/bin/python tests/golden.py tests/fixtures/golden_trajectory.npz
+    .venv/bin/python tests/golden.py tests/fixtures/golden_outputs.json
 """
 
 from __future__ import annotations
@@ -67,12 +72,81 @@ def trajectory(tmp: Path) -> dict[str, np.ndarray]:
     return out
 
 
+# --- every output, as digests (tests/fixtures/golden_outputs.json) ---------------------------------
+TABLES = ("metrics", "activations", "histograms", "probe_channels")
+SUMMARY_TIMING = {"wall_time_s", "eval_time_s", "checkpoint_time_s", "train_images_per_s", "steady_images_per_s",
+                  "peak_memory_gb"}
+PROGRESS_TIMING = {"train_time", "eval_time", "checkpoint_time"}
+
+
+def _feed(digest, value) -> None:
+    """A canonical byte stream of nested dicts, lists, tensors, arrays and plain values."""
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(f"<{key}>".encode())
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"[{len(value)}".encode())
+        for v in value:
+            _feed(digest, v)
+    elif isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, np.ndarray):
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes() if value.dtype != object else repr(value.tolist()).encode())
+    else:
+        digest.update(repr(value).encode())
+
+
+def digest_of(value) -> str:
+    d = hashlib.sha256()
+    _feed(d, value)
+    return d.hexdigest()
+
+
+def table_digest(folder: Path) -> str:
+    df = pd.read_parquet(folder)
+    df = df.assign(**{c: df[c].astype(str) for c in df.columns if df[c].dtype.name == "category"})
+    keys = [c for c in ("step", "metric", "layer", "channel", "stat", "rank") if c in df.columns]
+    df = df.sort_values(keys, kind="stable").reset_index(drop=True)
+    return digest_of({c: (df[c].to_numpy() if df[c].dtype != object else [np.asarray(v).tolist() if hasattr(v, "__len__")
+                                                                         and not isinstance(v, str) else v for v in df[c]])
+                      for c in sorted(df.columns)})
+
+
+def outputs(tmp: Path) -> dict:
+    """Digests of everything the three networks' short runs write that is not a time figure: each
+    table, the summary, and each part of the checkpoint (weights, optimiser, random states, data
+    order, probes, table positions, progress)."""
+    from ics_study.compose import compose
+    from ics_study.train import train
+
+    out: dict = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+    for model in MODELS:
+        run = Path(tmp) / f"out-{model}"
+        run.mkdir(parents=True)
+        summary = train(compose(SETTINGS + [f"model={model}", "ics.enabled=true", "ics.every=5", "ics.layers=[2,5]",
+                                            "landscape.enabled=true", "landscape.every=6"]), run)
+        got = {f"table/{name}": table_digest(run / name) for name in TABLES if (run / name).exists()}
+        got["summary"] = digest_of({k: v for k, v in summary.items() if k not in SUMMARY_TIMING})
+        state = checkpoint.read(run / checkpoint.FILENAME)
+        state["progress"] = {k: v for k, v in state["progress"].items() if k not in PROGRESS_TIMING}
+        got.update({f"checkpoint/{k}": digest_of(v) for k, v in state.items()})
+        out[model] = got
+    return out
+
+
 if __name__ == "__main__":
+    import json
     import tempfile
 
     target = Path(sys.argv[1])
-    with tempfile.TemporaryDirectory() as tmp:
-        data = trajectory(Path(tmp))
     target.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(target, **data)
-    print(f"wrote {target}: {len(data)} arrays")
+    with tempfile.TemporaryDirectory() as tmp:
+        if target.suffix == ".json":
+            target.write_text(json.dumps(outputs(Path(tmp)), indent=1, sort_keys=True) + "\n")
+        else:
+            np.savez_compressed(target, **trajectory(Path(tmp)))
+    print(f"wrote {target}")

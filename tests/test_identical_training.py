@@ -34,3 +34,23 @@ def test_training_is_identical_to_the_recorded_trajectory(tmp_path):
                                            err_msg=f"{model} {key}")
         if same_cpu:
             assert str(got[f"{model}/weights_sha256"]) == str(want[f"{model}/weights_sha256"]), model
+
+
+def test_every_output_is_identical_to_the_recorded_one(tmp_path):
+    """Every table, the summary (timing aside) and every part of the checkpoint of the three networks,
+    with ICS and the landscape on, against digests recorded before the training loop was decomposed
+    (tests/golden.py: outputs). Bit-identical; on another kind of CPU oneDNN's kernels round
+    differently and the trajectory test above is the check."""
+    import json
+
+    import pytest
+
+    from tests.golden import outputs
+
+    want = json.loads((FIXTURE.parent / "golden_outputs.json").read_text())
+    if want["cpu_capability"] != torch.backends.cpu.get_cpu_capability():
+        pytest.skip(f"fixture recorded on {want['cpu_capability']}, this CPU is {torch.backends.cpu.get_cpu_capability()}")
+    got = outputs(tmp_path)
+    for model in MODELS:
+        differ = sorted(k for k in want[model] if got[model].get(k) != want[model][k])
+        assert not differ and got[model].keys() == want[model].keys(), f"{model}: {differ or 'different outputs'}"
