@@ -47,11 +47,11 @@ def _train_job(cfg) -> dict:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from .checkpoint import ConfigMismatch
     from .errors import WriteFailed
-    from .run_lock import RunLocked
-    from .storage import write_json
-    from .train import train
+    from .recording.storage import write_json
+    from .train.checkpoint import ConfigMismatch
+    from .train.loop import train
+    from .train.run_lock import RunLocked
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if "interrupted" in _job_statuses:  # a signal stopped an earlier job of this sweep: stop the sweep
@@ -77,7 +77,7 @@ def _train_job(cfg) -> dict:
         log.error("%s", e)
         raise
     except WriteFailed as e:  # a full disk or an I/O error: a clean stop, the checkpoint is intact
-        from .checkpoint import saved_step
+        from .train.checkpoint import saved_step
 
         step = saved_step(run_dir)
         kept = f"the last checkpoint (step {step}, {run_dir}/checkpoint.pt) is intact" if step is not None else \
@@ -105,7 +105,7 @@ def _train_job(cfg) -> dict:
         _job_statuses.append("failed")
         raise
     _job_statuses.append(summary["status"])
-    from .board import command
+    from .analysis.board import command
 
     finals = ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items() if v is not None and v == v)
     log.info("%s after %d steps: %s", summary["status"], summary["steps"], finals)
@@ -280,31 +280,31 @@ def _user_errors_as_one_line(run: Callable[[list[str]], int]) -> Callable[[list[
 
 
 def run_figures(args: list[str]) -> int:
-    from .figures import main as figures_main
+    from .analysis.figures import main as figures_main
 
     return figures_main(args)
 
 
 def run_report(args: list[str]) -> int:
-    from .report import main as report_main
+    from .analysis.report import main as report_main
 
     return report_main(args)
 
 
 def run_sweep(args: list[str]) -> int:
-    from .sweeps import main_sweep
+    from .analysis.sweeps import main_sweep
 
     return main_sweep(args)
 
 
 def run_aggregate(args: list[str]) -> int:
-    from .aggregate import main as main_aggregate
+    from .analysis.aggregate import main as main_aggregate
 
     return main_aggregate(args)
 
 
 def run_board(args: list[str]) -> int:
-    from .board import main as board_main
+    from .analysis.board import main as board_main
 
     return board_main(args)
 

@@ -1,6 +1,6 @@
 """Compose a typed ``TrainConfig`` from overrides without the command line (scripts, tests, notebooks).
 
-    from ics_study.compose import compose
+    from .compose import compose
     cfg = compose(["model=vgg_bn_noise", "data=synthetic", "trainer.max_steps=100"])
     summary = ics_study.train.train(cfg, "results/scratch")
 """

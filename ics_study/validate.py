@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import graphed_step
 from .config import TrainConfig
 from .data import DATASETS
 from .errors import UserError
 from .models import ARCHS, NORMS, PLANS
+from .train import graphed_step
 
 
 def _one_of(key: str, value, allowed) -> None:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ics_study.train as train_module  # noqa: E402
+import ics_study.train.loop as train_module  # noqa: E402
 from ics_study.compose import compose  # noqa: E402
-from ics_study.graphed_step import GraphedStep  # noqa: E402
+from ics_study.train.graphed_step import GraphedStep  # noqa: E402
 
 
 class FreeReplay(GraphedStep):

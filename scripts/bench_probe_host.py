@@ -34,7 +34,7 @@ from ics_study.models import build_model  # noqa: E402
 from ics_study.probes import ActivationProbe  # noqa: E402
 from ics_study.probes.activations import LAYER_STATS  # noqa: E402
 from ics_study.probes.statistics import histogram, sample_positions  # noqa: E402
-from ics_study.records import Recorder  # noqa: E402
+from ics_study.recording.recorder import Recorder  # noqa: E402
 
 
 def layer_sizes(model, probe: ActivationProbe, batch: int) -> list[int]:

@@ -58,8 +58,8 @@ class Trigger:
 def arm(moment: str, fire: Trigger) -> None:
     import pyarrow.parquet as pq
 
-    import ics_study.checkpoint as checkpoint
-    import ics_study.train as train_module
+    import ics_study.train.checkpoint as checkpoint
+    import ics_study.train.loop as train_module
 
     if moment == "table_write":
         real_write_table = pq.write_table
@@ -118,7 +118,7 @@ def arm(moment: str, fire: Trigger) -> None:
 
 
 def graph_stand_in() -> None:
-    import ics_study.train as train_module
+    import ics_study.train.loop as train_module
     from tests.test_cuda_graph import ReplayByRerun
 
     train_module.GraphedStep = ReplayByRerun

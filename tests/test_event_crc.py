@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as reference
 
-from ics_study import event_crc
+from ics_study.recording import event_crc
 
 
 @pytest.mark.parametrize("n", [0, 1, 4095, 4096, 4097, 8191, 8192, 8193, 20_000, 65_536, 100_003])

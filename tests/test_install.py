@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from .conftest import REPO
+from ics_study.conftest import REPO
 
 
 @pytest.mark.slow

@@ -11,12 +11,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from ics_study.conftest import REPO
 
 from ics_study.config import ModelConfig
 from ics_study.models import build_model
-from ics_study.train import train
-
-from .conftest import REPO
+from ics_study.train.loop import train
 
 
 @pytest.mark.slow
@@ -46,7 +45,7 @@ def test_bf16_autocast_is_in_effect_and_close_to_fp32(tiny_cfg, tmp_path):
 
 
 def test_bf16_where_the_hardware_only_emulates_it_says_so_once(tiny_cfg, tmp_path, monkeypatch, caplog):
-    import ics_study.precision as precision
+    import ics_study.train.precision as precision
 
     cpu = torch.device("cpu")
     assert precision.bf16_note(cpu, "fp32") is None

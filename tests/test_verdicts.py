@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ics_study.claims import CLAIMS, Claim
-from ics_study.verdicts import judge, judge_all
+from ics_study.analysis.claims import CLAIMS, Claim
+from ics_study.analysis.verdicts import judge, judge_all
 
 
 def table(values: dict[str, list[float]], stat="s", lr=0.1, diverged: dict[str, int] | None = None) -> pd.DataFrame:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
-from .errors import UserError
-from .storage import atomic_write
+from ..config import TrainConfig
+from ..errors import UserError
+from ..recording.storage import atomic_write
 
 FILENAME = "checkpoint.pt"
 FORMAT = "ics-study-checkpoint/2"  # {"format", "crc32", "payload": the torch.save bytes of the state}

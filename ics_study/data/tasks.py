@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import DataConfig
+from ..config import DataConfig
 
 
 @dataclass(frozen=True)

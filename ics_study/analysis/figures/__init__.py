@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ...errors import UserError
 from ..runs import find_runs
 from .paper import FIGURES, MissingRuns
 from .style import RC

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from .aggregate import THRESHOLDS, load, per_run
-from .errors import UserError
 from .figures.paper import FIGURES
 from .runs import ENDED
 from .verdicts import judge_all

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import UserError
+from ..errors import UserError
 from .run_records import read_summary
 from .sweeps import jobs
 

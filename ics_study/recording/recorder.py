@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import LoggerConfig
+from ..errors import WriteFailed
 from . import event_crc
-from .config import LoggerConfig
-from .errors import WriteFailed
 from .storage import TableWriter, atomic_write, labels, write_json
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import UserError
+from ..errors import UserError
 from .run_records import read_status, read_summary
 
 FINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")

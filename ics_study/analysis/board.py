@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     import sys
     from pathlib import Path
 
-    from .errors import UserError
+    from ..errors import UserError
 
     ap = argparse.ArgumentParser(prog="ics-study board", description="TensorBoard on a results folder, every point kept")
     ap.add_argument("path", nargs="?", default="results", help="a run, sweep or results folder (default results)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .storage import atomic_write
+from ..recording.storage import atomic_write
 
 COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
            "inconclusive": "#9a6700", "not measured": "#6e7781"}

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import WriteFailed
+from ..errors import WriteFailed
 
 
 def atomic_write(path: Path, write, fsync: bool = True) -> None:

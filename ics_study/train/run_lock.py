@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 FILENAME = ".lock"
 

@@ -25,10 +25,10 @@ import math
 import torch
 from torch import nn
 
-from .models.noisy_bn import noisy_layers
+from ..data.tasks import Task
+from ..models.noisy_bn import noisy_layers
+from ..probes.replay import Replay
 from .precision import autocast
-from .probes.replay import Replay
-from .tasks import Task
 
 NOISY_MODES = ("recalibrated", "noise_on")  # metric prefixes test_<mode>/loss, test_<mode>/acc
 

@@ -27,23 +27,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import TrainConfig
+from ..data import build_data
+from ..data.tasks import task_for
+from ..errors import UserError
+from ..models import build_model, set_noise_generator
+from ..probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
+from ..recording.recorder import Recorder
+from ..recording.storage import read_json, write_json
+from ..validate import validate, validate_layers
 from . import checkpoint
-from .config import TrainConfig
-from .data import build_data
-from .errors import UserError
 from .evaluation import NOISY_MODES, NoisyEvaluation, evaluate
 from .graphed_step import GraphedStep, optimizer_ready, wanted
 from .host_memory import keep_freed_memory
-from .models import build_model, set_noise_generator
 from .precision import autocast, bf16_note
-from .probes import ActivationProbe, ICSProbe, LandscapeProbe, PendingScalars, Replay
 from .readback import ReadBack
-from .records import Recorder
 from .run_lock import RunLock
 from .stop_signal import StopSignal
-from .storage import read_json, write_json
-from .tasks import task_for
-from .validate import validate, validate_layers
 
 log = logging.getLogger(__name__)
 

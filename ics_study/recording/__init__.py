@@ -1,0 +1,1 @@
+"""Recording: what training returns, written as Parquet tables, TensorBoard events and JSON records."""
