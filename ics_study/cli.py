@@ -49,8 +49,8 @@ def _train_job(cfg) -> dict:
 
     from .errors import WriteFailed
     from .recording.storage import write_json
+    from .train import train
     from .train.checkpoint import ConfigMismatch
-    from .train.loop import train
     from .train.run_lock import RunLocked
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 MISSING = "???"
 
 
+CUDA_GRAPH_SETTINGS = ("auto", "on", "off")  # trainer.cuda_graph
+
+
+def cuda_graph_setting(value) -> str:
+    """``trainer.cuda_graph`` as one of CUDA_GRAPH_SETTINGS (YAML reads on/off as booleans; they come back as such)."""
+    return {"True": "on", "False": "off"}.get(str(value), str(value))
+
+
 @dataclass
 class NoiseConfig:
     """Algorithm 1 of the paper: the noise injected after every BN layer of ``vgg_bn_noise``."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .config import TrainConfig
+from .config import CUDA_GRAPH_SETTINGS, TrainConfig, cuda_graph_setting
 from .data import DATASETS
 from .errors import UserError
 from .models import ARCHS, NORMS, PLANS
-from .train import graphed_step
 
 
 def _one_of(key: str, value, allowed) -> None:
@@ -63,7 +62,7 @@ def validate(cfg: TrainConfig) -> None:
     _positive("trainer.lock_wait_s", t.lock_wait_s, strict=False)
     _one_of("trainer.precision", t.precision, ["fp32", "bf16"])
     _one_of("trainer.compile_mode", t.compile_mode, ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
-    _one_of("trainer.cuda_graph", graphed_step.setting(t.cuda_graph), graphed_step.SETTINGS)
+    _one_of("trainer.cuda_graph", cuda_graph_setting(t.cuda_graph), CUDA_GRAPH_SETTINGS)
     _one_of("data.loss_reduction", d.loss_reduction, ["sum", "mean"])
     if (m.arch == "dln") != (d.name == "linear_regression"):
         raise UserError("model=dln goes with data=linear_regression (and only with it); use experiment=dln")

@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ics_study.compose import compose  # noqa: E402
 from ics_study.models import build_model  # noqa: E402
-from ics_study.train.loop import pick_device, train  # noqa: E402
+from ics_study.train import train  # noqa: E402
 from ics_study.train.precision import autocast, bf16_is_native  # noqa: E402
+from ics_study.train.process import pick_device  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
 

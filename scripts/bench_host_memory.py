@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, tempfile
 from ics_study.compose import compose
-from ics_study.train.loop import train
+from ics_study.train import train
 with tempfile.TemporaryDirectory() as run:
     s = train(compose(json.loads(sys.argv[1])), run)
 print(json.dumps({"steady": s["steady_images_per_s"], "eval_s": s["eval_time_s"],

@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ics_study.train.loop as train_module  # noqa: E402
+import ics_study.train.step as train_module  # noqa: E402
 from ics_study.compose import compose  # noqa: E402
+from ics_study.train import train  # noqa: E402
 from ics_study.train.graphed_step import GraphedStep  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for name in ms:
                 cfg = compose(base + [f"probe.enabled={name == 'probes on'}"])
-                summary = train_module.train(cfg, Path(tmp) / f"{rep}_{name.replace(' ', '_')}")
+                summary = train(cfg, Path(tmp) / f"{rep}_{name.replace(' ', '_')}")
                 ms[name].append(1e3 * cfg.data.batch_size / summary["train_images_per_s"])
     print(f"\ntraining loop around a free graph replay, {args.steps} steps x {args.repeats} alternating runs, "
           "default probes, flush every trainer.log_every steps, tables and TensorBoard on")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import data_overrides, steady_after  # noqa: E402  (scripts/bench.py)
 
 from ics_study.compose import compose  # noqa: E402
-from ics_study.train.loop import train  # noqa: E402
+from ics_study.train import train  # noqa: E402
 
 PAPER_STEPS = 15_000  # a paper-scale run (Figure 2): where a run's one-off costs end up
 

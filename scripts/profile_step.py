@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import data_overrides  # noqa: E402  (scripts/bench.py)
 
 from ics_study.compose import compose  # noqa: E402
-from ics_study.train.loop import train  # noqa: E402
+from ics_study.train import train  # noqa: E402
 
 
 class Window:

@@ -58,8 +58,9 @@ class Trigger:
 def arm(moment: str, fire: Trigger) -> None:
     import pyarrow.parquet as pq
 
+    import ics_study.train as train_package
     import ics_study.train.checkpoint as checkpoint
-    import ics_study.train.loop as train_module
+    import ics_study.train.run as run_module
 
     if moment == "table_write":
         real_write_table = pq.write_table
@@ -85,15 +86,15 @@ def arm(moment: str, fire: Trigger) -> None:
 
         checkpoint.atomic_write = atomic_write
     elif moment == "between_steps":
-        real_train = train_module.train
+        real_train = train_package.train  # what the CLI calls
 
         def on_step(step: int) -> None:
             if fire():
                 die()
 
-        train_module.train = functools.partial(real_train, on_step=on_step)
+        train_package.train = functools.partial(real_train, on_step=on_step)
     elif moment == "evaluation":
-        real_evaluate = train_module.evaluate
+        real_evaluate = run_module.evaluate
 
         def evaluate(*args, **kwargs):
             result = real_evaluate(*args, **kwargs)
@@ -101,7 +102,7 @@ def arm(moment: str, fire: Trigger) -> None:
                 die()
             return result
 
-        train_module.evaluate = evaluate
+        run_module.evaluate = evaluate
     elif moment == "graph_capture":
         from tests.test_cuda_graph import ReplayByRerun
 
@@ -118,11 +119,11 @@ def arm(moment: str, fire: Trigger) -> None:
 
 
 def graph_stand_in() -> None:
-    import ics_study.train.loop as train_module
+    import ics_study.train.step as step_module
     from tests.test_cuda_graph import ReplayByRerun
 
-    train_module.GraphedStep = ReplayByRerun
-    train_module.wanted = lambda *args: True
+    step_module.GraphedStep = ReplayByRerun
+    step_module.wanted = lambda *args: True
 
 
 def main(argv: list[str]) -> None:

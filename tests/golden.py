@@ -41,7 +41,7 @@ MOMENT_STATS = ("mean", "var", "min", "max")  # what training's activations are;
 
 def trajectory(tmp: Path) -> dict[str, np.ndarray]:
     from ics_study.compose import compose
-    from ics_study.train.loop import train
+    from ics_study.train import train
 
     out: dict[str, np.ndarray] = {}
     for model in MODELS:
@@ -121,7 +121,7 @@ def outputs(tmp: Path) -> dict:
     table, the summary, and each part of the checkpoint (weights, optimiser, random states, data
     order, probes, table positions, progress)."""
     from ics_study.compose import compose
-    from ics_study.train.loop import train
+    from ics_study.train import train
 
     out: dict = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
     for model in MODELS:

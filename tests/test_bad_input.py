@@ -11,10 +11,11 @@ import typing
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ics_study.conftest import TINY
 
 from ics_study.cli import run_train
 from ics_study.config import TrainConfig
+
+from .conftest import TINY
 
 pytestmark = pytest.mark.slow
 SKIP = {"data.root", "trainer.resume", "paths.results_dir", "paths.data_dir"}  # paths: any string is a valid type

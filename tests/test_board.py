@@ -18,10 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ics_study.conftest import REPO, TINY, compose
 
 from ics_study.analysis import board
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import REPO, TINY, compose
 
 pytestmark = pytest.mark.slow
 REQUIRE_BROWSER = os.environ.get("ICS_STUDY_REQUIRE_BROWSER") == "1"

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from ics_study.conftest import TINY, run_cli
+
+from .conftest import TINY, run_cli
 
 
 def one_line_error(proc) -> str:

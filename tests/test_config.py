@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from ics_study.conftest import REPO, compose
 
 from ics_study.config import TrainConfig
 from ics_study.errors import UserError
 from ics_study.validate import validate
+
+from .conftest import REPO, compose
 
 GROUPS = {g: sorted(p.stem for p in (REPO / "configs" / g).glob("*.yaml")) for g in ("model", "data", "experiment")}
 

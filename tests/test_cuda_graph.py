@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ics_study.conftest import TINY, compose, run_cli
-from ics_study.test_probes import tiny_model
 
 from ics_study.config import LoggerConfig, ProbeConfig
 from ics_study.errors import UserError
 from ics_study.probes import ActivationProbe
 from ics_study.recording.recorder import Recorder
+from ics_study.train import train
 from ics_study.train.graphed_step import GraphedStep, optimizer_ready, wanted
-from ics_study.train.loop import train
+
+from .conftest import TINY, compose, run_cli
+from .test_probes import tiny_model
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/gpu_check.sh)")
 
@@ -171,7 +172,7 @@ MEASURED = ["ics.enabled=true", "ics.every=5", "ics.layers=[2,5]", "landscape.en
     (["ics.enabled=false", "landscape.enabled=false", "trainer.precision=bf16"], 10, 4)],
     ids=["sgd", "momentum", "sgd-probes-only", "momentum-probes-only", "bf16-probes-only"])
 def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path, monkeypatch, extra, plain, full):
-    import ics_study.train.loop as train_module
+    import ics_study.train.step as train_module
 
     run = ["model=vgg_bn_noise", "trainer.max_steps=14", *extra]
     eager = train(tiny_cfg(*run), tmp_path / "eager")
@@ -195,7 +196,7 @@ def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path,
 def test_a_compiled_model_inside_the_graphed_step_trains_like_compiled_eager(tiny_cfg, tmp_path, monkeypatch):
     """trainer.compile=true with trainer.cuda_graph=on: the compiled forward and backward are what the
     graph captures (compiled during the warm-up, never during capture)."""
-    import ics_study.train.loop as train_module
+    import ics_study.train.step as train_module
 
     run = ["model=vgg_bn_noise", "trainer.max_steps=14", "trainer.compile=true"]
     eager = train(tiny_cfg(*run), tmp_path / "eager")
@@ -308,7 +309,7 @@ def test_readback_on_a_gpu_never_waits_in_poll_and_drain_delivers():
 
 @pytest.mark.parametrize("probes, side_hint", [("probe.enabled=true", True), ("probe.enabled=false", False)])
 def test_a_failed_capture_is_one_line_naming_the_switches_that_avoid_it(tiny_cfg, tmp_path, monkeypatch, probes, side_hint):
-    import ics_study.train.loop as train_module
+    import ics_study.train.step as train_module
 
     class FailingCapture(ReplayByRerun):
         def capture(self, x, y):

@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from ics_study.conftest import TINY, compose
 
 from ics_study.data import build_data
 from ics_study.data.tasks import task_for
 from ics_study.models import build_model, set_noise_generator
 from ics_study.models.noisy_bn import noisy_layers
 from ics_study.probes import Replay
-from ics_study.train import checkpoint
+from ics_study.train import checkpoint, train
 from ics_study.train.evaluation import NoisyEvaluation
-from ics_study.train.loop import train
+
+from .conftest import TINY, compose
 
 
 def metrics(run_dir):

@@ -14,10 +14,11 @@ import sys
 
 import pytest
 import torch
-from ics_study.conftest import REPO, finished_cli_run
-from ics_study.test_reliability import ARGS, assert_same_run
 
 from ics_study.train import checkpoint
+
+from .conftest import REPO, finished_cli_run
+from .test_reliability import ARGS, assert_same_run
 
 TIMING = {"wall_time_s", "eval_time_s", "checkpoint_time_s", "train_images_per_s", "steady_images_per_s",
           "resumed_from", "peak_memory_gb", "cuda_graph"}
@@ -96,7 +97,7 @@ def test_a_sweep_killed_in_its_third_job_resumes_to_the_uninterrupted_sweep(tmp_
 
 
 def test_the_matrix_covers_every_moment_the_issue_names():
-    from ics_study.fault_child import MOMENTS
+    from .fault_child import MOMENTS
 
     tried = {fault.split(":")[0] for attempts in CASES.values() for fault, _ in attempts if fault}
     assert tried == set(MOMENTS)

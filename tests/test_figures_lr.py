@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from ics_study.conftest import TINY, compose
 
 from ics_study.analysis.figures import FIGURES
 from ics_study.analysis.figures.style import RC
 from ics_study.analysis.runs import find_runs
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import TINY, compose
 
 MIXED = [("vgg_bn", 0.1, 0), ("vgg_bn", 0.1, 1), ("vgg_bn", 0.5, 0), ("vgg", 0.1, 0), ("vgg_bn_noise", 0.1, 0),
          ("vgg_bn_noise", 0.02, 0)]

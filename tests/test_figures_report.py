@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from ics_study.conftest import TINY, compose, run_cli
 
 from ics_study.analysis.figures import FIGURES, make_figures
 from ics_study.analysis.figures.style import RC
 from ics_study.analysis.report import make_report
 from ics_study.analysis.runs import find_runs
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import TINY, compose, run_cli
 
 SWEEP = [("vgg", 0.1, 0), ("vgg", 0.1, 1), ("vgg_bn", 0.1, 0), ("vgg_bn", 0.1, 1), ("vgg_bn_noise", 0.1, 0),
          ("vgg_bn_noise", 0.1, 1), ("vgg", 0.5, 0), ("vgg_bn", 0.5, 0)]

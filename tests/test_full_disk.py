@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ics_study.conftest import TINY, compose, finished_cli_run, run_cli
 
 from ics_study.errors import WriteFailed
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import TINY, compose, finished_cli_run, run_cli
 
 pytestmark = pytest.mark.slow
 RUN = [a for a in TINY if not a.startswith(("trainer.max_steps", "trainer.eval_every"))] + [

@@ -17,13 +17,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from ics_study.conftest import TINY, compose, run_cli
-from ics_study.test_data import write_fake_cifar
 
 from ics_study import aggregate, checkpoint, run_records, sweeps
 from ics_study.data import cifar10
 from ics_study.errors import UserError
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import TINY, compose, run_cli
+from .test_data import write_fake_cifar
 
 TRUNCATIONS, FLIPS = 4, 8
 

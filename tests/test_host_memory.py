@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from ics_study.conftest import REPO
 
 from ics_study.train.host_memory import keep_freed_memory
+
+from .conftest import REPO
 
 # In a fresh process (the setting is process-wide): minor page faults of the last 10 of 30 cycles of
 # allocating, filling and freeing a 64 MB tensor, with glibc's defaults and after keep_freed_memory()
@@ -45,7 +46,7 @@ def test_freed_large_blocks_are_reused_without_page_faults():
 def test_training_on_cpu_switches_it_on_and_the_off_switch_is_honoured(tiny_cfg, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("ics_study.train.keep_freed_memory", lambda: calls.append(1) or True)
-    from ics_study.train.loop import train
+    from ics_study.train import train
 
     train(tiny_cfg("trainer.max_steps=2", "trainer.reuse_host_memory=false"), tmp_path / "off")
     assert calls == []

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ics_study.dispatch import CountOps
 
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .dispatch import CountOps
 
 # operations that wait for the device: a scalar read, or an output whose size depends on the data
 WAITS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.unique", "aten._unique2",
@@ -45,9 +46,9 @@ def test_the_detector_sees_item_and_boolean_indexing():
 @pytest.mark.parametrize("loop", ["eager", "graphed"])
 def test_waits_for_the_device_do_not_grow_with_the_number_of_steps(tiny_cfg, tmp_path, monkeypatch, loop):
     if loop == "graphed":  # the loop around CUDA-graph replays, with test_cuda_graph's CPU stand-in
-        from ics_study.test_cuda_graph import ReplayByRerun
+        import ics_study.train.step as train_module
 
-        import ics_study.train.loop as train_module
+        from .test_cuda_graph import ReplayByRerun
 
         monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
         monkeypatch.setattr(train_module, "wanted", lambda *a: True)

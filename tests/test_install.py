@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from ics_study.conftest import REPO
+
+from .conftest import REPO
 
 
 @pytest.mark.slow

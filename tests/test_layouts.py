@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ics_study.dispatch import CountOps
 
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .dispatch import CountOps
 
 
 def _layout(t: torch.Tensor) -> str | None:

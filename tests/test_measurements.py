@@ -13,7 +13,7 @@ from ics_study.models import build_model
 from ics_study.models.lp_norm import LpNorm
 from ics_study.probes import ICSProbe, LandscapeProbe, Replay
 from ics_study.probes.landscape import eta_grid
-from ics_study.train.loop import train
+from ics_study.train import train
 
 
 def test_ics_matches_a_hand_built_second_pass():
@@ -141,7 +141,7 @@ def test_lp_models_train(tiny_cfg, tmp_path):
 
 
 def test_dln_preset_runs(tmp_path):
-    from ics_study.conftest import compose
+    from .conftest import compose
 
     cfg = compose(["experiment=dln", "trainer.max_steps=30", "trainer.log_every=10", "trainer.eval_every=30",
                    "ics.every=10", "landscape.every=10", "probe.every=10", "trainer.progress_bar=false",

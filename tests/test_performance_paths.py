@@ -11,11 +11,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from ics_study.conftest import REPO
 
 from ics_study.config import ModelConfig
 from ics_study.models import build_model
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import REPO
 
 
 @pytest.mark.slow

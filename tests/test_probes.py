@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ics_study.conftest import TINY, run_cli
 
 from ics_study.config import LoggerConfig, ModelConfig, ProbeConfig
 from ics_study.models import build_model
@@ -14,6 +13,8 @@ from ics_study.probes import ActivationProbe
 from ics_study.probes.activations import QUANTILES, sample_channels
 from ics_study.probes.statistics import histogram, sample_positions
 from ics_study.recording.recorder import Recorder
+
+from .conftest import TINY, run_cli
 
 
 def tiny_model(norm="batch"):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from ics_study.conftest import compose
 
 from ics_study.data.cifar10 import load_cifar10
-from ics_study.train.loop import train
+from ics_study.train import train
+
+from .conftest import compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 

@@ -13,11 +13,11 @@ import time
 import pandas as pd
 import pytest
 import torch
-from ics_study.conftest import TINY, compose, finished_cli_run, run_cli
 
 from ics_study.errors import UserError
-from ics_study.train import checkpoint
-from ics_study.train.loop import train
+from ics_study.train import checkpoint, train
+
+from .conftest import TINY, compose, finished_cli_run, run_cli
 
 ARGS = [*TINY, "model=vgg_bn_noise", "trainer.max_steps=40", "trainer.checkpoint_every=10", "trainer.eval_every=10",
         "ics.enabled=true", "ics.every=7", "ics.layers=[3,6]", "data.augment.flip=true"]

@@ -9,8 +9,9 @@ import subprocess
 
 import pandas as pd
 import pytest
-from ics_study.conftest import REPO
-from ics_study.test_board import chromium, coloured_pixels, screenshot
+
+from .conftest import REPO
+from .test_board import chromium, coloured_pixels, screenshot
 
 pytestmark = pytest.mark.slow
 REFERENCE = REPO / "results" / "reference"

@@ -13,9 +13,10 @@ import time
 
 import pandas as pd
 import pytest
-from ics_study.conftest import TINY
 
 from ics_study.train.run_lock import RunLock, RunLocked
+
+from .conftest import TINY
 
 pytestmark = pytest.mark.slow
 LONG = [a for a in TINY if not a.startswith(("trainer.max_steps", "trainer.eval_every"))] + [

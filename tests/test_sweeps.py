@@ -9,10 +9,11 @@ import sys
 
 import pandas as pd
 import pytest
-from ics_study.conftest import TINY, run_cli
 
 from ics_study.analysis.aggregate import aggregate
 from ics_study.analysis.sweeps import jobs
+
+from .conftest import TINY, run_cli
 
 GRID = ["model=vgg,vgg_bn", "seed=0,1"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ics_study.train.loop import train
+from ics_study.train import train
 
 
 def losses(run_dir):
@@ -61,7 +61,7 @@ def test_training_rate_excludes_evaluation_and_checkpoints(tiny_cfg, tmp_path):
 def test_steady_rate_leaves_out_the_first_steps(tiny_cfg, tmp_path, monkeypatch):
     import time
 
-    import ics_study.train.loop as train_module
+    import ics_study.train.run as train_module
 
     build_model = train_module.build_model
 

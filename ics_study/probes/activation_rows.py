@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from ..columns import labels
 from ..config import ProbeConfig
-from ..recording.storage import labels
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q{round(q * 100):02d}" for q in QUANTILES)

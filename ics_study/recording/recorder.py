@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..columns import labels
 from ..config import LoggerConfig
 from ..errors import WriteFailed
 from . import event_crc
-from .storage import TableWriter, atomic_write, labels, write_json
+from .storage import TableWriter, atomic_write, write_json
 
 
 class Recorder:

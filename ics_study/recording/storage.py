@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -35,11 +34,6 @@ def atomic_write(path: Path, write, fsync: bool = True) -> None:
     except OSError as e:  # a full disk, an I/O error: no temporary file is left behind
         tmp.unlink(missing_ok=True)
         raise WriteFailed(path, e) from e
-
-
-def labels(vocabulary, codes) -> pa.DictionaryArray:
-    """A string column stored as small integer codes into ``vocabulary`` (fast to build, small on disk)."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(vocabulary)))
 
 
 def read_json(path: Path) -> dict:

@@ -38,17 +38,10 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from ..config import cuda_graph_setting as setting
 from .precision import autocast
 
 WARMUP_STEPS = 3  # as in PyTorch's CUDA-graph recipe: lazy initialisation and autotuning happen here
-
-
-SETTINGS = ("auto", "on", "off")
-
-
-def setting(value) -> str:
-    """``trainer.cuda_graph`` as one of SETTINGS (YAML reads on/off as booleans; they come back as such)."""
-    return {"True": "on", "False": "off"}.get(str(value), str(value))
 
 
 def wanted(value: str, device: torch.device, compile_mode: str | None) -> bool:

@@ -1,0 +1,40 @@
+"""Settings of the whole process, not of one run: the device, threads, host-memory reuse,
+determinism, cuDNN autotuning. ``configure`` applies them before a run is built; it is idempotent,
+so every ``train()`` of a sweep that shares the process may call it (several runs stepped in one
+process share these settings by nature).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..config import TrainerConfig
+from ..errors import UserError
+from .host_memory import keep_freed_memory
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=cpu or auto")
+    return device
+
+
+def configure(t: TrainerConfig, device: torch.device) -> None:
+    torch.set_num_threads(t.threads or torch.get_num_threads())
+    if device.type == "cpu" and t.reuse_host_memory:
+        keep_freed_memory()
+    if t.deterministic:
+        # cuBLAS is deterministic only with a fixed workspace, set before its first use in the process
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not t.deterministic
+        if device.index is not None:
+            torch.cuda.set_device(device)
+        # the summary's peak memory is the process's from here: per job when a sweep shares the process
+        torch.cuda.reset_peak_memory_stats(device)

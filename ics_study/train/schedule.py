@@ -1,0 +1,58 @@
+"""What is due at step t: one rule for every cadence (big_vision's ``itstime``), one object that asks it.
+
+The loop calls ``Schedule.at(step)`` once per step, in order, and does what the answer says. Steps
+count from 1; step t is the t-th update (PROTOCOL.md). Only the stop signal is not scheduled: it
+arrives when it arrives, and the loop checks it after each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import TrainConfig
+
+
+def itstime(step: int, every: int | None, total: int | None = None, first: bool = False) -> bool:
+    """Every ``every`` steps (0 or None: never), at the last step ``total``, and at step 1 if ``first``."""
+    return (total is not None and step == total) or (first and step == 1) or (bool(every) and step % every == 0)
+
+
+@dataclass(frozen=True)
+class Due:
+    ics: bool  # ICS measured around this step's update (Figure 3); the step stays eager
+    landscape: bool  # the loss landscape along this step's gradient (Figure 4); eager
+    full_stats: bool  # the probes' histograms, quantiles and layer summaries (train-batch probes)
+    flush: bool  # start copying pending metrics to the host, write what has arrived
+    wait: bool  # ... and wait for all of it (evaluation and checkpoints wait for the device anyway)
+    eval: bool  # test loss and accuracy (and a noisy net's two more readings)
+    checkpoint: bool
+    steady_start: bool  # the steady-rate clock starts here (one host sync per run)
+    last: bool
+
+    @property
+    def measuring(self) -> bool:
+        """ICS and landscape steps run eagerly (several forwards and backwards on copies of the weights)."""
+        return self.ics or self.landscape
+
+
+class Schedule:
+    def __init__(self, cfg: TrainConfig, start: int):
+        """``start``: the step already done (0, or the checkpoint's step on a resume)."""
+        self.cfg, self.t = cfg, cfg.trainer
+        self.steady_from = start + self.t.steady_after  # the steady clock skips warm-up and compilation
+        self.pending = 0  # steps since the last flush
+
+    def at(self, step: int) -> Due:
+        t, cfg = self.t, self.cfg
+        last = step == t.max_steps
+        checkpoint = itstime(step, t.checkpoint_every, t.max_steps)
+        evaluate = itstime(step, t.eval_every, t.max_steps)
+        self.pending += 1
+        flush = self.pending == t.log_every or checkpoint or evaluate
+        if flush:
+            self.pending = 0
+        return Due(ics=cfg.ics.enabled and itstime(step, cfg.ics.every, first=True),
+                   landscape=cfg.landscape.enabled and itstime(step, cfg.landscape.every, first=True),
+                   full_stats=cfg.probe.enabled and cfg.probe.batch != "fixed" and itstime(step, cfg.probe.every, first=True),
+                   flush=flush, wait=checkpoint or evaluate, eval=evaluate, checkpoint=checkpoint,
+                   steady_start=step == self.steady_from and not last, last=last)

@@ -1,0 +1,83 @@
+"""The package's layers, as its folders show them, and the direction of every import between them
+(read from the source, so that an import against the direction fails here, not in a review)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ics_study"
+
+# layer -> the layers it may import. The CLI composes configs and calls train(); training uses
+# models, data, probes and recording; analysis reads what recording wrote. Nothing below the CLI
+# knows Hydra; models, data and probes know nothing of recording, files or the training runtime.
+BASE = {"config", "errors", "columns"}
+ALLOWED = {
+    "config": set(), "errors": set(), "columns": set(),
+    "models": BASE, "data": BASE, "probes": BASE | {"models"},
+    "recording": BASE,
+    "validate": BASE | {"models", "data"},
+    "train": BASE | {"models", "data", "probes", "recording", "validate"},
+    "analysis": BASE | {"recording"},
+    "compose": BASE, "cli": None,  # the CLI may import anything
+}
+HYDRA = ("hydra", "omegaconf")
+
+
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imports(path: Path, where: Path | None = None) -> list[tuple[str, int]]:
+    """(top-level ics_study layer or external package, line) of every import in ``path``; relative
+    imports resolved as if the file sat at ``where`` (default: where it is)."""
+    tree = ast.parse(path.read_text())
+    package = ["ics_study", *(where or path).relative_to(PACKAGE).parent.parts]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = [*base, *(node.module.split(".") if node.module else [])]
+                names = [target + [a.name] for a in node.names] if len(target) == 1 else [target]
+            else:
+                names = [node.module.split(".")]
+            out += [(n[1] if n[0] == "ics_study" and len(n) > 1 else n[0], node.lineno) for n in names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                out.append((parts[1] if parts[0] == "ics_study" and len(parts) > 1 else parts[0], node.lineno))
+    return out
+
+
+def test_every_module_belongs_to_a_layer():
+    modules = [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE]
+    assert {layer_of(p) for p in modules} <= set(ALLOWED), {layer_of(p) for p in modules} - set(ALLOWED)
+
+
+def test_imports_follow_the_direction_of_the_layers():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent == PACKAGE and path.name == "__init__.py":
+            continue
+        layer = layer_of(path)
+        allowed = ALLOWED[layer]
+        if allowed is None:
+            continue
+        for target, line in imports(path):
+            if target in ALLOWED and target != layer and target not in allowed:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({layer}) imports {target}")
+            if target in HYDRA and layer not in ("compose",):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({layer}) imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_direction_check_sees_a_wrong_import(tmp_path):
+    """The reader above must resolve relative imports: a probe importing the recorder is caught."""
+    probe = PACKAGE / "probes" / "activations.py"
+    found = dict(imports(probe))
+    assert "models" in found and "config" in found
+    fake = tmp_path / "x.py"
+    fake.write_text("from ..recording.storage import labels\nimport ics_study.train.loop\n")
+    assert [t for t, _ in imports(fake, where=PACKAGE / "probes" / "x.py")] == ["recording", "train"]
