@@ -26,8 +26,8 @@ format:  ## ruff format + import sorting
 	$(BIN)/ruff check --fix ics_study tests scripts
 	$(BIN)/ruff format ics_study tests scripts
 
-bench:  ## probes-off vs probes-on throughput on this machine
-	$(BIN)/python scripts/bench_probes.py
+bench:  ## the main benchmark: ics-study's loop against a typical loop (scripts/bench.py NAME for the others)
+	$(BIN)/python scripts/bench.py loop
 
 clean:  ## remove build artefacts (not results/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -70,8 +70,8 @@ in_budget() {  # in_budget SECONDS COMMAND...: under a timeout of SECONDS, or le
 host_benches() {  # CPU only (what the GPU may wait for): last, in whatever time is left
   if [ "$(left)" -lt 60 ]; then echo "(host benchmarks skipped: $(left) s left)"; return; fi
   stamp "host work per step on this machine's CPU (no GPU involved: what the GPU may wait for)"
-  timeout 50 python3 scripts/bench_probe_host.py --repeats 3 2>>"$out/bench.log" | tee "$out/bench_probe_host.md"
-  timeout $(( $(left) > 90 ? 90 : $(left) )) python3 scripts/bench_loop_host.py --steps 2000 --repeats 2 \
+  timeout 50 python3 scripts/bench.py host-probes --repeats 3 2>>"$out/bench.log" | tee "$out/bench_probe_host.md"
+  timeout $(( $(left) > 90 ? 90 : $(left) )) python3 scripts/bench.py host --steps 2000 --repeats 2 \
     2>>"$out/bench.log" | tee "$out/bench_loop_host.md"
 }
 
@@ -86,33 +86,33 @@ fi
 
 if want noise; then
   stamp "noisy BN: the noise's cost now and in its first form (VGG-16 layer shapes, batch 128)"
-  in_budget 60 python3 scripts/bench_noise.py --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
+  in_budget 60 python3 scripts/bench.py noise --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
 fi
 
 if want loop; then
   stamp "loop benchmark"
-  in_budget 170 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 2 --ref-workers 4 \
+  in_budget 170 python3 scripts/bench.py loop --device cuda --data-root "$data" --steps 600 --repeats 2 --ref-workers 4 \
     --variants "${LOOP_VARIANTS:-ref,fp32,bf16,nchw}" --json "$out/bench.json" 2>>"$out/bench.log" | tee "$out/bench.md"
   grep -h "capture failed" "$out/bench.log" | head -3
 fi
 
 if want compile; then  # compiles take minutes
   stamp "torch.compile inside the CUDA graph vs the plain graph (fp32)"
-  in_budget 240 python3 scripts/bench.py --device cuda --data-root "$data" --steps 600 --repeats 1 \
+  in_budget 240 python3 scripts/bench.py loop --device cuda --data-root "$data" --steps 600 --repeats 1 \
     --variants fp32,compile-graph 2>>"$out/bench.log" | tee "$out/bench_compile.md"
 fi
 
 if want probes; then
   stamp "probe cost (CUDA graph, fp32; side stream on and off)"
   # ICS and landscape costs were measured in the second session; WITH_MEASUREMENTS=1 adds them again
-  in_budget 130 python3 scripts/bench_probes.py --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
+  in_budget 130 python3 scripts/bench.py probes --device cuda --data-root "$data" --width 1 --steps 1000 --repeats 2 \
     --side-stream-ab ${WITH_MEASUREMENTS:+--with-measurements} --json "$out/bench_probes.json" 2>>"$out/bench.log" \
     | tee "$out/bench_probes.md"
 fi
 
 if want profile; then
   stamp "profile: noisy BN, probes at defaults, CUDA graph (top kernels and host ops)"
-  in_budget 90 python3 scripts/profile_step.py --device cuda --data-root "$data" --steps 200 --skip 100 \
+  in_budget 90 python3 scripts/bench.py profile --device cuda --data-root "$data" --steps 200 --skip 100 \
     > "$out/profile.txt" 2>>"$out/bench.log"; head -3 "$out/profile.txt"
 fi
 

@@ -4,8 +4,8 @@
     python scripts/targets.py OUT_DIR          # OUT_DIR of scripts/gpu_check.sh (or any folder)
 
 Reads whichever of these OUT_DIR holds (a target without its file is "not measured"):
-  bench.json         scripts/bench.py --json: the loop against the reference (first row)
-  bench_probes.json  scripts/bench_probes.py --json: probes on/off
+  bench.json         scripts/bench.py loop --json: the loop against the reference (first row)
+  bench_probes.json  scripts/bench.py probes --json: probes on/off
   fig2.json          gpu_check.sh's fig2 part: the full protocol's training time
 
 Targets (the issue): the loop at least 3x the reference on one GPU, 1.5x on the CPU; the full fig2

@@ -112,7 +112,7 @@ def test_benchmark_scripts_run_in_quick_mode(tmp_path):
         assert float(cells[0]) > 0 and float(cells[3]) > 0  # whole-run and steady images/s
         assert float(cells[5]) > 0 and float(cells[6].rstrip("%")) > 0  # TFLOP/s; share of the layers-alone rate
         assert f"{saved['images_per_s']:.0f}" == cells[0] and f"{saved['steady_images_per_s']:.0f}" == cells[3]
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_probes.py"), "--width", "0.0625",
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "probes", "--width", "0.0625",
                           "--steps", "3", "--repeats", "1", "--device", "cpu", "--json", str(tmp_path / "bench_probes.json")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -108,8 +108,8 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: li
         lines += [f"| {r.variant} | {r.lr:g} | {_fmt(r.test_acc_mean, r.test_acc_std)} | "
                   f"{_fmt(r.test_acc_recalibrated_mean, r.test_acc_recalibrated_std)} | "
                   f"{_fmt(r.test_acc_noise_on_mean, r.test_acc_noise_on_std)} |" for r in noisy.itertuples()]
-    lines += ["", "Definitions: `ics_study/report.py`, `ics_study/claims.py` (statistics, tolerances), "
-              "`ics_study/verdicts.py` (rules: with >= 3 seeds a side, \"reproduced\" needs every run of one "
+    lines += ["", "Definitions: `ics_study/analysis/report.py`, `ics_study/analysis/claims.py` (statistics, tolerances), "
+              "`ics_study/analysis/verdicts.py` (rules: with >= 3 seeds a side, \"reproduced\" needs every run of one "
               "side beyond every run of the other).", ""]
     return "\n".join(lines)
 

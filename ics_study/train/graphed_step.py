@@ -5,7 +5,7 @@ Why: at batch 128 a VGG-16 step is a few hundred small kernels. Launched one by 
 A CUDA graph launches the whole step -- forward, the probes' per-step moments, loss, backward,
 SGD update -- as one unit, so the GPU runs back to back.
 
-What is captured: exactly the eager step of ``train.py`` for a batch held in static input tensors.
+What is captured: exactly the eager step of ``step.py`` for a batch held in static input tensors.
 Each replay copies the step's batch into them, replays, and copies out the (loss, accuracy) pair
 and the probes' per-step moments. The noisy BN's generator is registered with the graph, so each
 replay draws fresh noise from the same stream, at the same offsets as eager steps would.

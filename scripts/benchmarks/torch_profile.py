@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Where does a training run spend its time? torch.profiler over the steady steps of one ics-study run.
 
-    python scripts/profile_step.py --device cuda --steps 300                 # probes at defaults
-    python scripts/profile_step.py --device cuda --steps 300 probe.enabled=false
-    python scripts/profile_step.py --trace /tmp/trace.json ...               # + a Chrome/Perfetto trace
+    python scripts/bench.py profile --device cuda --steps 300                 # probes at defaults
+    python scripts/bench.py profile --device cuda --steps 300 probe.enabled=false
+    python scripts/bench.py profile --trace /tmp/trace.json ...               # + a Chrome/Perfetto trace
 
 Prints the busiest operators by device time and by host time, and how much of the profiled window's
 wall time the device spent in kernels (a GPU loop near 100% is device-bound; far below, the host or
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import data_overrides  # noqa: E402  (scripts/bench.py)
 
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     if args.skip < 1 or args.steps < 1:
-        sys.exit("profile_step.py: --skip and --steps must be at least 1")
+        sys.exit("bench.py profile: --skip and --steps must be at least 1")
     total = args.skip + args.steps
     cfg = compose([f"model={args.model}", f"model.width={args.width}", "trainer.progress_bar=false",
                    f"trainer.device={args.device}", "trainer.checkpoint_every=0", f"trainer.max_steps={total}",

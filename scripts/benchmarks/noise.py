@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """What the noisy BN's injected noise costs per training step, and what its earlier form cost.
 
-    python scripts/bench_noise.py                         # CPU, VGG-16 width 1/4, batch 128
-    python scripts/bench_noise.py --device cuda --width 1 --repeats 5
+    python scripts/bench.py noise                         # CPU, VGG-16 width 1/4, batch 128
+    python scripts/bench.py noise --device cuda --width 1 --repeats 5
 
 For every noisy layer of a VGG-16 (the shapes its 13 conv blocks see at batch 128, channels-last as
 in training) this times forward + backward of three things on the same input, in alternating rounds:
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

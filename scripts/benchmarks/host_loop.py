@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Host time per step of the whole training loop, when the step itself costs nothing.
 
-    python scripts/bench_loop_host.py                  # probes off and on, 3000 steps, 3 repeats each
-    python scripts/bench_loop_host.py --steps 5000 --repeats 5
+    python scripts/bench.py host                  # probes off and on, 3000 steps, 3 repeats each
+    python scripts/bench.py host --steps 5000 --repeats 5
 
 On a GPU every training step replays a CUDA graph: the device does the work, the host only feeds
 it (the next batch, the copies into the graph's inputs, the probes' records, flushes to tables and
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import ics_study.train.step as train_module  # noqa: E402
 from ics_study.compose import compose  # noqa: E402

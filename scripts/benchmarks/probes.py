@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """What do the activation probes (and the paper's measurements) cost? The same model, side by side.
 
-    python scripts/bench_probes.py                                   # VGG-16 w=1, CPU or GPU, synthetic data
-    python scripts/bench_probes.py --width 0.25 --steps 100 --repeats 5
-    python scripts/bench_probes.py --data-root ~/.cache/ics-study/cifar10   # real CIFAR-10
-    python scripts/bench_probes.py --with-measurements      # + ICS (2 layers) and landscape (4 etas) every 100 steps
-    python scripts/bench_probes.py --device cuda --side-stream-ab   # + probes in the step's own chain (GPU)
+    python scripts/bench.py probes                                   # VGG-16 w=1, CPU or GPU, synthetic data
+    python scripts/bench.py probes --width 0.25 --steps 100 --repeats 5
+    python scripts/bench.py probes --data-root ~/.cache/ics-study/cifar10   # real CIFAR-10
+    python scripts/bench.py probes --with-measurements      # + ICS (2 layers) and landscape (4 etas) every 100 steps
+    python scripts/bench.py probes --device cuda --side-stream-ab   # + probes in the step's own chain (GPU)
 
 Runs alternate (off, on, off, on, ...) after one warm-up each, so drifts of a noisy machine hit both
 equally; the table gives the median training images/s of each and the ratio on/off, over the whole
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import data_overrides, steady_after  # noqa: E402  (scripts/bench.py)
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env python
 """Host time the activation probes add to a run: the part of their cost a GPU cannot hide.
 
-    python scripts/bench_probe_host.py                 # VGG-16 width 1, 1000 steps, 3 repeats
-    python scripts/bench_probe_host.py --steps 3000 --repeats 5 --no-tensorboard
+    python scripts/bench.py host-probes                 # VGG-16 width 1, 1000 steps, 3 repeats
+    python scripts/bench.py host-probes --steps 3000 --repeats 5 --no-tensorboard
 
 On a GPU a CUDA-graph step takes ~4 ms and the host only has to launch it; every millisecond the
 host spends elsewhere (writing tables and TensorBoard events at a flush, one-off set-up) is time the
 GPU may wait. This measures that host time without a GPU: the probe of a VGG-16 gets its per-step
 records the way a replayed graph hands them over (``capture`` -> ``replayed``), with random values
 of the right shapes, and is flushed every ``trainer.log_every`` steps through a real Recorder into a
-temporary folder, exactly as ``train.py`` does. Printed (medians of the repeats, each after one
+temporary folder, exactly as the training loop does. Printed (medians of the repeats, each after one
 warm-up flush): milliseconds per step the training thread spends in flushes; CPU milliseconds per
 step of the whole process, every thread (TensorBoard's event writer has its own, and it holds the
 GIL while it checksums), from the per-step copies to everything on disk; and the one-off set-up of
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
