@@ -50,13 +50,16 @@ class LpNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            mean, norm = self.batch_stats(x)
+            # statistics in fp32 also under bf16 autocast, as BN's kernels accumulate them (and the
+            # running buffers are fp32); for an fp32 input .float() is the tensor itself
+            mean, norm = self.batch_stats(x.float())
             with torch.no_grad():
                 m = self.cfg.momentum
                 self.running_mean.lerp_(mean.detach(), m)
                 self.running_norm.lerp_(norm.detach(), m)
         else:
             mean, norm = self.running_mean, self.running_norm
+        mean, norm = mean.to(x.dtype), norm.to(x.dtype)
         centred = x - self._shape(mean, x) if self.cfg.center else x
         y = centred / (self._shape(norm, x) + self.cfg.eps)
         return y * self._shape(self.weight, x) + self._shape(self.bias, x)
