@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from ics_study import aggregate, checkpoint, run_records, sweeps
+from ics_study.analysis import aggregate, run_records, sweeps
 from ics_study.data import cifar10
 from ics_study.errors import UserError
-from ics_study.train import train
+from ics_study.train import checkpoint, train
 
 from .conftest import TINY, compose, run_cli
 from .test_data import write_fake_cifar
