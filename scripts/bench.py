@@ -34,6 +34,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     script = HERE / BENCHMARKS[name]
     sys.argv = [f"bench.py {name}", *rest]
+    sys.path.insert(0, str(HERE))  # the benchmarks import each other (probes uses loop's helpers)
     runpy.run_path(str(script), run_name="__main__")
 
 

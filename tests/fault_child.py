@@ -127,13 +127,13 @@ def graph_stand_in() -> None:
 
 
 def main(argv: list[str]) -> None:
+    # everything after "--" goes to ics-study untouched (argparse would take its "-m" for an option)
+    ours, args = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(prog="python -m tests.fault_child")
     parser.add_argument("--fault", help="MOMENT:N")
     parser.add_argument("--job", type=int)
     parser.add_argument("--graph", action="store_true")
-    parser.add_argument("args", nargs=argparse.REMAINDER)
-    opts = parser.parse_args(argv)
-    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    opts = parser.parse_args(ours)
     if opts.graph:
         graph_stand_in()
     if opts.fault:

@@ -46,7 +46,10 @@ def child(*extra: str, fault: str | None = None, graph: bool = False, job: int |
     cmd += ["--fault", fault] if fault else []
     cmd += ["--graph"] if graph else []
     cmd += ["--job", str(job)] if job is not None else []
-    return subprocess.run([*cmd, "--", *ARGS, *extra], cwd=REPO, capture_output=True, text=True, timeout=600)
+    flags = [a for a in extra if a == "-m"]  # Hydra takes its flags before the overrides
+    overrides = [a for a in extra if a != "-m"]
+    return subprocess.run([*cmd, "--", *flags, *ARGS, *overrides], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
 
 
 def assert_killed(proc, fault):

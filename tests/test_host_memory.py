@@ -45,7 +45,7 @@ def test_freed_large_blocks_are_reused_without_page_faults():
 
 def test_training_on_cpu_switches_it_on_and_the_off_switch_is_honoured(tiny_cfg, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("ics_study.train.keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr("ics_study.train.process.keep_freed_memory", lambda: calls.append(1) or True)
     from ics_study.train import train
 
     train(tiny_cfg("trainer.max_steps=2", "trainer.reuse_host_memory=false"), tmp_path / "off")

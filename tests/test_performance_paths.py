@@ -183,7 +183,7 @@ def test_targets_table_judges_each_target_strictly(tmp_path):
 def test_profile_script_records_only_the_steps_after_skip():
     """3 skipped steps, 4 profiled: each of the noisy VGG-11's 8 conv layers appears 4 times in the
     forward and 4 times in the backward (no step 1, no final evaluation in the window)."""
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "profile_step.py"), "--model", "vgg_bn_noise",
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "profile", "--model", "vgg_bn_noise",
                           "model.depth=11", "--width", "0.0625", "--skip", "3", "--steps", "4", "--device", "cpu"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -215,8 +215,8 @@ def test_gpu_check_runs_the_parts_asked_for_and_refuses_an_unknown_one(tmp_path)
 def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeypatch):
     """By hand: 1000 steps of 128 at 32,000 img/s overall and 33,000 steady leave 4.0 - 3.879 = 0.121 s
     of one-off time; probes off: 1000 steps at 34,000 overall, 34,200 steady."""
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))  # bench_probes.py imports bench.py beside it
-    spec = importlib.util.spec_from_file_location("bench_probes", REPO / "scripts" / "bench_probes.py")
+    monkeypatch.syspath_prepend(str(REPO / "scripts" / "benchmarks"))  # probes.py imports loop.py beside it
+    spec = importlib.util.spec_from_file_location("bench_probes", REPO / "scripts" / "benchmarks" / "probes.py")
     bp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bp)
     on_once = bp.one_off_seconds(1000, 32_000, 33_000)
@@ -231,7 +231,7 @@ def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeyp
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    spec = importlib.util.spec_from_file_location("bench_loop", REPO / "scripts" / "benchmarks" / "loop.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -285,29 +285,19 @@ def _median_ms(stdout: str, row: str) -> float:
 
 @pytest.mark.slow
 def test_host_benchmarks_run_and_report_positive_times():
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_probe_host.py"), "--width", "0.0625",
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "host-probes", "--width", "0.0625",
                           "--steps", "200", "--repeats", "1"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert _median_ms(out.stdout, "flushes") > 0 and _median_ms(out.stdout, "all probe bookkeeping") > 0
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_loop_host.py"), "--steps", "120", "--repeats", "1"],
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "host", "--steps", "120", "--repeats", "1"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert _median_ms(out.stdout, "probes off") > 0 and _median_ms(out.stdout, "probes on") > 0
 
 
 @pytest.mark.slow
-def test_host_memory_benchmark_runs_and_reports_both_settings():
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_host_memory.py"), "--width", "0.0625",
-                          "--steps", "3", "--repeats", "1"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    for row in ("glibc's defaults", "freed memory kept (default)"):
-        steady, evaluation, rss = (float(c) for c in _row(out.stdout, row)[:3])
-        assert steady > 0 and evaluation > 0 and rss > 100
-
-
-@pytest.mark.slow
 def test_noise_benchmark_runs_and_reports_both_forms():
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_noise.py"), "--width", "0.0625",
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "noise", "--width", "0.0625",
                           "--batch", "16", "--steps", "2", "--repeats", "1"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     for row in ("BN", "noisy BN, now", "noisy BN, before", "now", "before"):

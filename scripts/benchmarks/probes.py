@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import data_overrides, steady_after  # noqa: E402  (scripts/bench.py)
+from loop import data_overrides, steady_after  # noqa: E402  (benchmarks/loop.py, beside this file)
 
 from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402

@@ -27,7 +27,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench import data_overrides  # noqa: E402  (scripts/bench.py)
+from loop import data_overrides  # noqa: E402  (benchmarks/loop.py, beside this file)
 
 from ics_study.compose import compose  # noqa: E402
 from ics_study.train import train  # noqa: E402
