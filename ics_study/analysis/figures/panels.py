@@ -53,7 +53,8 @@ def seed_lines(ax, df: pd.DataFrame, lrs: list[float] | None = None, smooth: int
         mean = wide.mean(axis=1)
         if wide.shape[1] > 1:
             name += f" ({wide.shape[1]} seeds)"
-            ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color(variant), alpha=0.2, lw=0)
+            ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color(variant), alpha=0.2, lw=0,
+                            rasterized=True)  # thousands of vertices per band: a PDF stays small
         ax.plot(mean.index, mean.values, style, color=color(variant), label=name)
         drawn += 1
     return drawn
