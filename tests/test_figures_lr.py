@@ -61,7 +61,7 @@ def test_lines_are_per_lr_and_diverged_runs_apart(mixed):
         np.testing.assert_allclose(line.get_ydata(), alone)
         fig4 = FIGURES["fig4"](runs)
         assert "lr 0.1" in fig4._suptitle.get_text() and "lr 0.02, 0.5 not shown" in fig4._suptitle.get_text()
-        bands = _legend(fig4.axes[0])
+        bands = [t.get_text() for t in fig4.legends[0].get_texts()]  # one legend, under the panels
         assert "Standard + BatchNorm (2 seeds)" in bands and "Standard" in bands
         assert any("diverged" in t for t in bands) and not any("0.5" in t for t in bands)
         fig2 = FIGURES["fig2"](runs)

@@ -60,6 +60,7 @@ def test_figure_objects(sweep):
         assert fig3.axes[0].get_yscale() == "log" and len(fig3.axes[0].get_lines()) == 3
         fig4 = FIGURES["fig4"](runs)
         assert len(fig4.axes[0].collections) == 3 and "smoothness" in fig4.axes[2].get_ylabel()
+        assert len(fig4.legends) == 1 and not any(ax.get_legend() for ax in fig4.axes)  # inside, it hid the bands
         fig8 = FIGURES["fig8"](runs)
         assert len(fig8.axes) == 12 and all(len(ax.get_lines()) == 3 for ax in fig8.axes)
         plt.close("all")
@@ -95,6 +96,20 @@ def test_fig8_legend_sits_outside_the_panels(sweep):
     assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 3  # one line per network
     assert not any(ax.get_legend() for ax in fig.axes)  # inside a panel it hid the curves
     plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["fig2", "fig8"])
+def test_every_title_fits_inside_its_figure(sweep, name):
+    """Fig 2's one-line title was wider than the figure: the saved file cut it at both sides."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(RC):
+        fig = FIGURES[name](find_runs([sweep]))
+        fig.canvas.draw()
+        title = fig._suptitle.get_window_extent()
+        width = fig.bbox.width
+    plt.close(fig)
+    assert 0 <= title.x0 and title.x1 <= width, (title.x0, title.x1, width)
 
 
 def test_report_numbers_equal_a_direct_computation(sweep, tmp_path):
@@ -177,3 +192,33 @@ def test_figures_take_their_runs_from_the_aggregate(sweep, tmp_path):
     read = find_runs([copy]).table
     pd.testing.assert_frame_equal(built.drop(columns="path"), read.drop(columns="path"), check_dtype=False)
     assert set(read[read.ics].lr) == {0.1} and set(read[~read.ics].lr) == {0.5} and read.probe.all()
+
+
+def test_wall_time_per_preset_from_a_hand_made_table():
+    from ics_study.analysis.report import wall_time_table
+
+    runs = pd.DataFrame({"path": ["/r/paper/0_vgg", "/r/paper/1_vgg", "/r/paper/2_vgg", "/r/paper/3_vgg_bn", "/r/lp/0_lp1"],
+                         "variant": ["vgg", "vgg", "vgg", "vgg_bn", "vgg_lp1"], "device": ["cpu"] * 4 + ["cuda"],
+                         "summary/wall_time_s": [120.0, 180.0, 600.0, 240.0, np.nan]})
+    w = wall_time_table(runs).set_index(["sweep", "variant"])
+    assert w.loc[("paper", "vgg")].tolist() == ["cpu", 3, 3.0, 2.0, 15.0]  # median, fastest, sum in minutes
+    assert w.loc[("paper", "vgg_bn")].tolist() == ["cpu", 1, 4.0, 4.0, 4.0]
+    lp = w.loc[("lp", "vgg_lp1")]
+    assert lp.device == "cuda" and lp.runs == 1 and pd.isna(lp.median_min) and pd.isna(lp.total_min)
+
+
+@pytest.mark.parametrize("name", ["fig3", "fig4", "fig8"])
+def test_the_dln_runs_stay_out_of_the_vgg_figures(sweep, tmp_path, name):
+    """DLN runs carry ICS, landscape and probes at lr 1e-6: fig3's title once listed their lr as "not shown"."""
+    import matplotlib.pyplot as plt
+
+    from ics_study.analysis.runs import Runs
+
+    runs = find_runs([sweep])
+    dln = runs.table.iloc[:1].assign(variant="dln_batch", lr=1e-6, path=str(tmp_path / "dln"), ics=True,
+                                     landscape=True, probe=True)
+    with plt.rc_context(RC):
+        fig = FIGURES[name](Runs(pd.concat([runs.table, dln], ignore_index=True)))
+    title = fig._suptitle.get_text()
+    plt.close(fig)
+    assert "1e-06" not in title and "dln" not in title.lower(), title

@@ -12,7 +12,9 @@ Definitions (per run, then mean ± sample std over seeds):
 - train-curve area: the mean batch training accuracy over all steps (speed; never at a ceiling);
 - steps to X%: the first step at which the 100-step rolling mean of the batch accuracy reaches X;
   the mean over seeds, or "not reached (k/n)" if some seed never got there;
-- noisy nets' test accuracy three ways (docs/measurements.md): as trained, recalibrated, noise on.
+- noisy nets' test accuracy three ways (docs/measurements.md): as trained, recalibrated, noise on;
+- wall time per preset: per sweep (the runs' parent folder) and variant, the median and the fastest
+  run's ``wall_time_s`` (a resumed run's counts every attempt) and their sum.
 """
 
 from __future__ import annotations
@@ -51,8 +53,24 @@ def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def wall_time_table(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Minutes per run for each sweep and variant: what a preset costs on the hardware that ran it."""
+    wall = runs_df["summary/wall_time_s"] if "summary/wall_time_s" in runs_df else pd.Series(np.nan, runs_df.index)
+    df = pd.DataFrame({"sweep": runs_df.path.map(lambda p: Path(p).parent.name), "variant": runs_df.variant,
+                       "device": runs_df.get("device", pd.Series("-", runs_df.index)).fillna("-"),
+                       "minutes": wall.astype(float) / 60})
+    out = [{"sweep": sweep, "variant": variant, "device": ", ".join(sorted(set(g.device.astype(str)))), "runs": len(g),
+            "median_min": g.minutes.median(), "fastest_min": g.minutes.min(), "total_min": g.minutes.sum(min_count=1)}
+           for (sweep, variant), g in df.groupby(["sweep", "variant"], sort=True)]
+    return pd.DataFrame(out, columns=["sweep", "variant", "device", "runs", "median_min", "fastest_min", "total_min"])
+
+
 def _fmt(mean, std) -> str:
     return "-" if pd.isna(mean) else f"{mean:.3f} ± {0 if pd.isna(std) else std:.3f}"
+
+
+def _minutes(v) -> str:
+    return "-" if pd.isna(v) else f"{v:.1f} min"
 
 
 def _steps(r, th: int) -> str:
@@ -108,6 +126,10 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: li
         lines += [f"| {r.variant} | {r.lr:g} | {_fmt(r.test_acc_mean, r.test_acc_std)} | "
                   f"{_fmt(r.test_acc_recalibrated_mean, r.test_acc_recalibrated_std)} | "
                   f"{_fmt(r.test_acc_noise_on_mean, r.test_acc_noise_on_std)} |" for r in noisy.itertuples()]
+    lines += ["", "## Wall time per preset", "",
+              "| sweep | variant | device | runs | median per run | fastest run | all runs |", "|---" * 7 + "|"]
+    lines += [f"| {w.sweep} | {w.variant} | {w.device} | {w.runs} | {_minutes(w.median_min)} | "
+              f"{_minutes(w.fastest_min)} | {_minutes(w.total_min)} |" for w in wall_time_table(table).itertuples()]
     lines += ["", "Definitions: `ics_study/analysis/report.py`, `ics_study/analysis/claims.py` (statistics, tolerances), "
               "`ics_study/analysis/verdicts.py` (rules: with >= 3 seeds a side, \"reproduced\" needs every run of one "
               "side beyond every run of the other).", ""]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..recording.storage import atomic_write
+from .report import wall_time_table
 
 COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
            "inconclusive": "#9a6700", "not measured": "#6e7781"}
@@ -81,6 +82,11 @@ def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFr
                             for k in ("train_acc", "auc", "test_acc_last3", "test_acc", "test_acc_recalibrated", "test_acc_noise_on")]
                          + [" / ".join(_num(getattr(r, f"steps_to_{t}"), "{:.0f}") for t in (50, 80, 90, 99)), str(r.diverged)]
                          for r in res.itertuples()]))
+    parts.append("<h2 id='wall-time'>Wall time per preset</h2>")
+    parts.append(_table(["sweep", "variant", "device", "runs", "median per run", "fastest run", "all runs"],
+                        [[e(w.sweep), e(str(w.variant)), e(w.device), str(w.runs)]
+                         + [_num(v, "{:.1f} min") for v in (w.median_min, w.fastest_min, w.total_min)]
+                         for w in wall_time_table(table).itertuples()]))
     parts.append("<h2 id='runs'>Runs</h2>")
     wall = table["summary/wall_time_s"] if "summary/wall_time_s" in table else pd.Series(index=table.index, dtype=float)
     parts.append(_table(["run", "variant", "lr", "seed", "status", "steps", "wall time", "device"],

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..runs import Runs
 from .panels import ridge, seed_band, seed_lines
-from .style import figure, label
+from .style import figure, label, suptitle
 
 
 class MissingRuns(Exception):
@@ -24,6 +24,12 @@ def _need(runs: Runs, what: str, **where) -> Runs:
     return sub
 
 
+def _vgg(runs: Runs) -> Runs:
+    """The VGG runs: the DLN's runs carry probes, ICS and the landscape too, at lrs of their own."""
+    return Runs(runs.table[runs.table.variant.astype(str).str.startswith("vgg")])
+
+
+NETWORKS = ["vgg", "vgg_bn", "vgg_bn_noise"]  # the three networks of Figures 2, 4 and 8 (the l_p nets: fig_lp)
 PAPER_LR = 0.1  # Figures 2, 4 and 8 and the l_p figures are at lr 0.1 (PROTOCOL.md)
 
 
@@ -86,13 +92,13 @@ def fig1(runs: Runs):
     _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
     at_lr, note = _at_lr(sub)
     _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
-    fig.suptitle(f"Figure 1: VGG with and without BatchNorm (histograms: first seed, {note.split(';')[0]}{left_out})")
+    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: first seed, {note.split(';')[0]}{left_out})")
     return fig
 
 
 def fig2(runs: Runs):
     """Training accuracy of standard, BN and noisy BN; stacked histograms of layers #2, #9, #13."""
-    variants = ["vgg", "vgg_bn", "vgg_bn_noise"]
+    variants = NETWORKS
     sub = _need(runs, "runs of vgg_bn_noise with vgg and vgg_bn (experiment=fig2)", variant="vgg_bn_noise")
     sub, note = _at_lr(runs.select(variant=variants))
     fig, axes = figure(4, 3, height_per_row=1.6)
@@ -101,13 +107,13 @@ def fig2(runs: Runs):
         ax.remove()
     _accuracy(fig.add_subplot(grid[0, :]), sub, "train", smooth=25)  # one wide panel on top
     _ridges(axes[1:], sub, [2, 9, 13], variants, None)
-    fig.suptitle(f'Figure 2: "noisy" BatchNorm trains like BatchNorm despite unstable activations ({note})')
+    suptitle(fig, f'Figure 2: "noisy" BatchNorm trains like BatchNorm despite unstable activations ({note})')
     return fig
 
 
 def fig3(runs: Runs):
     """ICS ||G - G'|| (log) and cos(G, G') for layers #5 and #10, lr 0.1 and 0.01."""
-    sub, left_out = _at_lrs(_need(runs, "runs with ics.enabled=true (experiment=fig3)", ics=True), (0.1, 0.01))
+    sub, left_out = _at_lrs(_need(_vgg(runs), "runs with ics.enabled=true (experiment=fig3)", ics=True), (0.1, 0.01))
     fig, axes = figure(2, 2)
     for j, layer in enumerate((5, 10)):
         for i, (stat, ylabel) in enumerate((("l2_diff", r"$\|G - G'\|_2$"), ("cosine", r"$\cos(G, G')$"))):
@@ -118,28 +124,30 @@ def fig3(runs: Runs):
                 ax.set_yscale("log")
             if n and i == 0 and j == 0:
                 ax.legend()
-    fig.suptitle(f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})")
+    suptitle(fig, f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})")
     return fig
 
 
 def fig4(runs: Runs):
     """Loss range, gradient predictiveness range and effective beta-smoothness along the gradient."""
-    sub, note = _at_lr(_need(runs, "runs with landscape.enabled=true (experiment=fig4)", landscape=True))
+    sub = _need(runs, "runs with landscape.enabled=true (experiment=fig4)", landscape=True, variant=NETWORKS)
+    sub, note = _at_lr(sub)
     fig, axes = figure(1, 3, height_per_row=2.0)
     for ax, (lo, hi, ylabel) in zip(axes[0][:2], (("loss_min", "loss_max", "loss landscape"),
                                                    ("gradpred_min", "gradpred_max", "gradient predictiveness"))):
         seed_band(ax, sub.metric(f"landscape/{lo}"), sub.metric(f"landscape/{hi}"))
         ax.set(xlabel="steps", ylabel=ylabel, yscale="log")
-        ax.legend()
     seed_lines(axes[0][2], sub.metric("landscape/beta_smoothness"))
     axes[0][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness")
-    fig.suptitle(f"Figure 4: the loss landscape along the gradient ({note})")
+    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside them it hid the bands
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
+    suptitle(fig, f"Figure 4: the loss landscape along the gradient ({note})")
     return fig
 
 
 def fig8(runs: Runs):
     """|mu_{t+1}-mu_t|, |var_{t+1}-var_t|, mu_t - mu_0, var_t - var_0 of layers #2, #9, #13."""
-    sub = _need(runs, "runs with activation probes (experiment=fig2)", probe=True)
+    sub = _need(runs, "runs with activation probes (experiment=fig2)", probe=True, variant=NETWORKS)
     sub, note = _at_lr(sub)
     rows = [("mean", "diff", r"$|\mu_{t+1} - \mu_t|$"), ("var", "diff", r"$|\sigma^2_{t+1} - \sigma^2_t|$"),
             ("mean", "drift", r"$\mu_t - \mu_0$"), ("var", "drift", r"$\sigma^2_t - \sigma^2_0$")]
@@ -157,7 +165,7 @@ def fig8(runs: Runs):
                 ax.set_yscale("log")
     handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hides curves
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    fig.suptitle(f"Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps; {note})")
+    suptitle(fig, f"Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps; {note})")
     return fig
 
 
@@ -179,35 +187,44 @@ def fig_lp(runs: Runs):
     _need(runs, "runs of vgg_lp1/vgg_lp2/vgg_lpinf (experiment=lp_norms)", variant=lp)
     both, note = _at_lr(runs.select(variant=lp + ["vgg", "vgg_bn"]))
     sub = both.select(variant=lp)
-    fig, axes = figure(3, 3, height_per_row=1.7)
+    fig, axes = figure(2, 3, height_per_row=1.7)
     _accuracy(axes[0][0], both, "train", smooth=25)
     seed_lines(axes[0][1], both.metric("landscape/beta_smoothness"))
     axes[0][1].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness")
+    handles, labels = axes[0][0].get_legend_handles_labels()  # in the free third panel: over the curves it hid them
+    axes[0][0].get_legend().remove()
+    axes[0][2].legend(handles, labels, loc="center left")
     axes[0][2].set_axis_off()
     _ridges(axes[1:], sub, [11], lp, None)
-    for ax in axes[2]:
-        ax.set_axis_off()
-    fig.suptitle(f"Figures 5, 6, 12: l_p normalisations ({note})")
+    suptitle(fig, f"Figures 5, 6, 12: l_p normalisations ({note})")
     return fig
 
 
+DLN_LR = 1e-6  # the paper's main lr for the deep linear network; 1e-7 runs are judged nowhere and drawn apart
+
+
 def fig_dln(runs: Runs):
-    """Deep linear network: loss, ICS at layers #9 and #17, and the landscape (Figures 3b, 5b, 9, 10, 13)."""
+    """Deep linear network at lr 1e-6: training loss and beta-smoothness of every normalisation
+    (Figures 9, 13); ICS at layers #9 and #17 and the landscape bands, with and without BN (Figures 3b,
+    5b, 10: ten overlapping bands hid each other)."""
     sub = _need(runs, "deep-linear-network runs (experiment=dln)", data="linear_regression")
+    sub, note = _at_lr(sub, DLN_LR)
+    pair = sub.select(variant=["dln_none", "dln_batch"])
     fig, axes = figure(2, 3)
-    seed_lines(axes[0][0], sub.metric("train/loss"))
+    seed_lines(axes[0][0], sub.metric("train/loss"), show_lr=False)
     axes[0][0].set(xlabel="steps", ylabel="training loss", yscale="log")
-    axes[0][0].legend()
     for j, layer in enumerate((9, 17)):
-        seed_lines(axes[0][j + 1], sub.metric(f"ics/layer{layer:02d}/l2_diff"))
+        seed_lines(axes[0][j + 1], pair.metric(f"ics/layer{layer:02d}/l2_diff"), show_lr=False)
         axes[0][j + 1].set(xlabel="steps", ylabel=r"$\|G - G'\|_2$", title=f"ICS, layer #{layer}", yscale="log")
-    seed_band(axes[1][0], sub.metric("landscape/loss_min"), sub.metric("landscape/loss_max"))
+    seed_band(axes[1][0], pair.metric("landscape/loss_min"), pair.metric("landscape/loss_max"), show_lr=False)
     axes[1][0].set(xlabel="steps", ylabel="loss landscape", yscale="log")
-    seed_band(axes[1][1], sub.metric("landscape/gradpred_min"), sub.metric("landscape/gradpred_max"))
+    seed_band(axes[1][1], pair.metric("landscape/gradpred_min"), pair.metric("landscape/gradpred_max"), show_lr=False)
     axes[1][1].set(xlabel="steps", ylabel="gradient predictiveness", yscale="log")
-    seed_lines(axes[1][2], sub.metric("landscape/beta_smoothness"))
+    seed_lines(axes[1][2], sub.metric("landscape/beta_smoothness"), show_lr=False)
     axes[1][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness", yscale="log")
-    fig.suptitle("Deep linear network")
+    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hid the curves
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5) or 1)
+    suptitle(fig, f"Deep linear network ({note}; ICS and the landscape bands: with and without BN)")
     return fig
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
@@ -39,3 +41,12 @@ def label(variant: str) -> str:
 def figure(rows: int, cols: int, width: float = 2 * COLUMN_WIDTH, height_per_row: float = 1.6):
     """A figure two columns wide (call inside ``plt.rc_context(RC)``, as ``make_figures`` does)."""
     return plt.subplots(rows, cols, figsize=(width, height_per_row * rows), squeeze=False, layout="constrained")
+
+
+def suptitle(fig, text: str) -> None:
+    """The figure's title, wrapped to the figure's width (a one-line title wider than the figure is
+    clipped at both sides by the tight bounding box)."""
+    size = matplotlib.font_manager.FontProperties(size=plt.rcParams["figure.titlesize"]).get_size_in_points()
+    chars = int(fig.get_figwidth() * 72 / (0.6 * size))  # 0.6 em: a generous mean glyph width
+    lines = -(-len(text) // chars)
+    fig.suptitle(textwrap.fill(text, width=-(-len(text) // lines) + 8))  # lines of about equal length
