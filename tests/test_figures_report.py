@@ -222,3 +222,18 @@ def test_the_dln_runs_stay_out_of_the_vgg_figures(sweep, tmp_path, name):
     title = fig._suptitle.get_text()
     plt.close(fig)
     assert "1e-06" not in title and "dln" not in title.lower(), title
+
+
+def test_the_report_names_run_folders_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from ics_study.analysis.report import run_folders
+
+    runs = pd.DataFrame({"path": [str(tmp_path / "sweeps" / "a" / "0_vgg"), str(tmp_path / "sweeps" / "a" / "1_vgg"),
+                                  str(tmp_path / "sweeps" / "b" / "0_vgg")]})
+    monkeypatch.chdir(tmp_path)
+    assert run_folders(runs) == ["sweeps/a", "sweeps/b"]
+    monkeypatch.chdir(tmp_path / "..")
+    assert run_folders(runs) == [f"{tmp_path.name}/sweeps/a", f"{tmp_path.name}/sweeps/b"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run_folders(runs) == [str((tmp_path / "sweeps" / "a").resolve()), str((tmp_path / "sweeps" / "b").resolve())]

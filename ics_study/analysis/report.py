@@ -69,6 +69,14 @@ def _fmt(mean, std) -> str:
     return "-" if pd.isna(mean) else f"{mean:.3f} ± {0 if pd.isna(std) else std:.3f}"
 
 
+def run_folders(table: pd.DataFrame) -> list[str]:
+    """The folders holding the runs, relative to the working directory where they lie below it (a
+    committed report should not name the machine's absolute paths)."""
+    here = Path.cwd().resolve()
+    folders = {Path(p).resolve().parent for p in table.path}
+    return sorted(str(f.relative_to(here)) if f.is_relative_to(here) else str(f) for f in folders)
+
+
 def _minutes(v) -> str:
     return "-" if pd.isna(v) else f"{v:.1f} min"
 
@@ -93,7 +101,7 @@ def disagreements(cl: pd.DataFrame) -> list[str]:
 
 
 def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: list[str]) -> str:
-    lines = ["# ics-study report", "", f"{len(table)} runs from: " + ", ".join(sorted({str(Path(p).parent) for p in table.path})), ""]
+    lines = ["# ics-study report", "", f"{len(table)} runs from: " + ", ".join(run_folders(table)), ""]
     notes = sorted({f"{d} data, width {w:g}, {s} steps, {p}" for d, w, s, p in
                     zip(table.data, table.width, table.max_steps, table.precision)})
     counts = cl.verdict.str.split(" \\(").str[0].value_counts()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..recording.storage import atomic_write
-from .report import wall_time_table
+from .report import run_folders, wall_time_table
 
 COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
            "inconclusive": "#9a6700", "not measured": "#6e7781"}
@@ -60,7 +60,7 @@ def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFr
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ics-study report</title>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{STYLE}</style></head><body>",
              "<h1>ics-study report</h1>",
-             f"<p class='small'>{len(table)} runs from {e(', '.join(sorted({str(Path(p).parent) for p in table.path})))}</p>",
+             f"<p class='small'>{len(table)} runs from {e(', '.join(run_folders(table)))}</p>",
              "<h2 id='claims'>The paper's claims</h2>"]
     rows = []
     for c in cl.itertuples():

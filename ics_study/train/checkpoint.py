@@ -107,9 +107,9 @@ def read(path: Path) -> dict:
             outer = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except UserError:
         raise
-    except Exception as e:
+    except Exception as e:  # whatever a flipped byte breaks first (the zip, the pickle, a latin-1 decode)
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot load checkpoint {path}: {first[:200]}. Delete it to start afresh.") from None
+        raise broken(f"it does not load: {first[:200]}") from None
     if not isinstance(outer, dict):
         raise broken(f"it holds a {type(outer).__name__}, not a checkpoint")
     for key, kind in REQUIRED.items():

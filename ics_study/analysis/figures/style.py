@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
+
+# Subsetting a bundled font for a PDF, fontTools warns that its 'created' stamp "seems very low": a
+# property of the font file, not of our figures, printed once per PDF.
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 
 COLORS = {
     "vgg": "#1f77b4", "vgg_bn": "#d62728", "vgg_bn_noise": "#2ca02c",
