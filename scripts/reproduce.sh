@@ -39,7 +39,7 @@ ics-study train -m experiment=paper model=vgg,vgg_bn "${vgg[@]}" "hydra.sweep.di
 ics-study train -m experiment=paper model=vgg_bn_noise optim.lr=0.1 "${vgg[@]}" "hydra.sweep.dir=$runs/noisy"
 ics-study train -m experiment=lp_norms model=vgg_lp1,vgg_lp2,vgg_lpinf "${vgg[@]}" "hydra.sweep.dir=$runs/lp"
 # The DLN's 10x10 layers leave a second thread idle: the two sweeps run side by side, one thread each
-# (measured here: a BN-DLN run 95 s so, 143 s alone on two threads).
+# (measured here: a BN-DLN run 98-105 s so, 139-143 s alone on two threads).
 pids=()
 for lr in 1e-6 1e-7; do
   ics-study train -m experiment=dln optim.lr=$lr trainer.threads=1 "${common[@]}" "hydra.sweep.dir=$runs/dln_lr$lr" &
