@@ -24,12 +24,7 @@ def _need(runs: Runs, what: str, **where) -> Runs:
     return sub
 
 
-def _vgg(runs: Runs) -> Runs:
-    """The VGG runs: the DLN's runs carry probes, ICS and the landscape too, at lrs of their own."""
-    return Runs(runs.table[runs.table.variant.astype(str).str.startswith("vgg")])
-
-
-NETWORKS = ["vgg", "vgg_bn", "vgg_bn_noise"]  # the three networks of Figures 2, 4 and 8 (the l_p nets: fig_lp)
+NETWORKS = ["vgg", "vgg_bn", "vgg_bn_noise"]  # Figures 2, 3, 4 and 8 (the l_p nets: fig_lp; the DLN: fig_dln)
 PAPER_LR = 0.1  # Figures 2, 4 and 8 and the l_p figures are at lr 0.1 (PROTOCOL.md)
 
 
@@ -113,7 +108,7 @@ def fig2(runs: Runs):
 
 def fig3(runs: Runs):
     """ICS ||G - G'|| (log) and cos(G, G') for layers #5 and #10, lr 0.1 and 0.01."""
-    sub, left_out = _at_lrs(_need(_vgg(runs), "runs with ics.enabled=true (experiment=fig3)", ics=True), (0.1, 0.01))
+    sub, left_out = _at_lrs(_need(runs, "runs with ics.enabled=true (experiment=fig3)", ics=True, variant=NETWORKS), (0.1, 0.01))
     fig, axes = figure(2, 2)
     for j, layer in enumerate((5, 10)):
         for i, (stat, ylabel) in enumerate((("l2_diff", r"$\|G - G'\|_2$"), ("cosine", r"$\cos(G, G')$"))):
