@@ -32,6 +32,12 @@ class NoiseConfig:
     n_sigma: float = 1.25  # per-step, per-channel scale sigma_j ~ U(1, n_sigma)
     r_mu: float = 0.1  # per-element shift m ~ U(mu_j - r_mu, mu_j + r_mu)
     r_sigma: float = 0.1  # per-element scale s ~ N(sigma_j, r_sigma); r_sigma is a std [I]
+    # where the random numbers come from (the distribution is the same): "counter" (a counter-based
+    # generator in one fused pass, ics_study/models/noise_stream.py; 3-4x cheaper on a CPU than torch's
+    # serial one), "generator" (torch.Generator: Philox on a GPU, Mersenne twister on a CPU), or
+    # "auto": counter on a CPU, generator on a GPU (registered with CUDA graphs). A seed gives one
+    # trajectory per choice
+    rng: str = "auto"
 
 
 @dataclass

@@ -6,6 +6,7 @@ from .config import CUDA_GRAPH_SETTINGS, TrainConfig, cuda_graph_setting
 from .data import DATASETS
 from .errors import UserError
 from .models import ARCHS, NORMS, PLANS
+from .models.noise_stream import NOISE_RNGS
 
 
 def _one_of(key: str, value, allowed) -> None:
@@ -32,6 +33,7 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"model.noise.n_sigma={m.noise.n_sigma} must be >= 1 (sigma_j ~ U(1, n_sigma))")
     for key in ("n_mu", "r_mu", "r_sigma"):
         _positive(f"model.noise.{key}", getattr(m.noise, key), strict=False)
+    _one_of("model.noise.rng", m.noise.rng, NOISE_RNGS)
     _positive("model.features", m.features)
     _positive("model.bn_eps", m.bn_eps)
     _positive("model.lp.eps", m.lp.eps)

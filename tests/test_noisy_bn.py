@@ -1,19 +1,36 @@
-"""The noisy BN against Algorithm 1 of the paper, on a fixed input."""
+"""The noisy BN against Algorithm 1 of the paper, on a fixed input, with every source of its random
+numbers: the counter-based stream (compiled and eager) and torch's generator. The counter stream's
+own statistics, layer by layer, are in tests/test_noise_stream.py."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from ics_study.config import NoiseConfig
+from ics_study.models.noise_stream import CounterStream
 from ics_study.models.noisy_bn import NoisyBatchNorm
 
 C = 256  # many channels so that per-channel draws cover their ranges
+STREAMS = {"counter": lambda seed: CounterStream().manual_seed(seed),
+           "counter-eager": lambda seed: CounterStream(compiled=False).manual_seed(seed),
+           "generator": lambda seed: torch.Generator().manual_seed(seed)}
+
+
+@pytest.fixture(params=sorted(STREAMS), autouse=True)
+def stream(request, monkeypatch):
+    """Every test runs once per stream kind (make_layer reads it)."""
+    monkeypatch.setitem(globals(), "_STREAM", STREAMS[request.param])
+    return request.param
+
+
+_STREAM = STREAMS["counter"]
 
 
 def make_layer(seed=0, **noise):
     layer = NoisyBatchNorm(C, NoiseConfig(**noise))
-    layer.generator = torch.Generator().manual_seed(seed)
+    layer.generator = _STREAM(seed)
     with torch.no_grad():
         layer.weight.fill_(2.0)  # gamma and beta non-trivial: noise must come after them
         layer.bias.fill_(0.3)

@@ -11,13 +11,13 @@ The noise is non-zero-mean, non-unit-variance and changes every step, so the dis
 layer's input keeps moving ("internal covariate shift" in its plainest sense) while BN still does
 its job underneath. Evaluation mode adds no noise.
 
-Cost per layer and step: two per-channel draws (one small kernel each), two random fills and three
-elementwise passes, all in the activation's channels-last layout (see ``_elementwise``);
-``scripts/bench_noise.py`` times it against the first version (14 kernels, eight full-size passes).
-
-All randomness comes from ``self.generator`` (set by ``vgg.set_noise_generator``) so a run is
-reproducible from its seed and a measurement can replay a step's noise exactly by saving and
-restoring the generator's state.
+All randomness comes from ``self.generator`` (set by ``models.set_noise_generator``): a counter-based
+``CounterStream`` (noise_stream.py: every number of a draw in one fused pass; the default on a CPU)
+or a ``torch.Generator`` (two random fills and a per-channel draw each for s and m; the default on a
+GPU). Either way a run is reproducible from its seed, and a measurement replays a step's noise
+exactly by saving and restoring the stream's state. The noise is drawn in the activation's
+channels-last order (see ``_elementwise``), so a seed gives the same noise in either layout;
+``scripts/bench.py noise`` times the two streams.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..config import NoiseConfig
+from .noise_stream import CounterStream, Stream
 
 
 class NoisyBatchNorm(nn.BatchNorm2d):
@@ -33,7 +34,7 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.n_mu, self.n_sigma = float(noise.n_mu), float(noise.n_sigma)
         self.r_mu, self.r_sigma = float(noise.r_mu), float(noise.r_sigma)
-        self.generator: torch.Generator | None = None
+        self.generator: Stream | None = None  # the run's noise stream (noise_stream.py)
         self.noise_enabled = True  # evaluation.py switches it off to re-estimate BN on clean activations
 
     def _check_input_dim(self, x: torch.Tensor) -> None:  # accept (N, C) and (N, C, H, W)
@@ -48,10 +49,14 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         out = torch.addcmul(m, a, s)  # s * a + m in one pass; takes the noise's (channels-last) layout
         return out if _in_noise_layout(a) else out.contiguous()  # an NCHW model stays NCHW
 
-    @torch.compiler.disable  # draws from an explicit generator: torch.compile cannot trace it, and
+    @torch.compiler.disable  # draws from an explicit stream: torch.compile cannot trace it, and
     # without this it recompiled the per-channel draw for every shape and range until its limit
     def draw_noise(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (s, m) that forward would draw for ``a`` now; advances the generator the same way."""
+        """The (s, m) that forward would draw for ``a`` now; advances the stream the same way."""
+        if isinstance(self.generator, CounterStream):
+            s, m = self.generator.noise(a.numel(), a.shape[1], self.n_mu, self.n_sigma, self.r_mu, self.r_sigma,
+                                        a.dtype)
+            return _like(s.view(_elementwise_shape(a)), a), _like(m.view(_elementwise_shape(a)), a)
         return self._scale_like(a), self._shift_like(a)
 
     def _channel_shape(self, a: torch.Tensor) -> tuple[int, ...]:
@@ -87,9 +92,12 @@ def noisy_layers(model: nn.Module) -> list[NoisyBatchNorm]:
 # activation's layout (a GPU reads them coalesced; an NCHW noise tensor next to an NHWC activation
 # is read across strides, and was), a seed gives the same noise whatever ``trainer.channels_last``
 # says, and the in-place fills (one pass each) run on contiguous memory.
+def _elementwise_shape(a: torch.Tensor) -> tuple[int, ...]:
+    return (a.shape[0], *a.shape[2:], a.shape[1]) if a.dim() == 4 else tuple(a.shape)
+
+
 def _elementwise(a: torch.Tensor) -> torch.Tensor:
-    shape = (a.shape[0], *a.shape[2:], a.shape[1]) if a.dim() == 4 else a.shape
-    return torch.empty(shape, device=a.device, dtype=a.dtype)
+    return torch.empty(_elementwise_shape(a), device=a.device, dtype=a.dtype)
 
 
 def _like(buffer: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

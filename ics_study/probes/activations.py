@@ -50,6 +50,7 @@ from torch import nn
 
 from ..config import ProbeConfig
 from ..models.blocks import Block
+from ..models.noise_stream import stream_like
 from ..models.noisy_bn import noisy_layers
 from .activation_rows import LAYER_STATS, QUANTILES, ActivationRows
 from .replay import Replay
@@ -177,7 +178,7 @@ class ActivationProbe:
         noisy = noisy_layers(model)
         images = self.fixed_batch.to(next(model.parameters()).device)
         if noisy and self._noise_gen is None:
-            self._noise_gen = torch.Generator(device=images.device).manual_seed(noisy[0].generator.initial_seed() + 7)
+            self._noise_gen = stream_like(noisy[0].generator, noisy[0].generator.initial_seed() + 7)
             if getattr(self, "_saved_noise", None) is not None:  # resumed from a checkpoint
                 self._noise_gen.set_state(self._saved_noise)
         train_gens = [m.generator for m in noisy]

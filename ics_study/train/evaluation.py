@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..data.tasks import Task
+from ..models.noise_stream import stream_like
 from ..models.noisy_bn import noisy_layers
 from ..probes.replay import Replay
 from .precision import autocast
@@ -62,7 +63,7 @@ class NoisyEvaluation:
     def __init__(self, model: nn.Module, data, task: Task, cfg, seed: int, device, precision: str, batch_size: int):
         self.model, self.data, self.task, self.cfg = model, data, task, cfg
         self.device, self.precision, self.batch_size = device, precision, batch_size
-        self.noise = torch.Generator(device=device).manual_seed(seed * 1000 + 9)  # its own noise stream
+        self.noise = stream_like(noisy_layers(model)[0].generator, seed * 1000 + 9)  # its own noise stream
         self.batches = torch.Generator().manual_seed(seed * 1000 + 10)  # which clean batches recalibrate
 
     @classmethod

@@ -21,6 +21,7 @@ from ..config import TrainConfig
 from ..data import build_data
 from ..data.tasks import task_for
 from ..models import build_model, set_noise_generator
+from ..models.noise_stream import Stream, noise_stream
 from ..probes import ActivationProbe
 from ..recording.recorder import Recorder
 from ..validate import validate_layers
@@ -33,11 +34,9 @@ from .step import TrainStep
 log = logging.getLogger("ics_study.train")
 
 
-def noise_generator(seed: int, device: torch.device) -> torch.Generator:
+def noise_generator(cfg: TrainConfig, device: torch.device) -> Stream:
     """The noisy BN's own stream, so that adding a probe never shifts another source of randomness."""
-    g = torch.Generator(device=device)
-    g.manual_seed(seed * 1000 + 1)
-    return g
+    return noise_stream(cfg.model.noise.rng, cfg.seed * 1000 + 1, device)
 
 
 class Run:
@@ -53,7 +52,7 @@ class Run:
         if t.channels_last and cfg.data.name != "linear_regression":
             self.model = self.model.to(memory_format=torch.channels_last)
             self.data.channels_last = True
-        self.noise = noise_generator(cfg.seed, device)
+        self.noise = noise_generator(cfg, device)
         self.uses_noise = set_noise_generator(self.model, self.noise) > 0
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                          weight_decay=cfg.optim.weight_decay)
