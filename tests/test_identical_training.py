@@ -1,56 +1,72 @@
 """Measurement and recording changes must not change training: the three networks' metrics, per-step
-channel moments, probe summaries and final weights against a fixture recorded by the code before."""
+channel moments, probe summaries and final weights against a fixture recorded by the code before.
+
+Bit for bit on the machine the fixture was recorded on (tests/golden.py: ``machine()``); elsewhere
+within the spread measured between that machine's kernel variants, which real changes exceed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
-import torch
+import pytest
 
-from tests.golden import MODELS, trajectory
+from tests.golden import differences, machine, outputs, same_machine, trajectory
 
 FIXTURE = Path(__file__).parent / "fixtures" / "golden_trajectory.npz"
 
 
-def test_training_is_identical_to_the_recorded_trajectory(tmp_path):
-    want = dict(np.load(FIXTURE))
-    got = trajectory(tmp_path)
-    # bit-identical on the kind of CPU the fixture was recorded on; oneDNN picks other kernels on
-    # another instruction set, where only rounding may differ
-    same_cpu = str(want["cpu_capability"]) == torch.backends.cpu.get_cpu_capability()
-    for model in MODELS:
-        # new measurements add metrics (e.g. a noisy net's extra test readings); training's must not change
-        keep = np.isin(got[f"{model}/metrics/name"], want[f"{model}/metrics/name"])
-        for key in ("name", "step", "value"):
-            got[f"{model}/metrics/{key}"] = got[f"{model}/metrics/{key}"][keep]
-        for key in ("metrics/name", "metrics/step", "activations/stat", "activations/key"):
-            np.testing.assert_array_equal(got[f"{model}/{key}"], want[f"{model}/{key}"], err_msg=f"{model} {key}")
-        for key in ("metrics/value", "activations/value", "weights_sum"):
-            if same_cpu:
-                np.testing.assert_array_equal(got[f"{model}/{key}"], want[f"{model}/{key}"], err_msg=f"{model} {key}")
-            else:
-                np.testing.assert_allclose(got[f"{model}/{key}"], want[f"{model}/{key}"], rtol=1e-4, atol=1e-6,
-                                           err_msg=f"{model} {key}")
-        if same_cpu:
-            assert str(got[f"{model}/weights_sha256"]) == str(want[f"{model}/weights_sha256"]), model
+def _keep_training_metrics(got: dict, want: dict) -> dict:
+    """New measurements add metrics (e.g. a noisy net's extra test readings); training's must not change."""
+    got = dict(got)
+    for model in ("vgg", "vgg_bn", "vgg_bn_noise"):
+        if f"{model}/metrics/name" in got:
+            keep = np.isin(got[f"{model}/metrics/name"], want[f"{model}/metrics/name"])
+            for key in ("name", "step", "value"):
+                got[f"{model}/metrics/{key}"] = got[f"{model}/metrics/{key}"][keep]
+    return got
+
+
+@pytest.fixture(scope="module")
+def want() -> dict:
+    return dict(np.load(FIXTURE))
+
+
+@pytest.fixture(scope="module")
+def got(want, tmp_path_factory) -> dict:
+    return _keep_training_metrics(trajectory(tmp_path_factory.mktemp("trajectory")), want)
+
+
+def test_training_is_identical_to_the_recorded_trajectory(got, want):
+    bitwise = same_machine(want)
+    assert not differences(got, want, bitwise), (
+        f"{'bit for bit' if bitwise else 'within the measured spread'}: {differences(got, want, bitwise)}")
+
+
+def test_on_another_machine_the_tolerance_still_holds_here(got, want):
+    """The cross-machine rule, applied here: it passes (the spread covers this machine's own run)."""
+    assert not differences(got, want, bitwise=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["model.noise.rng=generator", "optim.lr=0.1001", "trainer.precision=bf16"])
+def test_a_real_change_of_the_arithmetic_or_the_random_streams_falls_outside_the_tolerance(change, want, tmp_path):
+    """The tolerance used on other machines is not so wide that it passes a change of training:
+    another noise stream, a learning rate 0.1% off, bf16 arithmetic."""
+    got = _keep_training_metrics(trajectory(tmp_path, extra=(change,), models=("vgg_bn_noise",)), want)
+    assert differences(got, want, bitwise=False), f"{change} passed as identical training"
 
 
 def test_every_output_is_identical_to_the_recorded_one(tmp_path):
     """Every table, the summary (timing aside) and every part of the checkpoint of the three networks,
-    with ICS and the landscape on, against digests recorded before the training loop was decomposed
-    (tests/golden.py: outputs). Bit-identical; on another kind of CPU oneDNN's kernels round
-    differently and the trajectory test above is the check."""
-    import json
-
-    import pytest
-
-    from tests.golden import outputs
-
+    with ICS and the landscape on, against digests (tests/golden.py: outputs). Bit-identical, so
+    only on the machine they were recorded on; elsewhere the trajectory tests above are the check."""
     want = json.loads((FIXTURE.parent / "golden_outputs.json").read_text())
-    if want["cpu_capability"] != torch.backends.cpu.get_cpu_capability():
-        pytest.skip(f"fixture recorded on {want['cpu_capability']}, this CPU is {torch.backends.cpu.get_cpu_capability()}")
+    if want["machine"] != machine():
+        differ = {k: (v, machine()[k]) for k, v in want["machine"].items() if machine().get(k) != v}
+        pytest.skip(f"digests recorded on another machine: {differ}")
     got = outputs(tmp_path)
-    for model in MODELS:
+    for model in ("vgg", "vgg_bn", "vgg_bn_noise"):
         differ = sorted(k for k in want[model] if got[model].get(k) != want[model][k])
         assert not differ and got[model].keys() == want[model].keys(), f"{model}: {differ or 'different outputs'}"

@@ -122,12 +122,18 @@ def _element_kernel():
 
 
 def _check(kernel) -> None:
-    """Build the kernel now (so a failure shows here) and insist it gives eager's integers."""
+    """Build the kernel now (so that a failure shows here) and insist that it gives eager's numbers on
+    a draw long enough for its vectorised loops and their tails. Inductor's on-disk cache does not
+    tell apart code built under another ATEN_CPU_CAPABILITY on the same machine: such code gave wrong
+    numbers (and once corrupted the heap) when reused. Here it is refused and the eager kernel runs."""
     c = _consts(torch.device("cpu"))
-    args = (torch.tensor(12345), c, torch.zeros(3), torch.ones(3), 1.0, 0.0, torch.float32)
-    got, want = kernel(9, *args), _elements(9, *args)  # odd: the pairing's tail
-    if not torch.equal(got[1], want[1]):
-        raise RuntimeError("the compiled noise kernel disagrees with the eager one")
+    n, channels = 3 * 1367, 3  # odd: the Box-Muller pairing's tail
+    args = (torch.tensor(12345), c, torch.linspace(-0.5, 0.5, channels), torch.linspace(1, 1.25, channels), 0.1, 0.1,
+            torch.float32)
+    got, want = kernel(n, *args), _elements(n, *args)
+    if not (torch.allclose(got[0], want[0], rtol=0, atol=1e-5) and torch.allclose(got[1], want[1], rtol=0, atol=1e-6)):
+        raise RuntimeError("the compiled noise kernel disagrees with the eager one (a stale Inductor cache? "
+                           "delete TORCHINDUCTOR_CACHE_DIR, by default /tmp/torchinductor_$USER)")
 
 
 _CONSTS: dict[torch.device, torch.Tensor] = {}
