@@ -3,6 +3,7 @@
     loop         ics-study's training loop against the loop a typical user writes (the main one)
     probes       what the activation probes and the paper's measurements cost, on and off side by side
     noise        what the noisy BN's injected noise costs per step, now and in its first form
+    variants     every network side by side: its training step and a whole short run against BN's
     host         the whole loop's host time per step around a free CUDA-graph replay
     host-probes  the probes' host work alone (flushes, tables, events): what a GPU may wait for
     profile      torch.profiler over the steady steps of one run: where the time goes
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "benchmarks"
-BENCHMARKS = {"loop": "loop.py", "probes": "probes.py", "noise": "noise.py", "host": "host_loop.py",
+BENCHMARKS = {"loop": "loop.py", "probes": "probes.py", "noise": "noise.py", "variants": "variants.py", "host": "host_loop.py",
               "host-probes": "host_probes.py", "profile": "torch_profile.py"}
 
 

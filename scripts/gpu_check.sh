@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check as one command, in parts, sized to fit about 9 minutes:
 #   tests    the CUDA tests (graphed == eager, bf16, resume, probes on a side stream in a real graph)
-#   noise    the noisy BN's noise in its old and new form
+#   noise    the noisy BN's noise with the counter-based stream and torch's generator (is the counter one slower here?)
 #   loop     the loop benchmark (reference vs ics-study: CUDA graph fp32/bf16; MFU, and the rate of
 #            the convolutions alone, replayed as a CUDA graph)
 #   compile  torch.compile inside the CUDA graph against the plain graph (fp32; compiles take minutes)
@@ -85,7 +85,7 @@ if want tests; then
 fi
 
 if want noise; then
-  stamp "noisy BN: the noise's cost now and in its first form (VGG-16 layer shapes, batch 128)"
+  stamp "noisy BN: the noise's cost with either stream (VGG-16 layer shapes, batch 128)"
   in_budget 60 python3 scripts/bench.py noise --device cuda --width 1 --steps 20 --repeats 3 2>>"$out/bench.log" | tee "$out/bench_noise.md"
 fi
 

@@ -210,6 +210,21 @@ def test_profile_script_records_only_the_steps_after_skip():
     assert _calls(out.stdout, "aten::addcmul") == 8 * 4  # the noise: one per noisy layer and step
 
 
+@pytest.mark.slow
+def test_variants_benchmark_sets_every_network_beside_bn():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "variants", "--quick", "--precision", "fp32"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for label in ("standard", "BN", "noisy BN", "noisy BN, torch generator", "noisy BN, noise drawn once (bound)",
+                  "l1", "l2", "l_inf"):
+        assert float(_row(out.stdout, label)[0]) > 0 and _row(out.stdout, label)[1].endswith("x")
+    assert _row(out.stdout, "BN")[1] == "1.00x"
+    wall = _row(out.stdout, "**wall**")
+    assert len(wall) == 6 and "(1.00x BN)" in wall[1]  # one column per network, BN the second
+    assert float(_row(out.stdout, "noisy readings")[2]) > 0  # only the noisy net has them
+    assert float(_row(out.stdout, "vgg_bn_noise")[0]) > 0  # the projected 2,000-step run
+
+
 def _calls(table: str, op: str) -> int:
     """The '# of Calls' column of ``op``'s row in a torch.profiler table."""
     return int(next(line for line in table.splitlines() if line.split() and line.split()[0] == op).split()[-1])

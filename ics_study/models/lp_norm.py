@@ -50,6 +50,9 @@ class LpNorm(nn.Module):
         elif self.training:  # the other readings [I]: autograd through the formula
             mean, norm = self.batch_stats(x)
             y = self._affine(x, mean, norm)
+        elif self.cfg.center:  # evaluation: BN's evaluation kernel, one pass (see _LpNormFunction)
+            var = (self.running_norm + self.cfg.eps).square() - self.cfg.eps
+            return torch.batch_norm(x, self.weight, self.bias, self.running_mean, var, False, 0.0, self.cfg.eps, False)
         else:
             return self._affine(x, self.running_mean, self.running_norm)
         with torch.no_grad():

@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Every network side by side: its training step and a whole short run, against BN's.
+
+    python scripts/bench.py variants                                   # bf16 and fp32, width 1/4, synthetic data
+    python scripts/bench.py variants --data-root DATA --run-steps 200  # and a short run of each on real data
+    python scripts/bench.py variants --quick                           # seconds; what the test suite runs
+
+(a) Training step: forward, loss, backward and SGD of VGG-16 (channels-last, batch 128) for each
+    network, on one fixed batch, in alternating rounds (standard, BN, noisy BN with the counter-based
+    stream, noisy BN with torch's generator, noisy BN with its noise drawn once and reused -- the
+    bound for any way of drawing it -- and l1, l2, l_inf). Median ms per step and the ratio to BN.
+(b) Whole short run (``--run-steps N``, 0 = skip): ``train()`` of each network as
+    ``scripts/reproduce.sh`` runs it (scale=cpu_small: probes, ICS and the landscape every 50 steps,
+    an evaluation every N/2 steps, the noisy net's extra test readings at the end), alternating,
+    under cProfile, and where the time went: training steps, the noise, the norm layers' forward
+    (and the l_p backward), ICS, landscape, test-set evaluation, the noisy readings, checkpoints,
+    read-back and tables. Then the same shares projected to a 2,000-step ``cpu_small`` run (per-step
+    parts x 2000/N; evaluations x 9 / the short run's; the noisy readings once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ics_study.config import ModelConfig
+from ics_study.models import build_model, set_noise_generator
+from ics_study.models.noise_stream import CounterStream
+from ics_study.models.noisy_bn import NoisyBatchNorm, noisy_layers
+from ics_study.train.host_memory import keep_freed_memory
+from ics_study.train.precision import autocast
+
+# (label, model.norm, how its noise is drawn)
+STEP_VARIANTS = [("standard", "none", None), ("BN", "batch", None), ("noisy BN", "noisy_batch", "counter"),
+                 ("noisy BN, torch generator", "noisy_batch", "generator"),
+                 ("noisy BN, noise drawn once (bound)", "noisy_batch", "reused"),
+                 ("l1", "lp1", None), ("l2", "lp2", None), ("l_inf", "lpinf", None)]
+RUN_MODELS = ["vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf"]
+
+
+class _ReusedNoise(NoisyBatchNorm):
+    """The noise of the first step, reused: what a step costs when drawing it costs nothing."""
+
+    def draw_noise(self, a):
+        key = (tuple(a.shape), a.dtype)
+        if getattr(self, "_kept", (None,))[0] != key:
+            self._kept = (key, super().draw_noise(a))
+        return self._kept[1]
+
+
+def build(norm: str, noise: str | None, width: float) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=norm, width=width, norm=norm)).to(memory_format=torch.channels_last).train()
+    if noise is not None:
+        set_noise_generator(model, torch.Generator().manual_seed(1) if noise == "generator"
+                            else CounterStream().manual_seed(1))
+        if noise == "reused":
+            for m in noisy_layers(model):
+                m.__class__ = _ReusedNoise
+    return model
+
+
+def step_ms(model: nn.Module, x, y, precision: str, steps: int) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def one():
+        opt.zero_grad(set_to_none=True)
+        with autocast(torch.device("cpu"), precision):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    one()  # warm-up: allocator, the noise kernel's compilation
+    start = time.perf_counter()
+    for _ in range(steps):
+        one()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def step_table(args) -> None:
+    x = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch,))
+    models = {label: build(norm, noise, args.width) for label, norm, noise in STEP_VARIANTS}
+    for precision in args.precision.split(","):
+        times: dict[str, list[float]] = {label: [] for label in models}
+        for _ in range(args.repeats):
+            for label, model in models.items():
+                times[label].append(step_ms(model, x, y, precision, args.steps))
+        median = {k: statistics.median(v) for k, v in times.items()}
+        print(f"\ntraining step, VGG-16 width {args.width}, batch {args.batch}, {precision}, channels-last "
+              f"(median of {args.repeats} alternating rounds of {args.steps} steps)\n")
+        print("| network | ms per step | vs BN | rounds |")
+        print("|---|---|---|---|")
+        for label, ms in median.items():
+            print(f"| {label} | {ms:.1f} | {ms / median['BN']:.2f}x | {', '.join(f'{t:.1f}' for t in times[label])} |")
+
+
+# --- whole runs ---------------------------------------------------------------------------------
+# (part, file, function): cProfile's cumulative time of each. Parts overlap: the noise draws and the
+# norm layers run inside the training steps, ICS, the landscape and the noisy readings.
+PARTS = [("training steps", "train/step.py", "__call__"), ("ICS", "probes/ics.py", "step"),
+         ("landscape", "probes/landscape.py", "measure"), ("noise draws", "models/noisy_bn.py", "draw_noise"),
+         ("norm layers: forward", "models/noisy_bn.py", "forward"), ("norm layers: forward", "models/lp_norm.py", "forward"),
+         ("norm layers: forward", "modules/batchnorm.py", "forward"), ("norm layers: l_p backward", "models/lp_norm.py", "backward"),
+         ("test-set evaluation", "train/evaluation.py", "evaluate"), ("noisy readings", "train/evaluation.py", "measure"),
+         ("checkpoints", "train/run.py", "save_checkpoint"), ("read-back and tables", "train/run.py", "flush")]
+PER_STEP = {"training steps", "ICS", "landscape", "noise draws", "norm layers: forward", "norm layers: l_p backward",
+            "read-back and tables"}
+
+
+def profiled_run(model: str, args, out: Path) -> tuple[float, dict[str, float], dict]:
+    from ics_study.compose import compose
+    from ics_study.train import train
+
+    data = ["data=cifar10", f"data.root={args.data_root}", "data.download=false"] if args.data_root else ["data=synthetic"]
+    half = max(1, args.run_steps // 2)
+    cfg = compose([f"model={model}", "experiment=paper", "scale=cpu_small", *data, f"trainer.precision={args.run_precision}",
+                   f"trainer.max_steps={args.run_steps}", f"trainer.eval_every={half}", "trainer.progress_bar=false",
+                   "logger.tensorboard=false", "hydra.sweeper.params={}"])
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    summary = train(cfg, out)
+    profiler.disable()
+    wall = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats
+    parts: dict[str, float] = {}
+    for name, file, function in PARTS:  # a part named twice takes the larger: BN's forward runs inside the noisy one's
+        cum = sum(v[3] for (f, _, fn), v in stats.items() if f.endswith(file) and fn == function)
+        parts[name] = max(parts.get(name, 0.0), cum)
+    return wall, parts, summary
+
+
+def run_table(args) -> None:
+    walls: dict[str, list[float]] = {m: [] for m in RUN_MODELS}
+    parts: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.run_repeats):
+            for model in RUN_MODELS:
+                wall, p, _ = profiled_run(model, args, Path(tmp) / f"{model}-{r}")
+                walls[model].append(wall)
+                parts[model] = p  # the last round's split
+    median = {m: statistics.median(w) for m, w in walls.items()}
+    evals = 2  # eval_every = run_steps / 2: at the middle and at the end
+    print(f"\nwhole run: {args.run_steps} steps of scale=cpu_small as scripts/reproduce.sh runs it "
+          f"({args.run_precision}; probes, ICS and the landscape every 50 steps; {'real' if args.data_root else 'synthetic'} "
+          f"data), seconds (median of {args.run_repeats} alternating rounds; split from the last, cProfile)\n")
+    print("| part | " + " | ".join(RUN_MODELS) + " |")
+    print("|---|" + "---|" * len(RUN_MODELS))
+    print("| **wall** | " + " | ".join(f"**{median[m]:.1f}** ({median[m] / median['vgg_bn']:.2f}x BN)" for m in RUN_MODELS) + " |")
+    for name in dict.fromkeys(n for n, _, _ in PARTS):
+        print(f"| {name} | " + " | ".join(f"{parts[m][name]:.1f}" if parts[m][name] else "" for m in RUN_MODELS) + " |")
+    scale = 2000 / args.run_steps
+    print(f"\nprojected to a 2,000-step cpu_small run (per-step parts x {scale:g}, evaluations x {9 / evals:g}, "
+          "checkpoints x 3/1, the noisy readings once), minutes, and the noisy readings' share\n")
+    print("| network | projected minutes | vs BN | noisy readings |")
+    print("|---|---|---|---|")
+    projected = {}
+    for m in RUN_MODELS:
+        p = parts[m]
+        steps = p["training steps"] + p["read-back and tables"]
+        projected[m] = (steps * scale + p["test-set evaluation"] * 9 / evals + p["checkpoints"] * 3
+                        + p["noisy readings"] + max(0.0, median[m] - steps - sum(p[k] for k in (
+                            "test-set evaluation", "checkpoints", "noisy readings")))) / 60
+    for m in RUN_MODELS:
+        share = parts[m]["noisy readings"] / 60 / projected[m]
+        print(f"| {m} | {projected[m]:.1f} | {projected[m] / projected['vgg_bn']:.2f}x | {share:.1%} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--precision", default="bf16,fp32", help="training-step table: precisions, comma-separated")
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed round")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is printed")
+    ap.add_argument("--run-steps", type=int, default=0, help="whole short runs of this many steps (0: skip)")
+    ap.add_argument("--run-repeats", type=int, default=1)
+    ap.add_argument("--run-precision", default="bf16", help="the whole runs' precision (reproduce.sh uses bf16)")
+    ap.add_argument("--data-root", default="", help="real CIFAR-10 for the whole runs (else synthetic data)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
+    args = ap.parse_args()
+    if args.quick:
+        args.width, args.batch, args.steps, args.repeats, args.run_steps = 0.0625, 8, 1, 1, 4
+    keep_freed_memory()  # as train() does on a CPU: large blocks reused, not page-faulted in again
+    print(f"CPU: {_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    step_table(args)
+    if args.run_steps:
+        run_table(args)
+
+
+def _cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
