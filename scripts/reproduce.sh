@@ -15,8 +15,9 @@
 # its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
 # the default precision. The DLN always runs in fp32 (its summed loss is ~1e4). Sweeps run one after
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
-# (measured here). On the 2-core CPU here (the fastest runs; the report's "Wall time per preset"):
-# 2.7 min per standard VGG run, 3.7 BN, ~8 l_p, 14 noisy BN, 0.7-3.6 per DLN run: about 3.5 h in all.
+# (measured here). On the 2-core AMD EPYC here, projected by `scripts/bench.py variants --run-steps 200`:
+# 3.0 min per standard VGG run, 3.2 BN, 3.9-4.4 l_p, 4.4 noisy BN (the counter-based noise and the
+# fused l_p norms; the previous campaign took 2.7, 3.7, ~8 and 14), 0.7-3.6 per DLN run: about 2.5 h.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 #
 # The paper's full scale on one GPU (VGG-16 width 1, 15,000 steps), every figure:

@@ -333,5 +333,5 @@ def test_noise_benchmark_runs_and_reports_both_forms():
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "noise", "--width", "0.0625",
                           "--batch", "16", "--steps", "2", "--repeats", "1"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    for row in ("BN", "noisy BN, now", "noisy BN, before", "now", "before"):
+    for row in ("BN", "noisy BN, counter", "noisy BN, generator", "counter", "generator"):
         assert _median_ms(out.stdout, row) > 0

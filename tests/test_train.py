@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ics_study.train import train
 
@@ -107,3 +108,18 @@ def test_on_step_is_called_once_per_step_in_order_and_resumes_where_the_run_left
     seen.clear()
     summary = train(tiny_cfg("trainer.max_steps=7", "trainer.checkpoint_every=2"), tmp_path, on_step=seen.append)
     assert summary["resumed_from"] == 4 and seen == [5, 6, 7]
+
+
+def test_threads_zero_means_every_core_again_after_a_job_that_asked_for_fewer(tiny_cfg, tmp_path):
+    """Jobs of a sweep can share a process (Hydra's basic launcher): trainer.threads=1 in one must not
+    leave the next job, which asks for every core, on one thread."""
+    from ics_study.train.process import ALL_THREADS, configure, pick_device
+
+    cpu = pick_device("cpu")
+    try:
+        configure(tiny_cfg("trainer.threads=1").trainer, cpu)
+        assert torch.get_num_threads() == 1
+        configure(tiny_cfg("trainer.threads=0").trainer, cpu)
+        assert torch.get_num_threads() == ALL_THREADS
+    finally:
+        torch.set_num_threads(ALL_THREADS)

@@ -23,8 +23,10 @@ two numbers per element of every BN output: 65 ms of a 177 ms fp32 step of VGG-1
 multi-threaded kernel when torch.compile can build it (Inductor's C++ backend: a compiler and the
 Python headers; ~3 s once per process with a warm cache, ~13 s cold), and the same operations run
 eagerly otherwise (slower than torch's generator, with one log line). Compiled and eager give the
-same integers, and floats that differ by at most a few ulps (transcendental functions fused
-differently), so a seed gives one trajectory per kernel; ``tests/test_noisy_bn.py`` checks both.
+same integers and the same m, and values of s that differ by a few ulps (transcendental functions
+fused differently); between thread counts s may differ in its last bit (the compiled loop is split
+among the threads). So a seed gives one trajectory per kernel and thread count, as the convolutions
+do anyway; ``tests/test_noise_stream.py`` checks all of it.
 
 State is two integers (seed, next draw): ``get_state``/``set_state`` put a step's noise back for ICS
 and the landscape exactly as a torch.Generator's state does, and a checkpoint stores 16 bytes.

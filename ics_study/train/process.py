@@ -24,8 +24,13 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+# torch's thread count when the process started: what trainer.threads=0 ("every core") restores after
+# a job of a sweep in the same process (Hydra's basic launcher) asked for fewer
+ALL_THREADS = torch.get_num_threads()
+
+
 def configure(t: TrainerConfig, device: torch.device) -> None:
-    torch.set_num_threads(t.threads or torch.get_num_threads())
+    torch.set_num_threads(t.threads or ALL_THREADS)
     if device.type == "cpu" and t.reuse_host_memory:
         keep_freed_memory()
     if t.deterministic:
