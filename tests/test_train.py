@@ -123,3 +123,17 @@ def test_threads_zero_means_every_core_again_after_a_job_that_asked_for_fewer(ti
         assert torch.get_num_threads() == ALL_THREADS
     finally:
         torch.set_num_threads(ALL_THREADS)
+
+
+def test_the_counter_stream_is_refused_inside_a_cuda_graph(tiny_cfg):
+    """Its per-draw key is a host integer: a captured graph would replay one draw's noise forever.
+    (No GPU needed: the stream is built, not used.)"""
+    from ics_study.errors import UserError
+    from ics_study.models.noise_stream import CounterStream
+    from ics_study.train.run import noise_generator
+
+    cuda = torch.device("cuda")
+    with pytest.raises(UserError, match="model.noise.rng=auto"):
+        noise_generator(tiny_cfg("model=vgg_bn_noise", "model.noise.rng=counter"), cuda)
+    assert isinstance(noise_generator(tiny_cfg("model=vgg_bn_noise", "model.noise.rng=counter",
+                                               "trainer.cuda_graph=off"), cuda), CounterStream)

@@ -183,12 +183,17 @@ class CounterStream:
         """The next draw: (s, m), each ``n`` values in (..., channels) order; advances the stream."""
         if n >= CHANNELS_AT or self.draws >= 1 << (63 - ELEMENT_BITS):
             raise ValueError(f"a noise draw of {n} elements (draw {self.draws}) exceeds the counter's range")
-        base, c = self._base(self.draws), _consts(self.device)
+        draw = self.draws
         self.draws += 1
-        u, v = _uniforms(torch.arange(CHANNELS_AT, CHANNELS_AT + channels, device=self.device), base, c)
-        mu, sigma = n_mu * (2.0 * u - 1.0), 1.0 + (n_sigma - 1.0) * v  # per channel, eager (C numbers)
         kernel = _element_kernel() if self.compiled and self.device.type == "cpu" else _elements
-        return kernel(n, base, c, mu, sigma, float(r_mu), float(r_sigma), dtype)
+        # One global state for every call: torch.compile guards on grad mode, inference mode and
+        # autocast, and after 8 variants it silently runs the function eagerly (slower, and s a few
+        # ulps off). Left to vary: the dtype and the thread count, a variant each.
+        with torch.inference_mode(False), torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+            base, c = self._base(draw), _consts(self.device)
+            u, v = _uniforms(torch.arange(CHANNELS_AT, CHANNELS_AT + channels, device=self.device), base, c)
+            mu, sigma = n_mu * (2.0 * u - 1.0), 1.0 + (n_sigma - 1.0) * v  # per channel, eager (C numbers)
+            return kernel(n, base, c, mu, sigma, float(r_mu), float(r_sigma), dtype)
 
 
 Stream = CounterStream | torch.Generator

@@ -20,14 +20,16 @@ import torch
 from ..config import TrainConfig
 from ..data import build_data
 from ..data.tasks import task_for
+from ..errors import UserError
 from ..models import build_model, set_noise_generator
-from ..models.noise_stream import Stream, noise_stream
+from ..models.noise_stream import CounterStream, Stream, noise_stream
 from ..probes import ActivationProbe
 from ..recording.recorder import Recorder
 from ..validate import validate_layers
 from . import checkpoint
 from .clock import Clock
 from .evaluation import NOISY_MODES, NoisyEvaluation, evaluate
+from .graphed_step import wanted as graph_wanted
 from .readback import ReadBack
 from .step import TrainStep
 
@@ -36,7 +38,13 @@ log = logging.getLogger("ics_study.train")
 
 def noise_generator(cfg: TrainConfig, device: torch.device) -> Stream:
     """The noisy BN's own stream, so that adding a probe never shifts another source of randomness."""
-    return noise_stream(cfg.model.noise.rng, cfg.seed * 1000 + 1, device)
+    stream = noise_stream(cfg.model.noise.rng, cfg.seed * 1000 + 1, device)
+    t = cfg.trainer
+    if isinstance(stream, CounterStream) and graph_wanted(t.cuda_graph, device, t.compile_mode if t.compile else None):
+        raise UserError("model.noise.rng=counter keys each draw by a host-side counter, which a CUDA graph would "
+                        "freeze at its capture: use model.noise.rng=auto (torch's generator on a GPU) or "
+                        "trainer.cuda_graph=off")
+    return stream
 
 
 class Run:
