@@ -35,7 +35,7 @@ class LpNorm(nn.Module):
     def batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per channel: the batch mean and the l_p norm of the text above, accumulated in fp32."""
         rows = _rows(x)
-        mean = rows.sum(0, dtype=_stat_dtype(x)) / len(rows)
+        mean = _mean(rows)
         if self.cfg.norm_of_centered:
             return mean, _power_mean(rows.to(mean.dtype) - mean, self.p)
         return mean, _power_mean(rows, self.p)
@@ -81,6 +81,10 @@ def _stat_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def _mean(rows: torch.Tensor) -> torch.Tensor:
+    return rows.sum(0, dtype=_stat_dtype(rows)) / len(rows)
+
+
 def _power_mean(rows: torch.Tensor, p: float) -> torch.Tensor:
     """(mean |x|^p)^(1/p) per column in fp32 (max |x| for p = inf). Sums, not torch.linalg.vector_norm:
     torch's CPU reductions over the outer dimension of a (positions, channels) view are vectorised
@@ -121,7 +125,7 @@ class _LpNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, p, eps):
         rows = _rows(x)
-        mean = rows.sum(0, dtype=_stat_dtype(x)) / len(rows)
+        mean = _mean(rows)
         norm, at = _largest(rows) if math.isinf(p) else (_power_mean(rows, p), None)
         var = (norm + eps).square() - eps  # BN's kernel divides by sqrt(var + eps) = n + eps
         y = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, False)
