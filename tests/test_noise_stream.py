@@ -99,16 +99,14 @@ def test_draws_are_independent_of_each_other():
     s, m = draw(stream, shape, n_mu=0.0, n_sigma=1.0)
     s2, m2 = draw(stream, shape, n_mu=0.0, n_sigma=1.0)
     u, z, z2 = m.flatten(), (s.flatten() - 1) / 0.1, (s2.flatten() - 1) / 0.1
-    n, half = len(z), (len(z) + 1) // 2
-    bound = 5 / math.sqrt(n // 2)
+    bound = 5 / math.sqrt(len(z))
 
     def corr(a, b):
         return torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1].item()
 
-    assert abs(corr(u, z)) < bound  # m and s of one element
+    assert abs(corr(u, z)) < bound and abs(corr(u.abs(), z**2)) < bound  # m and s of one element: one hash's bits
     assert abs(corr(z[:-1], z[1:])) < bound and abs(corr(u[:-1], u[1:])) < bound  # neighbours
-    assert abs(corr(z[:half], z[half:])) < bound  # Box-Muller partners: independent normals
-    assert abs(corr(z[:half] ** 2, z[half:] ** 2)) < bound
+    assert abs(corr(z[:-1] ** 2, z[1:] ** 2)) < bound
     assert abs(corr(z, z2)) < bound  # the next draw
     other = CounterStream().manual_seed(6)
     assert abs(corr(z, (draw(other, shape, n_mu=0.0, n_sigma=1.0)[0].flatten() - 1) / 0.1)) < bound  # another seed
@@ -137,7 +135,7 @@ def test_same_numbers_at_any_thread_count_and_bf16_is_fp32_rounded(compiled):
 
 def test_compiled_and_eager_kernels_agree():
     """The same integers; floats within a few ulps (transcendentals fused differently)."""
-    for n, c in ((9, 3), (128 * 64 * 7, 64), (2 * 5, 5)):  # odd counts: the Box-Muller pairing's tail
+    for n, c in ((9, 3), (128 * 64 * 7, 64), (2 * 5, 5)):  # short and odd counts: the loops' tails
         a = CounterStream(compiled=True).manual_seed(2).noise(n, c, 0.5, 1.25, 0.1, 0.1, torch.float32)
         b = CounterStream(compiled=False).manual_seed(2).noise(n, c, 0.5, 1.25, 0.1, 0.1, torch.float32)
         torch.testing.assert_close(a[1], b[1], rtol=0, atol=3e-7)
@@ -156,29 +154,33 @@ def mix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def reference(seed: int, draw_index: int, position: int) -> tuple[float, float]:
-    """The two uniforms (u, v) of one position of one draw, by the module docstring's formula."""
+def reference(seed: int, draw_index: int, position: int) -> tuple[float, float, float]:
+    """The three uniforms (u, v, w) of one position of one draw, by the module docstring's formula."""
     key = mix64((seed + 1) * GOLDEN)
     h = mix64(key + ((draw_index << ELEMENT_BITS) + position) * GOLDEN)
-    return ((h >> 40) + 0.5) / 2**24, (((h >> 8) & 0xFFFFFF) + 0.5) / 2**24
+    return ((h >> 42) + 0.5) / 2**22, (((h >> 19) & (2**23 - 1)) + 0.5) / 2**23, ((h & (2**19 - 1)) + 0.5) / 2**19
 
 
-def test_the_stream_is_splitmix64_as_documented():
-    stream = CounterStream(compiled=False).manual_seed(42)
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_the_stream_is_splitmix64_as_documented(compiled):
+    stream = CounterStream(compiled=compiled).manual_seed(42)
     stream.noise(6, 2, 0.5, 1.25, 0.1, 0.1, torch.float32)  # draw 0, so that the next one is draw 1
-    n, c = 6, 2
+    n, c = 70, 2
     s, m = stream.noise(n, c, 0.5, 1.25, 0.1, 0.1, torch.float32)
-    half = (n + 1) // 2
+    a = torch.linspace(-2, 2, n).view(-1, c)
+    out = stream.add_noise(a, 0.5, 1.25, 0.1, 0.1)  # draw 2
     for e in range(n):
-        u_mu, v_sigma = reference(42, 1, CHANNELS_AT + e % c)
-        mu, sigma = 0.5 * (2 * u_mu - 1), 1 + 0.25 * v_sigma
-        u, _ = reference(42, 1, e)
-        k = e % half
-        radius = math.sqrt(-2 * math.log(reference(42, 1, k)[1]))
-        angle = 2 * math.pi * reference(42, 1, k + half)[1]
-        z = radius * (math.cos(angle) if e < half else math.sin(angle))
-        assert m[e].item() == pytest.approx(mu + 0.1 * (2 * u - 1), abs=1e-6)
-        assert s[e].item() == pytest.approx(sigma + 0.1 * z, abs=1e-6)
+        for draw_index, got_s, got_m in ((1, s[e].item(), m[e].item()), (2, None, None)):
+            u_mu, v_sigma, _ = reference(42, draw_index, CHANNELS_AT + e % c)
+            mu, sigma = 0.5 * (2 * u_mu - 1), 1 + 0.25 * v_sigma
+            u, v, w = reference(42, draw_index, e)
+            want_s = sigma + 0.1 * math.sqrt(-2 * math.log(v)) * math.cos(2 * math.pi * w)
+            want_m = mu + 0.1 * (2 * u - 1)
+            if got_s is None:  # add_noise: s a + m with the same numbers
+                assert out.view(-1)[e].item() == pytest.approx(want_s * a.view(-1)[e].item() + want_m, abs=5e-6)
+            else:
+                assert got_m == pytest.approx(want_m, abs=1e-6)
+                assert got_s == pytest.approx(want_s, abs=1e-6)
 
 
 def test_state_replays_a_draw_and_a_generator_state_is_refused():
@@ -215,3 +217,20 @@ def test_the_compiled_kernel_is_built_once_per_dtype_whatever_the_caller_s_mode(
     for shape in ((32, 16, 8, 8), (128, 64, 2, 2), (40, 7, 1, 1)):  # other shapes: dynamic, no new build
         draw(CounterStream().manual_seed(4), shape)
     assert torch._dynamo.utils.counters["frames"]["ok"] == frames
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_add_noise_applies_the_draw_s_numbers_and_its_gradient_is_s(dtype):
+    """add_noise(a) = s a + m with the (s, m) that noise() gives for the same draw, computed in fp32
+    and rounded once, at the first and last layers of VGG-16; d out / d a = s."""
+    for shape in (vgg16_shapes()[0], vgg16_shapes()[-1]):
+        n, c = math.prod(shape), shape[1]
+        s, m = (t.view(-1, c) for t in CounterStream().manual_seed(7).noise(n, c, 0.5, 1.25, 0.1, 0.1, torch.float32))
+        a = torch.randn(n // c, c, generator=torch.Generator().manual_seed(1)).to(dtype).requires_grad_()
+        out = CounterStream().manual_seed(7).add_noise(a, 0.5, 1.25, 0.1, 0.1)
+        assert out.dtype == dtype
+        want = (s * a.detach().float() + m).to(dtype)
+        ulp = torch.finfo(dtype).eps * want.float().abs().clamp(min=1)
+        assert ((out.detach().float() - want.float()).abs() <= ulp).all()
+        out.backward(torch.ones_like(out))
+        assert torch.equal(a.grad, s.to(dtype))

@@ -6,16 +6,22 @@ order (the per-channel draws take indices past every element's). Its 64 random b
 output at position ``(p << 36) + e`` of the stream (Steele, Lea and Flood 2014: the mixing function
 of Java's SplittableRandom, BigCrush-clean), computed with vectorised integer operations:
 
-    h   = mix64(key + position * GOLDEN)                    key = mix64((seed + 1) * GOLDEN)
-    u   = (h >> 40 + 0.5) / 2^24,   v = ((h >> 8) & (2^24 - 1) + 0.5) / 2^24      two uniforms in (0, 1)
+    h = mix64(key + position * GOLDEN)                      key = mix64((seed + 1) * GOLDEN)
+    u = (h >> 42 + 0.5) / 2^22,  v = ((h >> 19) & (2^23 - 1) + 0.5) / 2^23,  w = (h & (2^19 - 1) + 0.5) / 2^19
 
+three uniforms in (0, 1) from the disjoint bits of one hash:
 - per channel j: mu_j = n_mu (2u - 1), sigma_j = 1 + (n_sigma - 1) v;
-- per element: m = mu_j + r_mu (2u - 1); s = sigma_j + r_sigma z, z standard normal by Box-Muller
-  from the v of element k and of element k + ceil(n/2) (cos to the first, sin to the second).
+- per element: m = mu_j + r_mu (2u - 1); s = sigma_j + r_sigma z, z = sqrt(-2 ln v) cos(2 pi w)
+  standard normal (Box-Muller's cosine half: one hash per element, nothing shared between elements,
+  so the kernel is purely elementwise and the noise can be applied in the same pass).
 
-Uniforms sit on the midpoints of a 2^24 lattice (fp32's resolution on [0.5, 1)): symmetric, never 0
-or 1, so the log is finite. The distribution is Algorithm 1's as read in PROTOCOL.md; the tests check
-its statistics layer by layer (tests/test_noisy_bn.py).
+Uniforms sit on the midpoints of their lattices: symmetric, never 0 or 1, so the log is finite; the
+radius's 2^23 lattice truncates |z| at 5.77 (a probability of 8e-9 beyond it). The distribution is
+Algorithm 1's as read in PROTOCOL.md; the tests check its statistics layer by layer
+(tests/test_noise_stream.py, tests/test_noisy_bn.py).
+
+``add_noise`` applies the noise where it is drawn: s a + m from one read of the activation, computed
+in fp32 and rounded once, with s kept for the backward pass (m is never stored).
 
 Why not torch's CPU generator: it is serial (Mersenne twister), 2.9 ns a number, and the noise needs
 two numbers per element of every BN output: 65 ms of a 177 ms fp32 step of VGG-16 at width 1/4 on the
@@ -36,9 +42,11 @@ registered with CUDA graphs), so nothing changes there (``NoiseConfig.rng``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 
+import numpy as np
 import torch
 
 from ..errors import UserError
@@ -51,7 +59,11 @@ _GOLDEN, _MIX1, _MIX2 = (c - (1 << 64) if c >= 1 << 63 else c
 NOISE_RNGS = ("auto", "counter", "generator")  # NoiseConfig.rng
 ELEMENT_BITS = 36  # elements per draw < 2^35 (2^35 and up: the per-channel numbers); draws < 2^28
 CHANNELS_AT = 1 << (ELEMENT_BITS - 1)
-_LATTICE = 2.0**-24
+# The 64 bits of a position: m's uniform (its top 22), Box-Muller's radius (23) and angle (19). The
+# radius's lattice truncates |z| at sqrt(2 ln 2^24) = 5.77 standard deviations (P = 8e-9 beyond);
+# the angle's 2^19 steps are 1.2e-5 radians apart.
+U_BITS, R_BITS, A_BITS = 22, 23, 19
+_BITS = (U_BITS, R_BITS, A_BITS)
 
 
 def _wrap(v: int) -> int:
@@ -66,85 +78,118 @@ def _mix_int(z: int) -> int:  # mix64 on a Python int: the stream key
     return _wrap(z ^ (z >> 31))
 
 
-def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 bits (torch's >> is arithmetic)."""
+def _shr(z, k: int):
+    """Logical right shift of 64 bits: torch's int64 >> is arithmetic (numpy's uint64 >> is logical already)."""
     return (z >> k) & ((1 << (64 - k)) - 1)
 
 
-def _mix(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _mix(z, c):
     z = (z ^ _shr(z, 30)) * c[1]
     z = (z ^ _shr(z, 27)) * c[2]
     return z ^ _shr(z, 31)
 
 
-def _uniforms(position: torch.Tensor, base: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent uniforms in (0, 1) (24-bit midpoints) for each position."""
+def _fields(position, base, c) -> tuple:
+    """The three integer fields of one position's 64 bits (torch int64 or numpy uint64)."""
     h = _mix(base + position * c[0], c)
-    u = (_shr(h, 40).to(torch.float32) + 0.5) * _LATTICE
-    v = ((_shr(h, 8) & 0xFFFFFF).to(torch.float32) + 0.5) * _LATTICE
-    return u, v
+    return _shr(h, 64 - U_BITS), _shr(h, A_BITS) & ((1 << R_BITS) - 1), h & ((1 << A_BITS) - 1)
+
+
+def _uniforms(position: torch.Tensor, base: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Three independent uniforms in (0, 1) (lattice midpoints) from the 64 bits of one position."""
+    return tuple((f.to(torch.float32) + 0.5) * 2.0**-bits for f, bits in zip(_fields(position, base, c), _BITS))
+
+
+_CONSTS = (_GOLDEN, _MIX1, _MIX2)  # constants of the compiled code (a tensor would be an input, and a size to guard)
+_NP_CONSTS = np.array(_CONSTS, dtype=np.int64).view(np.uint64)
+
+
+def _channel_numbers(base: int, channels: int, n_mu: float, n_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu_j, sigma_j) of a draw: the same arithmetic as the elements', in numpy, as C numbers are too
+    few to pay for a kernel (eager torch took 89 us a draw, a compiled call ~35 us, this ~15 us)."""
+    position = np.arange(CHANNELS_AT, CHANNELS_AT + channels, dtype=np.uint64)
+    u, v, _ = ((f.astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-bits)
+               for f, bits in zip(_fields(position, np.uint64(base & ((1 << 64) - 1)), _NP_CONSTS), _BITS))
+    return torch.from_numpy(n_mu * (2.0 * u - 1.0)), torch.from_numpy(1.0 + (n_sigma - 1.0) * v)
+
+
+def _noise(k: torch.Tensor, base: torch.Tensor, c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+           r_mu: float, r_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, m) in float32 at positions ``k`` of shape (rows, C), C = len(mu)."""
+    u, v, w = _uniforms(k, base, c)
+    z = torch.sqrt(-2.0 * torch.log(v)) * torch.cos((2.0 * math.pi) * w)  # Box-Muller, the cosine half
+    return sigma + r_sigma * z, mu + r_mu * (2.0 * u - 1.0)  # broadcast over rows, vectorised along C
+
+
+def _positions(n: int, channels: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device, dtype=torch.int64).view(-1, channels)
 
 
 def _elements(n: int, base: torch.Tensor, c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
               r_mu: float, r_sigma: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, m) for ``n`` elements in (..., C) order, C = len(mu): one pass, fused when compiled."""
-    half = (n + 1) // 2
-    k = torch.arange(half, device=mu.device, dtype=torch.int64)
-    u_lo, v_lo = _uniforms(k, base, c)
-    u_hi, v_hi = _uniforms(k + half, base, c)
-    radius = torch.sqrt(-2.0 * torch.log(v_lo))  # Box-Muller: (v_lo, v_hi) -> two independent normals
-    angle = (2.0 * math.pi) * v_hi
-    z = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)])[:n].view(-1, mu.numel())
-    u = torch.cat([u_lo, u_hi])[:n].view(-1, mu.numel())
-    s = sigma + r_sigma * z  # (rows, C): broadcast over rows, vectorised along C
-    m = mu + r_mu * (2.0 * u - 1.0)
+    """(s, m) for ``n`` elements in (..., C) order: one pass, fused when compiled."""
+    s, m = _noise(_positions(n, mu.numel(), mu.device), base, c, mu, sigma, r_mu, r_sigma)
     return s.to(dtype).view(-1), m.to(dtype).view(-1)
 
 
-_compiled = None  # the compiled _elements, built on first use; False once it failed
+def _apply(a: torch.Tensor, base: torch.Tensor, c: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+           r_mu: float, r_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s a + m, s) for ``a`` of shape (rows, C) in the draw's order: one read of a, computed in float32
+    and rounded once. The noise itself is never stored; s is, for the backward pass."""
+    s, m = _noise(_positions(a.numel(), a.shape[1], a.device), base, c, mu, sigma, r_mu, r_sigma)
+    return torch.addcmul(m, s, a.to(torch.float32)).to(a.dtype), s.to(a.dtype)
 
 
-def _element_kernel():
+_compiled = None  # (elements, apply) compiled, built on first use; False once that failed
+
+
+def _kernels():
     global _compiled
     if _compiled is None:
         quiet = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found": true, and noise here
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            kernel = torch.compile(_elements, dynamic=True)
-            _check(kernel)
-            _compiled = kernel
+            kernels = torch.compile(_elements, dynamic=True), torch.compile(_apply, dynamic=True)
+            _check(*kernels)
+            _compiled = kernels
         except Exception as e:  # no compiler, no Python headers, an unsupported platform: run eagerly
             log.warning("the noise kernel could not be compiled (%s); drawing it eagerly, which is slower",
                         str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__)
             _compiled = False
         finally:
             quiet.setLevel(level)
-    return _compiled or _elements
+    return _compiled or (_elements, _apply)
 
 
-def _check(kernel) -> None:
-    """Build the kernel now (so that a failure shows here) and insist that it gives eager's numbers on
-    a draw long enough for its vectorised loops and their tails. Inductor's on-disk cache does not
-    tell apart code built under another ATEN_CPU_CAPABILITY on the same machine: such code gave wrong
-    numbers (and once corrupted the heap) when reused. Here it is refused and the eager kernel runs."""
-    c = _consts(torch.device("cpu"))
-    n, channels = 3 * 1367, 3  # odd: the Box-Muller pairing's tail
-    args = (torch.tensor(12345), c, torch.linspace(-0.5, 0.5, channels), torch.linspace(1, 1.25, channels), 0.1, 0.1,
-            torch.float32)
-    got, want = kernel(n, *args), _elements(n, *args)
-    if not (torch.allclose(got[0], want[0], rtol=0, atol=1e-5) and torch.allclose(got[1], want[1], rtol=0, atol=1e-6)):
+def _check(elements, apply) -> None:
+    """Build the kernels now (so that a failure shows here) and insist that they give eager's numbers
+    on a draw long enough for their vectorised loops and their tails. Inductor's on-disk cache does
+    not tell apart code built under another ATEN_CPU_CAPABILITY on the same machine: such code gave
+    wrong numbers (and once corrupted the heap) when reused. Here it is refused and eager runs."""
+    c = _CONSTS
+    n, channels = 5 * 1367, 5  # not a multiple of any vector width: the loops' tails
+    args = (torch.tensor(12345), c, torch.linspace(-0.5, 0.5, channels), torch.linspace(1, 1.25, channels), 0.1, 0.1)
+    a = torch.linspace(-3, 3, n).view(-1, channels)
+    got, want = (*elements(n, *args, torch.float32), *apply(a, *args)), (*_elements(n, *args, torch.float32), *_apply(a, *args))
+    if not all(torch.allclose(g, w, rtol=0, atol=1e-5) for g, w in zip(got, want)):
         raise RuntimeError("the compiled noise kernel disagrees with the eager one (a stale Inductor cache? "
                            "delete TORCHINDUCTOR_CACHE_DIR, by default /tmp/torchinductor_$USER)")
 
 
-_CONSTS: dict[torch.device, torch.Tensor] = {}
+class _Noisy(torch.autograd.Function):
+    """s a + m with the draw inside the forward pass; the backward pass multiplies by the saved s."""
 
+    @staticmethod
+    def forward(ctx, a, kernel, args):
+        out, s = kernel(a, *args)
+        ctx.save_for_backward(s)
+        return out
 
-def _consts(device: torch.device) -> torch.Tensor:
-    if device not in _CONSTS:
-        _CONSTS[device] = torch.tensor([_GOLDEN, _MIX1, _MIX2], dtype=torch.int64, device=device)
-    return _CONSTS[device]
+    @staticmethod
+    def backward(ctx, grad):
+        (s,) = ctx.saved_tensors
+        return grad * s, None, None
 
 
 class CounterStream:
@@ -175,25 +220,52 @@ class CounterStream:
         self.manual_seed(seed)
         self.draws = draws
 
-    def _base(self, draw: int) -> torch.Tensor:
-        return torch.tensor(_wrap(self._key + (draw << ELEMENT_BITS) * 0x9E3779B97F4A7C15), device=self.device)
+    def _base(self, draw: int) -> int:
+        return _wrap(self._key + (draw << ELEMENT_BITS) * 0x9E3779B97F4A7C15)
 
     def noise(self, n: int, channels: int, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float,
               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """The next draw: (s, m), each ``n`` values in (..., channels) order; advances the stream."""
-        if n >= CHANNELS_AT or self.draws >= 1 << (63 - ELEMENT_BITS):
-            raise ValueError(f"a noise draw of {n} elements (draw {self.draws}) exceeds the counter's range")
-        draw = self.draws
-        self.draws += 1
-        kernel = _element_kernel() if self.compiled and self.device.type == "cpu" else _elements
+        with self._fixed_mode():
+            args = self._next(n, channels, n_mu, n_sigma, r_mu, r_sigma)
+            return self._kernel(0)(n, *args, dtype)
+
+    def add_noise(self, a: torch.Tensor, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float) -> torch.Tensor:
+        """s a + m for ``a`` of shape (rows, C) in the draw's order, with the (s, m) that ``noise``
+        would return for this draw; differentiable in a, advances the stream. One pass over a."""
+        with self._fixed_mode():  # the arguments too: an inference tensor would be another variant
+            args = self._next(a.numel(), a.shape[1], n_mu, n_sigma, r_mu, r_sigma)
+        kernel = self._kernel(1)
+
+        def apply(x, *rest):
+            with self._fixed_mode():
+                return kernel(x, *rest)
+        return _Noisy.apply(a, apply, args)
+
+    def _kernel(self, which: int):
+        return (_kernels() if self.compiled and self.device.type == "cpu" else (_elements, _apply))[which]
+
+    def _fixed_mode(self):
         # One global state for every call: torch.compile guards on grad mode, inference mode and
         # autocast, and after 8 variants it silently runs the function eagerly (slower, and s a few
         # ulps off). Left to vary: the dtype and the thread count, a variant each.
-        with torch.inference_mode(False), torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-            base, c = self._base(draw), _consts(self.device)
-            u, v = _uniforms(torch.arange(CHANNELS_AT, CHANNELS_AT + channels, device=self.device), base, c)
-            mu, sigma = n_mu * (2.0 * u - 1.0), 1.0 + (n_sigma - 1.0) * v  # per channel, eager (C numbers)
-            return kernel(n, base, c, mu, sigma, float(r_mu), float(r_sigma), dtype)
+        return _fixed_mode(self.device.type)
+
+    def _next(self, n: int, channels: int, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float) -> tuple:
+        """The next draw's kernel arguments, with its per-channel numbers."""
+        if n >= CHANNELS_AT or self.draws >= 1 << (63 - ELEMENT_BITS):
+            raise ValueError(f"a noise draw of {n} elements (draw {self.draws}) exceeds the counter's range")
+        base = self._base(self.draws)
+        self.draws += 1
+        mu, sigma = _channel_numbers(base, channels, n_mu, n_sigma)
+        return (torch.tensor(base, device=self.device), _CONSTS, mu.to(self.device),
+                sigma.to(self.device), float(r_mu), float(r_sigma))
+
+
+@contextlib.contextmanager
+def _fixed_mode(device_type: str):
+    with torch.inference_mode(False), torch.no_grad(), torch.autocast(device_type, enabled=False):
+        yield
 
 
 Stream = CounterStream | torch.Generator

@@ -45,9 +45,20 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         a = super().forward(x)
         if not self.training or not self.noise_enabled:
             return a
-        s, m = self.draw_noise(a)
-        out = torch.addcmul(m, a, s)  # s * a + m in one pass; takes the noise's (channels-last) layout
+        out = self.add_noise(a)
         return out if _in_noise_layout(a) else out.contiguous()  # an NCHW model stays NCHW
+
+    @torch.compiler.disable  # as draw_noise
+    def add_noise(self, a: torch.Tensor) -> torch.Tensor:
+        """s * a + m, in the noise's (channels-last) layout. The counter stream draws and applies the
+        noise in one pass over a; torch's generator draws s and m first (draw_noise)."""
+        if isinstance(self.generator, CounterStream):
+            rows = _elementwise(a, a)  # a as (rows, C) in the draw's order: a view when channels-last
+            out = self.generator.add_noise(rows.reshape(-1, a.shape[1]), self.n_mu, self.n_sigma, self.r_mu,
+                                           self.r_sigma)
+            return _like(out.view(_elementwise_shape(a)), a)
+        s, m = self.draw_noise(a)
+        return torch.addcmul(m, a, s)  # s * a + m in one pass
 
     @torch.compiler.disable  # draws from an explicit stream: torch.compile cannot trace it, and
     # without this it recompiled the per-channel draw for every shape and range until its limit
@@ -96,7 +107,10 @@ def _elementwise_shape(a: torch.Tensor) -> tuple[int, ...]:
     return (a.shape[0], *a.shape[2:], a.shape[1]) if a.dim() == 4 else tuple(a.shape)
 
 
-def _elementwise(a: torch.Tensor) -> torch.Tensor:
+def _elementwise(a: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+    """An (N, H, W, C) buffer for a's noise, or ``values`` viewed in that order."""
+    if values is not None:
+        return values.permute(0, 2, 3, 1) if values.dim() == 4 else values
     return torch.empty(_elementwise_shape(a), device=a.device, dtype=a.dtype)
 
 
