@@ -139,7 +139,8 @@ class ProbeConfig:
     """Per-layer activation distributions (ics_study/probes/activations.py)."""
 
     enabled: bool = True
-    point: str = "pre_relu"  # "pre_relu" (BN+noise output, or conv output without BN) or "post_relu"
+    point: str = "pre_relu"  # "pre_relu" (the norm's output: BN+noise in the noisy net, the conv output without
+    # a norm), "pre_norm" (the conv output, before any norm: where BN does not pin the moments) or "post_relu"
     channels_per_layer: int = 8  # sampled channels per layer, chosen by the run seed
     every: int = 100  # histograms and whole-layer summaries every this many steps
     batch: str = "train"  # "train" (the step's batch, as in the paper) or "fixed" (one held batch)

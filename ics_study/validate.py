@@ -86,7 +86,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.eval.noisy_modes_every % t.eval_every:
         raise UserError(f"eval.noisy_modes_every={cfg.eval.noisy_modes_every} must be a multiple of "
                         f"trainer.eval_every={t.eval_every} (or 0: the last evaluation only)")
-    _one_of("probe.point", p.point, ["pre_relu", "post_relu"])
+    _one_of("probe.point", p.point, ["pre_relu", "pre_norm", "post_relu"])
     _one_of("probe.batch", p.batch, ["train", "fixed"])
     _positive("probe.channels_per_layer", p.channels_per_layer)
     _positive("probe.every", p.every)

@@ -37,7 +37,7 @@ start=$(date +%s)
 mkdir -p "$runs"
 
 ics-study train -m experiment=paper model=vgg,vgg_bn "${vgg[@]}" "hydra.sweep.dir=$runs/paper"
-ics-study train -m experiment=paper model=vgg_bn_noise optim.lr=0.1 "${vgg[@]}" "hydra.sweep.dir=$runs/noisy"
+ics-study train -m experiment=paper model=vgg_bn_noise,vgg_noise optim.lr=0.1 "${vgg[@]}" "hydra.sweep.dir=$runs/noisy"
 ics-study train -m experiment=lp_norms model=vgg_lp1,vgg_lp2,vgg_lpinf "${vgg[@]}" "hydra.sweep.dir=$runs/lp"
 # The DLN's 10x10 layers leave a second thread idle: the two sweeps run side by side, one thread each
 # (measured here: a BN-DLN run 98-105 s so, 139-143 s alone on two threads).

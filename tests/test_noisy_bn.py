@@ -136,3 +136,22 @@ def test_linear_layers_get_per_unit_noise():
     assert s.shape == m.shape == x.shape
     assert torch.allclose(s.std(0), torch.full((C,), 0.1), atol=0.008)  # N(sigma_j, 0.1) per unit
     assert (m.max(0).values - m.min(0).values).max() <= 0.2 + 1e-5  # U(mu_j +- 0.1) per unit
+
+
+def test_the_noise_only_control_adds_the_same_noise_to_its_input_with_no_bn():
+    """model.norm=noise (the paper's control): out = s * x + m on the layer's input itself, the same
+    (s, m) as the noisy BN draws; evaluation mode adds nothing; the run's stream reaches it."""
+    from ics_study.models.noisy_bn import NoiseOnly, noisy_layers
+
+    layer = NoiseOnly(C, NoiseConfig())
+    layer.generator = _STREAM(0)
+    x = fixed_input()
+    state = layer.generator.get_state()
+    out = layer(x)
+    layer.generator.set_state(state)
+    s, m = layer.draw_noise(x)
+    torch.testing.assert_close(out, s * x + m)
+    assert not list(layer.parameters())  # no gamma, no beta, no running statistics
+    assert torch.equal(layer.eval()(x), x)
+    found = noisy_layers(torch.nn.Sequential(layer, make_layer()))  # both kinds get the run's stream
+    assert len(found) == 2 and found[0] is layer and isinstance(found[1], NoisyBatchNorm)

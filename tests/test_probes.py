@@ -254,3 +254,27 @@ def test_histogram_resolves_any_scale(scale):
     assert ((counts > 0).sum(1) >= 40).all() and (counts.max(1).values < 0.1 * 20_000).all()
     want = np.stack([np.histogram(r.numpy(), bins=e.numpy())[0] for r, e in zip(x.double(), edges)])
     assert (np.abs(want - counts.numpy()).sum(1) <= 2).all()  # equal but for float32 rounding at an edge
+
+
+def test_pre_norm_sees_the_conv_output_where_bn_does_not_pin_the_moments(tmp_path):
+    """At pre_relu a BN channel's batch mean is beta (0) and its variance gamma^2 (1) by construction;
+    at pre_norm the probe records the conv output, whose moments BN has not touched. In the standard
+    net both points are the same tensor."""
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 + 0.5
+    moments = {}
+    for point in ("pre_relu", "pre_norm"):
+        model = tiny_model()
+        probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=1, point=point), seed=0)
+        seen = capture_points(model, probe)
+        acts, _ = run_steps(tmp_path / point, model, probe, [1], x)
+        assert probe._point(probe.layers[0]) is (model.blocks[0].norm if point == "pre_relu" else model.blocks[0].layer)
+        ch = probe.channels[0][0].item()
+        row = acts[(acts.layer == 1) & (acts.channel == ch)].set_index("stat").value
+        assert row["mean"] == pytest.approx(seen[1][:, ch].double().mean().item(), abs=1e-5)
+        moments[point] = acts[(acts.channel >= 0) & (acts.layer < len(probe.layers))].pivot_table(
+            index=["layer", "channel"], columns="stat", values="value")
+    pinned, free = moments["pre_relu"], moments["pre_norm"]
+    assert np.allclose(pinned["mean"], 0, atol=1e-4) and np.allclose(pinned["var"], 1, atol=1e-3)
+    assert not np.allclose(free["mean"], 0, atol=1e-2) and not np.allclose(free["var"], 1, atol=1e-2)
+    standard = [ActivationProbe(tiny_model("none"), ProbeConfig(point=p), seed=0) for p in ("pre_relu", "pre_norm")]
+    assert all(type(s._point(s.layers[0])).__name__ in ("Identity", "Conv2d") for s in standard)

@@ -43,7 +43,8 @@ def test_reference_report_renders_whole_in_a_browser(tmp_path):
     assert found, "the check script did not run"
     result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     claims = pd.read_csv(REFERENCE / "claims.csv")
-    assert result["rows"] == len(claims) > 0
+    paper = claims[claims.kind == "paper"] if "kind" in claims else claims  # checks sit in a table of their own
+    assert result["rows"] == len(paper) > 0
     assert result["images"] and all(complete and width > 0 for _, complete, width in result["images"]), result["images"]
     figures = {p.stem for p in REFERENCE.glob("fig*.png")}
     assert {alt for alt, _, _ in result["images"]} == figures  # every committed figure is on the page

@@ -93,3 +93,82 @@ def test_the_registry_covers_every_figure_and_each_entry_is_judged():
     assert {c.lr for c in ics} == {0.1, 0.01} and {c.statistic.split("/")[-1] for c in ics} == {"l2_diff", "cosine"}
     out = judge_all(table({"vgg": [0.1]}))
     assert len(out) == len(CLAIMS) and out.verdict.str.startswith("not measured").all()
+
+
+def test_a_failed_precondition_reads_not_testable_with_the_reason():
+    """An endpoint claim needs both networks converged; one run short of it makes the claim untestable,
+    whatever the statistic says, and the verdict names the runs and the threshold."""
+    from ics_study.analysis.claims import CONVERGED
+
+    c = Claim("t", "fig1", "a higher at the end", "-", "s", "higher", "a", "b", requires=(CONVERGED,))
+    t = table({"a": [0.7, 0.8, 0.9], "b": [0.4, 0.5, 0.6]})
+    t["final_train_acc"] = [0.999, 0.995, 0.992, 0.999, 0.97, 0.999]  # one b run at 97%
+    row = judge(c, t)
+    assert row["verdict"].startswith("not testable at this scale (needs both networks reach 99% training accuracy")
+    assert "1 of 3 b runs below 0.99" in row["verdict"] and "lowest 0.97" in row["verdict"]
+    t["final_train_acc"] = 0.995
+    assert judge(c, t)["verdict"] == "reproduced"
+    t.loc[0, "final_train_acc"] = np.nan  # a run without the statistic cannot show the precondition
+    assert judge(c, t)["verdict"].startswith("not testable")
+
+
+@pytest.mark.parametrize("a, ordering", [
+    ([0.70, 0.71, 0.72], "every a run below every b run; nearer b than r"),  # about equal, yet always slower
+    ([0.80, 0.83, 0.79], "a and b overlap; nearer b than r"),
+    ([0.86, 0.87, 0.88], "every a run above every b run; nearer b than r"),
+    ([0.45, 0.46, 0.44], "every a run below every b run; nearer r than b"),
+])
+def test_about_equal_states_the_ordering_beyond_the_spread(a, ordering):
+    c = Claim("t", "fig2", "a about b", "-", "s", "about_equal", "a", "b", ref="r")
+    row = judge(c, table({"a": a, "b": [0.80, 0.81, 0.82], "r": [0.40, 0.41, 0.39]}))
+    assert row["ordering"] == ordering
+    assert judge(c, table({"a": [0.7], "b": [0.8], "r": [0.4]}))["ordering"].startswith("a below b on the means")
+    assert judge(HIGHER, table({"a": a, "b": [0.80, 0.81, 0.82]}))["ordering"] == ""  # other rules: none
+
+
+def test_checks_are_apart_from_the_paper_s_claims_and_never_counted(tmp_path):
+    """The construction checks (the pinned BN output, the noise's own instability) are kind "check";
+    the report lists them in their own table and leaves them out of the headline counts."""
+    from ics_study.analysis.report import render
+
+    kinds = {c.id: c.kind for c in CLAIMS}
+    assert kinds["fig8.noisy_less_stable_than_bn"] == kinds["fig8.noisy_less_stable_than_std"] == "check"
+    assert kinds["check.bn_output_pinned"] == "check" and kinds["fig1.bn_not_more_stable"] == "paper"
+    stability = {c.statistic for c in CLAIMS if c.id == "fig1.bn_not_more_stable" or c.id.endswith("not_stabilised")}
+    assert stability == {"drift/pre_norm/relative"}  # judged where BN does not fix the answer
+    cl = pd.DataFrame([{"id": "p", "kind": "paper", "figure": "fig1", "claim": "P", "paper": "-", "statistic": "s",
+                        "lr": 0.1, "rule": "r", "evidence": "e", "verdict": "inconclusive", "ordering": "", "note": ""},
+                       {"id": "c", "kind": "check", "figure": "fig8", "claim": "C", "paper": "-", "statistic": "s",
+                        "lr": 0.1, "rule": "r", "evidence": "e", "verdict": "reproduced", "ordering": "", "note": ""}])
+    runs = pd.DataFrame({"data": ["synthetic"], "width": [0.25], "max_steps": [10], "precision": ["fp32"],
+                         "path": [str(tmp_path / "run")], "variant": ["vgg"], "status": ["completed"]})
+    text = render(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
+                  cl, runs, [])
+    assert "Verdicts on the paper's claims: 1 inconclusive (and 1 checks of our implementation, not counted)" in text
+    paper_part, check_part = text.split("## Checks of our implementation")
+    assert "| P (lr 0.1)" in paper_part and "| C (lr 0.1)" in check_part and "| C (lr 0.1)" not in paper_part
+
+
+def test_derived_means_leave_out_step_1_and_figure_4_is_judged_after_the_transient(tmp_path):
+    """A hand-made metrics table of a 1,000-step run: the ICS and landscape means skip step 1 (the
+    initialisation); the settled Figure 4 statistics start after the first 10% of steps, the loss
+    range there is log10(max/min), and gradient predictiveness also comes over ||grad L(w)||."""
+    from ics_study.analysis.aggregate import TRANSIENT, derived
+
+    rows = [("train/acc", s, 0.5) for s in range(1, 1001)]
+    rows += [("ics/layer05/cosine", 1, 0.0), ("ics/layer05/cosine", 100, 0.8), ("ics/layer05/cosine", 200, 0.6)]
+    for step, lo, hi, gp, gn in ((1, 1.0, 1000.0, 1e-6, 1e-5), (50, 1.0, 100.0, 1e-4, 1e-2), (200, 2.0, 20.0, 0.5, 5.0),
+                                 (400, 1.0, 1000.0, 1.0, 4.0)):
+        rows += [("landscape/loss_min", step, lo), ("landscape/loss_max", step, hi), ("landscape/gradpred_max", step, gp),
+                 ("landscape/grad_norm", step, gn), ("landscape/beta_smoothness", step, step / 10)]
+    metrics = pd.DataFrame(rows, columns=["metric", "step", "value"])
+    out = {k: v for k, (_, v) in derived(tmp_path, metrics).items()}
+    assert TRANSIENT == 0.1
+    assert out["mean/ics/layer05/cosine"] == pytest.approx(0.7)  # step 1's 0.0 left out
+    assert out["mean/landscape/beta_smoothness"] == pytest.approx((5 + 20 + 40) / 3)
+    assert out["mean/landscape/loss_range"] == pytest.approx((99 + 18 + 999) / 3)
+    # settled: steps after 100 only (200 and 400)
+    assert out["settled/landscape/log_loss_range"] == pytest.approx((1 + 3) / 2)
+    assert out["settled/landscape/gradpred_max"] == pytest.approx(0.75)
+    assert out["settled/landscape/gradpred_relative"] == pytest.approx((0.1 + 0.25) / 2)
+    assert out["settled/landscape/beta_smoothness"] == pytest.approx(30)

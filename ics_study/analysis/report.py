@@ -89,8 +89,8 @@ def _steps(r, th: int) -> str:
 def disagreements(cl: pd.DataFrame) -> list[str]:
     """A short paragraph per claim the runs do not reproduce, in plain words."""
     out = []
-    for c in cl.itertuples():
-        if c.verdict == "reproduced" or c.verdict.startswith("not measured"):
+    for c in cl[cl.kind == "paper"].itertuples():
+        if c.verdict == "reproduced" or c.verdict.startswith(("not measured", "not testable")):
             continue
         what = {"not reproduced": "Our runs show the opposite, beyond the spread between seeds",
                 "inconclusive": "Our runs do not separate the two beyond the spread between seeds"}.get(
@@ -104,15 +104,24 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: li
     lines = ["# ics-study report", "", f"{len(table)} runs from: " + ", ".join(run_folders(table)), ""]
     notes = sorted({f"{d} data, width {w:g}, {s} steps, {p}" for d, w, s, p in
                     zip(table.data, table.width, table.max_steps, table.precision)})
-    counts = cl.verdict.str.split(" \\(").str[0].value_counts()
+    paper, checks = cl[cl.kind == "paper"], cl[cl.kind == "check"]
+    counts = paper.verdict.str.split(" \\(").str[0].value_counts()
     lines += ["Settings: " + "; ".join(notes), "",
-              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()), "",
-              "## The paper's claims", "",
-              "| figure | claim | paper | measured (mean ± std over seeds, n, range) | rule | verdict |",
-              "|---|---|---|---|---|---|"]
-    for c in cl.itertuples():
-        fig = f"[{c.figure}]({c.figure}.png)" if c.figure in figures else c.figure
-        lines.append(f"| {fig} | {c.claim} (lr {c.lr:g}) | {c.paper} | {c.evidence} | {c.rule} | **{c.verdict}** |")
+              "Verdicts on the paper's claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+              + f" (and {len(checks)} checks of our implementation, not counted)", ""]
+    for title, rows, intro in (("The paper's claims", paper, []), ("Checks of our implementation", checks, [
+            "These hold by how a network or probe is built: they test our code, not the paper, and are never "
+            "counted as reproduced.", ""])):
+        if not len(rows):
+            continue
+        lines += [f"## {title}", "", *intro,
+                  "| figure | claim | paper | measured (mean ± std over seeds, n, range) | rule | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for c in rows.itertuples():
+            fig = f"[{c.figure}]({c.figure}.png)" if c.figure in figures else c.figure
+            verdict = f"**{c.verdict}**" + (f"; {c.ordering}" if c.ordering else "")
+            lines.append(f"| {fig} | {c.claim} (lr {c.lr:g}) | {c.paper} | {c.evidence} | {c.rule} | {verdict} |")
+        lines.append("")
     paragraphs = disagreements(cl)
     if paragraphs:
         lines += ["", "## Where our runs and the paper disagree", ""] + paragraphs
@@ -150,6 +159,15 @@ def make_report(paths, out: Path, notes: Path | None = None) -> tuple[pd.DataFra
     res = results_table(table)
     cl = judge_all(table)
     out.mkdir(parents=True, exist_ok=True)
+    missing = [f for f in FIGURES if not (out / f"{f}.png").exists()]
+    if missing and all((Path(p) / "metrics").exists() for p in table.path):
+        # a report carries its figures: it draws those its folder lacks (PNG, as the page embeds them)
+        from .figures import make_figures
+
+        make_figures(paths, out, ("png",), missing, log=lambda m: print(m, file=sys.stderr))
+    elif missing:
+        print("figures not drawn: some runs have only their aggregate rows (curves need the run's own tables); "
+              "draw them where the runs are with: ics-study figures PATH --out " + str(out), file=sys.stderr)
     figures = [f for f in FIGURES if (out / f"{f}.png").exists()]
     res.to_csv(out / "results.csv", index=False)
     cl.to_csv(out / "claims.csv", index=False)

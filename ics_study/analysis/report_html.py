@@ -15,7 +15,7 @@ from ..recording.storage import atomic_write
 from .report import run_folders, wall_time_table
 
 COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
-           "inconclusive": "#9a6700", "not measured": "#6e7781"}
+           "inconclusive": "#9a6700", "not measured": "#6e7781", "not testable at this scale": "#6e7781"}
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1180px;
        padding: 1.2em; color: #1f2328; }
@@ -61,14 +61,22 @@ def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFr
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{STYLE}</style></head><body>",
              "<h1>ics-study report</h1>",
              f"<p class='small'>{len(table)} runs from {e(', '.join(run_folders(table)))}</p>",
-             "<h2 id='claims'>The paper's claims</h2>"]
-    rows = []
-    for c in cl.itertuples():
-        fig = f"<a href='#{c.figure}'>{e(c.figure)}</a>" if c.figure in figures else e(c.figure)
-        rows.append([fig, f"{e(c.claim)} <span class='small'>(lr {c.lr:g})</span>", e(c.paper),
-                     f"{e(c.evidence)}<br><span class='small'>{e(c.statistic)}</span>", f"<span class='small'>{e(c.rule)}</span>",
-                     _verdict(c.verdict)])
-    parts.append(_table(["figure", "claim", "paper", "measured (mean ± std, n, range)", "rule", "verdict"], rows, "claims"))
+             ]
+    for kind, anchor, title, intro in (("paper", "claims", "The paper's claims", ""), (
+            "check", "checks", "Checks of our implementation",
+            "These hold by how a network or probe is built: they test our code, not the paper, and are never "
+            "counted as reproduced.")):
+        rows = []
+        for c in cl[cl.kind == kind].itertuples():
+            fig = f"<a href='#{c.figure}'>{e(c.figure)}</a>" if c.figure in figures else e(c.figure)
+            ordering = f"<br><span class='small'>{e(c.ordering)}</span>" if c.ordering else ""
+            rows.append([fig, f"{e(c.claim)} <span class='small'>(lr {c.lr:g})</span>", e(c.paper),
+                         f"{e(c.evidence)}<br><span class='small'>{e(c.statistic)}</span>",
+                         f"<span class='small'>{e(c.rule)}</span>", _verdict(c.verdict) + ordering])
+        if rows:
+            parts.append(f"<h2 id='{anchor}'>{title}</h2>" + (f"<p class='small'>{intro}</p>" if intro else ""))
+            parts.append(_table(["figure", "claim", "paper", "measured (mean ± std, n, range)", "rule", "verdict"], rows,
+                                "claims"))
     if figures:
         parts.append("<h2 id='figures'>Figures</h2>")
         for f in figures:

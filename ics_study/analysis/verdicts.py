@@ -6,7 +6,9 @@ one-sided permutation p of 1/C(6,3) = 0.05 under "no difference". The opposite, 
 is "not reproduced"; anything else is "inconclusive". With fewer runs the same comparison is made
 on the means and gives at most "consistent (k seeds)" (or "inconsistent (k seeds)"). Ties are never
 a direction. Runs that diverged are left out of every rule but ``fails_trains`` (where diverging is
-failing), and the evidence says how many.
+failing), and the evidence says how many. A claim whose preconditions (``Claim.requires``) fail on
+some run reads "not testable at this scale", with the reason. ``about_equal`` claims also get an
+``ordering``: where a sits against b beyond the spread, and whether it is nearer b than ``ref``.
 """
 
 from __future__ import annotations
@@ -78,22 +80,54 @@ def _decide(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> tuple[bo
     raise ValueError(f"unknown rule {c.rule!r}")
 
 
+def _unmet(c: Claim, table: pd.DataFrame) -> str | None:
+    """The first precondition that some run of either side fails, as the verdict's reason."""
+    for req in c.requires:
+        for variant in (c.a, c.b):
+            values, _ = _runs(table, variant, c.lr, req.statistic, keep_diverged=True)
+            below = int((~(values >= req.minimum)).sum())  # NaN (diverged, unmeasured) fails too
+            if below:
+                worst = np.nanmin(values) if np.isfinite(values).any() else np.nan
+                return (f"needs {req.text}; {below} of {len(values)} {variant} runs below {req.minimum:g} "
+                        f"in {req.statistic} (lowest {worst:.3g})")
+    return None
+
+
+def _ordering(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> str:
+    """Where a sits against b beyond the spread (every run on one side), and nearer b or ref."""
+    if min(len(a), len(b)) < MIN_SEEDS:
+        side = "below" if a.mean() < b.mean() else "above" if a.mean() > b.mean() else "level with"
+        where = f"{c.a} {side} {c.b} on the means (too few seeds for a spread)"
+    elif a.max() < b.min():
+        where = f"every {c.a} run below every {c.b} run"
+    elif a.min() > b.max():
+        where = f"every {c.a} run above every {c.b} run"
+    else:
+        where = f"{c.a} and {c.b} overlap"
+    nearer = c.b if abs(a.mean() - b.mean()) < abs(a.mean() - ref.mean()) else c.ref
+    return f"{where}; nearer {nearer} than {c.ref if nearer == c.b else c.b}"
+
+
 def judge(c: Claim, table: pd.DataFrame) -> dict:
     """One claim against the per-run table: its verdict and the evidence for it."""
     keep = c.rule == "fails_trains"
     (a, da), (b, db) = (_runs(table, v, c.lr, c.statistic, keep) for v in (c.a, c.b))
     ref, dr = _runs(table, c.ref, c.lr, c.statistic, keep) if c.ref else (np.array([0.0]), 0)
-    row = {"id": c.id, "figure": c.figure, "claim": c.statement, "paper": c.paper, "statistic": c.statistic,
-           "lr": c.lr, "rule": rule_text(c), "n_a": len(a), "n_b": len(b),
+    row = {"id": c.id, "kind": c.kind, "figure": c.figure, "claim": c.statement, "paper": c.paper,
+           "statistic": c.statistic, "lr": c.lr, "rule": rule_text(c), "n_a": len(a), "n_b": len(b),
            "mean_a": np.nanmean(a) if np.isfinite(a).any() else np.nan,
-           "mean_b": np.nanmean(b) if np.isfinite(b).any() else np.nan, "note": c.note}
+           "mean_b": np.nanmean(b) if np.isfinite(b).any() else np.nan, "note": c.note, "ordering": ""}
     parts = [_describe(c.a, a, da), _describe(c.b, b, db)] + ([_describe(c.ref, ref, dr)] if c.ref else [])
     row["evidence"] = "; ".join(parts)
     if not len(a) or not len(b) or not len(ref):
         missing = [v for v, x in ((c.a, a), (c.b, b), (c.ref, ref)) if v and not len(x)]
         return {**row, "verdict": f"not measured (no {', '.join(missing)} runs at lr {c.lr:g} with {c.statistic})"}
+    unmet = _unmet(c, table)
+    if unmet:
+        return {**row, "verdict": f"not testable at this scale ({unmet})"}
     if c.rule == "about_equal":
         row["evidence"] += f"; tolerance {SIMILAR_OF_GAP * abs(np.mean(b) - np.mean(ref)):.3g}"
+        row["ordering"] = _ordering(c, a, b, ref)
     n = min(len(a), len(b), *([len(ref)] if c.ref else []))
     if n >= MIN_SEEDS:
         holds, opposite = _decide(c, a, b, ref)

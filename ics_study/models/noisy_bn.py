@@ -29,20 +29,16 @@ from ..config import NoiseConfig
 from .noise_stream import CounterStream, Stream
 
 
-class NoisyBatchNorm(nn.BatchNorm2d):
-    def __init__(self, num_features: int, noise: NoiseConfig, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__(num_features, eps=eps, momentum=momentum)
+class _Noise:
+    """Algorithm 1's noise on a layer's output: what NoisyBatchNorm and the noise-only control share."""
+
+    def _set_noise(self, noise: NoiseConfig) -> None:
         self.n_mu, self.n_sigma = float(noise.n_mu), float(noise.n_sigma)
         self.r_mu, self.r_sigma = float(noise.r_mu), float(noise.r_sigma)
         self.generator: Stream | None = None  # the run's noise stream (noise_stream.py)
         self.noise_enabled = True  # evaluation.py switches it off to re-estimate BN on clean activations
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:  # accept (N, C) and (N, C, H, W)
-        if x.dim() not in (2, 4):
-            raise ValueError(f"expected a 2D or 4D input, got {x.dim()}D")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = super().forward(x)
+    def _noisy(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training or not self.noise_enabled:
             return a
         out = self.add_noise(a)
@@ -90,12 +86,42 @@ class NoisyBatchNorm(nn.BatchNorm2d):
         return (
             f"{super().extra_repr()}, n_mu={self.n_mu}, n_sigma={self.n_sigma}, "
             f"r_mu={self.r_mu}, r_sigma={self.r_sigma}"
-        )
+        ).lstrip(", ")
 
 
-def noisy_layers(model: nn.Module) -> list[NoisyBatchNorm]:
-    """The noisy BN layers of ``model``, in module order (none in the standard and BN networks)."""
-    return [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+class NoisyBatchNorm(_Noise, nn.BatchNorm2d):
+    """BN, then the noise (the paper's "noisy" BN)."""
+
+    def __init__(self, num_features: int, noise: NoiseConfig, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self._set_noise(noise)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:  # accept (N, C) and (N, C, H, W)
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected a 2D or 4D input, got {x.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._noisy(super().forward(x))
+
+
+class NoiseOnly(_Noise, nn.Module):
+    """The same noise on the conv output, with no BN: the paper's control ("model=vgg_noise"), which
+    shows that the injected shift is large enough to stop the standard net from training."""
+
+    def __init__(self, num_features: int, noise: NoiseConfig):
+        super().__init__()
+        self.num_features = num_features
+        self._set_noise(noise)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected a 2D or 4D input, got {x.dim()}D")
+        return self._noisy(x)
+
+
+def noisy_layers(model: nn.Module) -> list[_Noise]:
+    """The layers of ``model`` that add the noise, in module order (none in the standard and BN nets)."""
+    return [m for m in model.modules() if isinstance(m, _Noise)]
 
 
 # Per-element noise is drawn into a contiguous (N, H, W, C) buffer and viewed as (N, C, H, W): the

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .lp_norm import LpNorm
-from .noisy_bn import NoisyBatchNorm
+from .noisy_bn import NoiseOnly, NoisyBatchNorm
 
 NormBuilder = Callable[[int, ModelConfig], nn.Module]
 NORMS: dict[str, NormBuilder] = {}
@@ -44,6 +44,11 @@ def _batch(channels: int, cfg: ModelConfig) -> nn.Module:
 @register("noisy_batch")
 def _noisy_batch(channels: int, cfg: ModelConfig) -> nn.Module:
     return NoisyBatchNorm(channels, cfg.noise, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
+@register("noise")
+def _noise(channels: int, cfg: ModelConfig) -> nn.Module:
+    return NoiseOnly(channels, cfg.noise)
 
 
 @register("lp1")

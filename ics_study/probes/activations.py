@@ -2,7 +2,9 @@
 
 What is observed: the output of every numbered layer at ``probe.point`` -- ``pre_relu`` (default:
 the BN+noise output in the noisy net, the conv output in the standard net, the logits for the
-output layer) or ``post_relu``. For every layer a fixed set of ``channels_per_layer`` channels is
+output layer), ``pre_norm`` (the conv or linear output before any norm: the same tensor as
+``pre_relu`` in the standard net; the point where a BN channel's batch moments are not fixed by
+construction) or ``post_relu``. For every layer a fixed set of ``channels_per_layer`` channels is
 drawn once from the run seed, independently of the model variant, so vgg / vgg_bn / vgg_bn_noise
 runs with the same seed watch the same units. Rank 0 is "the random activation" the paper plots.
 
@@ -102,7 +104,7 @@ class ActivationProbe:
     def _point(self, block: nn.Module) -> nn.Module:
         if not isinstance(block, Block):
             return block  # the output Linear: its output is the logits, at either point
-        return block.norm if self.cfg.point == "pre_relu" else block.act
+        return {"pre_norm": block.layer, "pre_relu": block.norm, "post_relu": block.act}[self.cfg.point]
 
     # --- per step ------------------------------------------------------------------------------
     def wants_full_stats(self, step: int) -> bool:

@@ -34,6 +34,10 @@ def make_figures(paths, out: Path, formats=("png", "pdf"), only=None, log=print)
             except MissingRuns as e:
                 log(f"skipped {name}: {e}")
                 continue
+            except FileNotFoundError as e:  # runs known from an aggregate table whose own tables are gone
+                plt.close("all")
+                log(f"skipped {name}: a table it draws from is missing ({e})")
+                continue
             written[name] = []
             for fmt in formats:
                 path = out / f"{name}.{fmt}"

@@ -15,12 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 
 COLORS = {
-    "vgg": "#1f77b4", "vgg_bn": "#d62728", "vgg_bn_noise": "#2ca02c",
+    "vgg": "#1f77b4", "vgg_bn": "#d62728", "vgg_bn_noise": "#2ca02c", "vgg_noise": "#ff7f0e",
     "vgg_lp1": "#9467bd", "vgg_lp2": "#8c564b", "vgg_lpinf": "#e377c2",
     "dln_none": "#1f77b4", "dln_batch": "#d62728", "dln_lp1": "#9467bd", "dln_lp2": "#8c564b", "dln_lpinf": "#e377c2",
 }
 LABELS = {
     "vgg": "Standard", "vgg_bn": "Standard + BatchNorm", "vgg_bn_noise": 'Standard + "Noisy" BatchNorm',
+    "vgg_noise": "Standard + noise, no BatchNorm",
     "vgg_lp1": "Standard + L1", "vgg_lp2": "Standard + L2", "vgg_lpinf": r"Standard + L$\infty$",
     "dln_none": "DLN", "dln_batch": "DLN + BatchNorm", "dln_lp1": "DLN + L1", "dln_lp2": "DLN + L2",
     "dln_lpinf": r"DLN + L$\infty$",
