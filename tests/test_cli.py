@@ -92,7 +92,7 @@ def test_diverged_run_exits_3_and_says_so(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
 
 
-PRESET_JOBS = {"fig1": 4, "fig2": 3, "fig3": 4, "fig4": 2, "lp_norms": 5, "dln": 10, "paper": 9}  # dln: 5 norms x 2 lrs
+PRESET_JOBS = {"fig1": 4, "fig2": 4, "fig3": 4, "fig4": 2, "lp_norms": 5, "dln": 10, "paper": 9}  # dln: 5 norms x 2 lrs
 
 
 @pytest.mark.slow

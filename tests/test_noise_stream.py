@@ -229,8 +229,12 @@ def test_add_noise_applies_the_draw_s_numbers_and_its_gradient_is_s(dtype):
         a = torch.randn(n // c, c, generator=torch.Generator().manual_seed(1)).to(dtype).requires_grad_()
         out = CounterStream().manual_seed(7).add_noise(a, 0.5, 1.25, 0.1, 0.1)
         assert out.dtype == dtype
-        want = (s * a.detach().float() + m).to(dtype)
-        ulp = torch.finfo(dtype).eps * want.float().abs().clamp(min=1)
-        assert ((out.detach().float() - want.float()).abs() <= ulp).all()
+        # the two kernels compute s in their own vectorised loops: a few ulps apart (see the compiled-
+        # vs-eager test), then the output rounds once to its dtype
+        exact = s.double() * a.detach().double() + m.double()
+        allowed = 8 * 2.0**-24 * (s.double().abs() * a.detach().double().abs() + m.double().abs())
+        allowed += torch.finfo(dtype).eps * exact.abs() if dtype != torch.float32 else 0
+        assert ((out.detach().double() - exact).abs() <= allowed).all()
         out.backward(torch.ones_like(out))
-        assert torch.equal(a.grad, s.to(dtype))
+        torch.testing.assert_close(a.grad.float(), s.to(dtype).float(), rtol=8 * 2.0**-24 + torch.finfo(dtype).eps,
+                                   atol=0)

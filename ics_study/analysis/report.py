@@ -164,7 +164,7 @@ def make_report(paths, out: Path, notes: Path | None = None) -> tuple[pd.DataFra
         # a report carries its figures: it draws those its folder lacks (PNG, as the page embeds them)
         from .figures import make_figures
 
-        make_figures(paths, out, ("png",), missing, log=lambda m: print(m, file=sys.stderr))
+        make_figures(paths, out, ("png",), missing, log=lambda m: print(m, file=sys.stderr), strict=False)
     elif missing:
         print("figures not drawn: some runs have only their aggregate rows (curves need the run's own tables); "
               "draw them where the runs are with: ics-study figures PATH --out " + str(out), file=sys.stderr)

@@ -79,6 +79,8 @@ class Runs:
         c = _read_table(str(Path(run_path) / "probe_channels"))
         channel = c[(c.layer == layer) & (c["rank"] == rank)].channel
         h = _read_table(str(Path(run_path) / "histograms"))
+        if not len(channel):  # a shallower network than the figure's layer: nothing to draw
+            return h.iloc[:0]
         return h[(h.layer == layer) & (h.channel == int(channel.iloc[0]))].sort_values("step")
 
 

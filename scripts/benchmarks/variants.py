@@ -107,15 +107,15 @@ def step_table(args) -> None:
 
 
 # --- whole runs ---------------------------------------------------------------------------------
-# (part, file, function): cProfile's cumulative time of each. Parts overlap: the noise draws and the
+# (part, file, function): cProfile's cumulative time of each. Parts overlap: the noise and the
 # norm layers run inside the training steps, ICS, the landscape and the noisy readings.
 PARTS = [("training steps", "train/step.py", "__call__"), ("ICS", "probes/ics.py", "step"),
-         ("landscape", "probes/landscape.py", "measure"), ("noise draws", "models/noisy_bn.py", "draw_noise"),
+         ("landscape", "probes/landscape.py", "measure"), ("the noise", "models/noisy_bn.py", "add_noise"),
          ("norm layers: forward", "models/noisy_bn.py", "forward"), ("norm layers: forward", "models/lp_norm.py", "forward"),
          ("norm layers: forward", "modules/batchnorm.py", "forward"), ("norm layers: l_p backward", "models/lp_norm.py", "backward"),
          ("test-set evaluation", "train/evaluation.py", "evaluate"), ("noisy readings", "train/evaluation.py", "measure"),
          ("checkpoints", "train/run.py", "save_checkpoint"), ("read-back and tables", "train/run.py", "flush")]
-PER_STEP = {"training steps", "ICS", "landscape", "noise draws", "norm layers: forward", "norm layers: l_p backward",
+PER_STEP = {"training steps", "ICS", "landscape", "the noise", "norm layers: forward", "norm layers: l_p backward",
             "read-back and tables"}
 
 

@@ -19,7 +19,9 @@ from .style import RC
 _NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # matplotlib stamps these with the time
 
 
-def make_figures(paths, out: Path, formats=("png", "pdf"), only=None, log=print) -> dict[str, list[Path]]:
+def make_figures(paths, out: Path, formats=("png", "pdf"), only=None, log=print, strict=True) -> dict[str, list[Path]]:
+    """Write each figure whose runs exist; ``strict=False`` (the report's use) also skips, with one
+    line, a figure that fails for another reason, so that the report is written all the same."""
     import matplotlib.pyplot as plt
 
     runs = find_runs(paths)
@@ -37,6 +39,12 @@ def make_figures(paths, out: Path, formats=("png", "pdf"), only=None, log=print)
             except FileNotFoundError as e:  # runs known from an aggregate table whose own tables are gone
                 plt.close("all")
                 log(f"skipped {name}: a table it draws from is missing ({e})")
+                continue
+            except Exception as e:
+                if strict:
+                    raise
+                plt.close("all")
+                log(f"skipped {name}: could not draw it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
                 continue
             written[name] = []
             for fmt in formats:
