@@ -266,3 +266,25 @@ def test_the_report_names_run_folders_relative_to_the_working_directory(tmp_path
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert run_folders(runs) == [str((tmp_path / "sweeps" / "a").resolve()), str((tmp_path / "sweeps" / "b").resolve())]
+
+
+def test_the_aggregate_s_w1_shift_equals_a_direct_computation(sweep):
+    """shift/<point>/w1_lag of a run: the Wasserstein-1 distance between consecutive histograms of
+    every sampled unit of layers #2, #9, #13 over the unit's mean spread, averaged; named by the
+    run's probe point."""
+    from ics_study.analysis.aggregate import DRIFT_LAYERS, load, per_run
+    from ics_study.analysis.shift import wasserstein1
+
+    table = per_run(load([sweep]))
+    assert table["shift/pre_relu/w1_lag"].notna().all() and "shift/pre_norm/w1_lag" not in table
+    run = next(sweep.glob("2_vgg_bn"))
+    acts, hists = pd.read_parquet(run / "activations"), pd.read_parquet(run / "histograms")
+    acts = acts[acts.stat.astype(str) == "var"]
+    per_unit = []
+    for (layer, channel), h in hists[hists.layer.isin(DRIFT_LAYERS)].groupby(["layer", "channel"]):
+        h = h.sort_values("step")
+        spread = np.sqrt(acts[(acts.layer == layer) & (acts.channel == channel)].value.astype(float)).mean()
+        pairs = list(zip(h.iloc[:-1].itertuples(), h.iloc[1:].itertuples()))
+        per_unit.append(np.mean([wasserstein1(p.bin_edges, p.counts, q.bin_edges, q.counts) for p, q in pairs]) / spread)
+    got = table[table.path.str.endswith("2_vgg_bn")]["shift/pre_relu/w1_lag"].item()
+    assert got == pytest.approx(np.mean(per_unit), rel=1e-9)

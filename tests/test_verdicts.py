@@ -135,7 +135,7 @@ def test_checks_are_apart_from_the_paper_s_claims_and_never_counted(tmp_path):
     assert kinds["fig8.noisy_less_stable_than_bn"] == kinds["fig8.noisy_less_stable_than_std"] == "check"
     assert kinds["check.bn_output_pinned"] == "check" and kinds["fig1.bn_not_more_stable"] == "paper"
     stability = {c.statistic for c in CLAIMS if c.id == "fig1.bn_not_more_stable" or c.id.endswith("not_stabilised")}
-    assert stability == {"drift/pre_norm/relative"}  # judged where BN does not fix the answer
+    assert stability == {"shift/pre_norm/w1_lag"}  # judged where BN does not fix the answer
     cl = pd.DataFrame([{"id": "p", "kind": "paper", "figure": "fig1", "claim": "P", "paper": "-", "statistic": "s",
                         "lr": 0.1, "rule": "r", "evidence": "e", "verdict": "inconclusive", "ordering": "", "note": ""},
                        {"id": "c", "kind": "check", "figure": "fig8", "claim": "C", "paper": "-", "statistic": "s",

@@ -20,8 +20,11 @@ Metrics:
   initialisation, where BN's ICS is ~10x its later value), ``settled/landscape/<series>`` the same
   after the first ``TRANSIENT`` of the run (Figure 4's claims; with ``log_loss_range`` =
   log10(loss_max / loss_min) and ``gradpred_relative`` = gradpred_max / grad_norm, step by step),
-  and ``drift/<point>/unit_mean`` the mean over layers #2, #9, #13 and steps of |mu(t+1) - mu(t)|
-  of the rank-0 sampled unit (the paper's "random activation") at the run's ``probe.point``.
+  ``drift/<point>/unit_mean`` the mean over layers #2, #9, #13 and steps of |mu(t+1) - mu(t)|
+  of the rank-0 sampled unit (the paper's "random activation") at the run's ``probe.point``,
+  ``drift/<point>/relative`` the same over each unit's spread, and ``shift/<point>/w1_lag`` and
+  ``w1_from_start`` the Wasserstein-1 distance between a unit's consecutive histograms and from its
+  first, over a fixed spread (``shift.py``).
 
 ``load(paths)`` is what the report uses: under each path it takes every ``aggregate.parquet`` that
 is current (it lists exactly the finished runs under its folder and is newer than all of them) and
@@ -40,6 +43,7 @@ import yaml
 
 from ..errors import UserError
 from .run_records import read_summary
+from .shift import unit_shift
 from .sweeps import jobs
 
 FILENAME = "aggregate.parquet"
@@ -111,26 +115,31 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[s
         settled = landscape[landscape.index > TRANSIENT * int(acc.step.max())]
         for name in settled.columns:
             out[f"settled/{name}"] = (None, float(settled[name].replace([np.inf, -np.inf], np.nan).mean()))
-    drift, relative = _drift(run)
-    if not np.isnan(drift):
-        out[f"drift/{point}/unit_mean"] = (None, drift)
-    if not np.isnan(relative):
-        out[f"drift/{point}/relative"] = (None, relative)
+    names = (f"drift/{point}/unit_mean", f"drift/{point}/relative", f"shift/{point}/w1_lag", f"shift/{point}/w1_from_start")
+    for name, value in zip(names, _drift(run)):
+        if not np.isnan(value):
+            out[name] = (None, value)
     return out
 
 
-def _drift(run: Path) -> tuple[float, float]:
-    """(Figure 8's quantity: mean over layers #2, #9, #13 and steps of |mu(t+1) - mu(t)| of the
-    rank-0 unit; the same relative to the unit's spread, |mu(t+1) - mu(t)| / sigma(t), averaged
-    over every sampled unit of those layers: how far the distribution moves against its own width,
-    free of the networks' different activation scales)."""
+def _drift(run: Path) -> tuple[float, float, float, float]:
+    """The sampled units' movement over layers #2, #9, #13 (``DRIFT_LAYERS``):
+
+    - Figure 8's quantity: the mean over those layers and steps of |mu(t+1) - mu(t)| of the rank-0 unit;
+    - the same relative to each unit's spread, |mu(t+1) - mu(t)| / sigma(t), averaged over every
+      sampled unit (free of the networks' different activation scales; moments only);
+    - the Wasserstein-1 distance between each unit's consecutive histograms and from its first one,
+      over the unit's fixed spread (``shift.py``: the whole distribution, not two moments)."""
+    nan4 = (np.nan,) * 4
     if not (run / "probe_channels").exists() or not (run / "activations").exists():
-        return np.nan, np.nan
+        return nan4
     chans = pd.read_parquet(run / "probe_channels")
     acts = pd.read_parquet(run / "activations", filters=[("layer", "in", list(DRIFT_LAYERS))])
     acts = acts.assign(stat=acts.stat.astype(str))
     acts = acts[acts.stat.isin(["mean", "var"])]
-    absolute, relative = [], []
+    hists = (pd.read_parquet(run / "histograms", filters=[("layer", "in", list(DRIFT_LAYERS))])
+             if (run / "histograms").exists() else pd.DataFrame(columns=["layer", "channel", "step"]))
+    absolute, relative, lags, starts = [], [], [], []
     for (layer, channel), g in acts.groupby(["layer", "channel"]):
         wide = g.pivot_table(index="step", columns="stat", values="value").sort_index()
         if "mean" not in wide or "var" not in wide:
@@ -140,7 +149,13 @@ def _drift(run: Path) -> tuple[float, float]:
         relative.append(ratio.mean())
         if ((chans.layer == layer) & (chans["rank"] == 0) & (chans.channel == channel)).any():
             absolute.append(step.mean())
-    return (float(np.mean(absolute)) if absolute else np.nan, float(np.nanmean(relative)) if relative else np.nan)
+        lag, start = unit_shift(hists[(hists.layer == layer) & (hists.channel == channel)], wide["var"])
+        lags.append(lag)
+        starts.append(start)
+
+    def mean(v):
+        return float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else np.nan
+    return mean(absolute), mean(relative), mean(lags), mean(starts)
 
 
 def aggregate(path: str | Path) -> pd.DataFrame:

@@ -24,7 +24,9 @@ initialisation, where BN's ICS is ~10x its later value); ``settled/landscape/...
 the initial transient (``aggregate.TRANSIENT``: the first 10% of steps) with ``log_loss_range`` =
 log10(loss_max / loss_min) (the paper's band is on a log axis) and ``gradpred_relative`` =
 gradpred_max / ||grad L(w)||; ``drift/<point>/relative`` the sampled units' step-to-step mean
-change relative to their spread (layers #2, #9, #13) at the probe point ``<point>``;
+change relative to their spread (layers #2, #9, #13) at the probe point ``<point>``, and
+``shift/<point>/w1_lag`` the Wasserstein-1 distance between their histograms ``probe.every`` steps
+apart, over a fixed spread of each unit (``shift.py``: the whole distribution);
 ``auc/log10_train_loss`` the DLN's mean log training loss.
 """
 
@@ -75,7 +77,7 @@ _STD, _BN, _NOISY, _NOISE_ONLY = "vgg", "vgg_bn", "vgg_bn_noise", "vgg_noise"
 # Distribution stability is judged before the norm (``probe.point=pre_norm``): at the norm's output a
 # BN channel's batch mean is beta and its variance gamma^2 at every step by construction, so there
 # the measure reads how fast beta moves. That pinned reading is kept, as a check.
-STABILITY = "drift/pre_norm/relative"
+STABILITY = "shift/pre_norm/w1_lag"  # Wasserstein-1 between a unit's histograms 100 steps apart (shift.py)
 PINNED = "drift/pre_relu/relative"
 
 CLAIMS: list[Claim] = [
@@ -89,8 +91,8 @@ CLAIMS: list[Claim] = [
           "standard ~10%, BN ~81% test accuracy", "final_train_acc", "fails_trains", _STD, _BN, lr=0.5),
     Claim("fig1.bn_not_more_stable", "fig1", "BN's activation distributions are not much more stable than the standard net's",
           "Figure 1c: no apparent stabilisation", STABILITY, "not_lower", _BN, _STD, tolerance=NOT_MUCH_RATIO,
-          note="the layer inputs before the norm, drift relative to each unit's spread (the networks' "
-               "activation scales differ by orders of magnitude)"),
+          note="the layer inputs before the norm: Wasserstein-1 between a unit's histograms probe.every steps "
+               "apart, over the unit's mean spread (the networks' activation scales differ by orders of magnitude)"),
     Claim("check.bn_output_pinned", "fig1", "BN pins each channel's batch mean and variance at its output",
           "(construction, not a claim of the paper)", PINNED, "lower", _BN, _STD, kind="check",
           note="at the norm's output the batch mean is beta: the drift reads how fast beta moves"),
