@@ -153,3 +153,21 @@ def test_dln_preset_runs(tmp_path):
     assert {"ics/layer09/l2_diff", "ics/layer17/cosine", "landscape/beta_smoothness"} <= set(m.metric)
     acts = pd.read_parquet(tmp_path / "activations")
     assert set(acts.layer) == set(range(1, 26))
+
+
+def test_ics_and_the_landscape_of_a_bf16_run_are_measured_in_fp32(tiny_cfg, tmp_path):
+    """At lr 0.001 a step moves a weight by ~1e-4 of itself, below bf16's resolution (~0.4%): passes
+    under bf16 autocast would see no update at all (||G - G'|| from rounding alone). Measured in fp32,
+    a bf16 run's step-1 ICS and landscape agree with an fp32 run's, whose weights and batch are the
+    same at step 1 and whose update differs only by bf16's gradient error (~1%)."""
+    measured = ["model=vgg", "optim.lr=0.001", "ics.enabled=true", "ics.every=100", "ics.layers=[2,5]",
+                "landscape.enabled=true", "landscape.every=100", "trainer.max_steps=2", "probe.enabled=false"]
+    step1 = {}
+    for precision in ("fp32", "bf16"):
+        train(tiny_cfg(*measured, f"trainer.precision={precision}"), tmp_path / precision)
+        m = pd.read_parquet(tmp_path / precision / "metrics")
+        step1[precision] = m[m.step == 1].set_index("metric").value
+    for name in ("ics/layer02/l2_diff", "ics/layer05/l2_diff", "landscape/beta_smoothness", "landscape/gradpred_max",
+                 "landscape/grad_norm"):
+        assert step1["bf16"][name] == pytest.approx(step1["fp32"][name], rel=0.05), name
+    assert step1["bf16"]["landscape/grad_norm"] == step1["fp32"]["landscape/grad_norm"]  # g itself: the same fp32 pass

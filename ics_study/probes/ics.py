@@ -11,6 +11,10 @@ and we record ||G - G'||_2 and cos(G, G'). The update is the one the optimiser r
 and evaluates G' on the mixed weights inside ``Replay.isolated()`` (same noise, train-mode BN,
 running statistics untouched), then leaves the model at W^(t+1). "Layer j's update" includes the
 gamma and beta of its normalisation. Cost: one extra forward/backward per measured layer.
+
+Both gradients are computed in fp32 whatever ``trainer.precision`` says: in a bf16 run the step
+passes G in from an fp32 forward/backward at the same weights, batch and noise (``exact``), and the
+closure runs without autocast, since an update below bf16's resolution would otherwise vanish.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ class ICSProbe:
     def due(self, step: int) -> bool:
         return self.cfg.enabled and (step == 1 or step % self.cfg.every == 0)
 
-    def step(self, model, optimizer, loss_closure: Callable[[], torch.Tensor], replay: Replay) -> dict[str, torch.Tensor]:
-        """Take the optimiser's step and return ||G - G'|| and cos(G, G') for each configured layer."""
+    def step(self, model, optimizer, loss_closure: Callable[[], torch.Tensor], replay: Replay,
+             exact: dict | None = None) -> dict[str, torch.Tensor]:
+        """Take the optimiser's step and return ||G - G'|| and cos(G, G') for each configured layer.
+        ``exact``: G in the closure's arithmetic where training's own gradient is in another (bf16)."""
         owned = model.param_layers()
-        grads = {i: model.weight_of(i).grad.detach().clone() for i in self.cfg.layers}
+        grads = {i: (exact[model.weight_of(i)] if exact is not None else model.weight_of(i).grad).detach().clone()
+                 for i in self.cfg.layers}
         before = [p.detach().clone() for _, p in owned]
         optimizer.step()  # the real training update
         after = [p.detach().clone() for _, p in owned]

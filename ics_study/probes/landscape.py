@@ -37,11 +37,13 @@ class LandscapeProbe:
     def due(self, step: int) -> bool:
         return self.cfg.enabled and (step == 1 or step % self.cfg.every == 0)
 
-    def measure(self, model, loss_closure: Callable[[], torch.Tensor], replay: Replay) -> dict[str, torch.Tensor]:
-        """Call after backward and before the optimiser step: p.grad holds g."""
+    def measure(self, model, loss_closure: Callable[[], torch.Tensor], replay: Replay,
+                exact: dict | None = None) -> dict[str, torch.Tensor]:
+        """Call after backward and before the optimiser step: p.grad holds g (``exact``: g in the
+        closure's arithmetic, where training's own gradient is in another, bf16)."""
         params = [p for p in model.parameters() if p.grad is not None]
         w = [p.detach().clone() for p in params]
-        g = [p.grad.detach().clone() for p in params]
+        g = [(exact[p] if exact is not None else p.grad).detach().clone() for p in params]
         g_norm = torch.sqrt(sum(x.double().square().sum() for x in g))
         losses, diffs, betas = [], [], []
         with replay.isolated():
