@@ -139,8 +139,11 @@ class ProbeConfig:
     """Per-layer activation distributions (ics_study/probes/activations.py)."""
 
     enabled: bool = True
-    point: str = "pre_relu"  # "pre_relu" (the norm's output: BN+noise in the noisy net, the conv output without
-    # a norm), "pre_norm" (the conv output, before any norm: where BN does not pin the moments) or "post_relu"
+    # where to watch, one or more of: "pre_relu" (the norm's output: BN+noise in the noisy net, the conv
+    # output without a norm), "pre_norm" (the conv output, before any norm: where BN does not pin the
+    # moments), "post_relu". Each point costs its own statistics (the same sampled channels); the first
+    # is the run's main point (TensorBoard tags without a prefix, the report's default).
+    points: list[str] = field(default_factory=lambda: ["pre_relu"])
     channels_per_layer: int = 8  # sampled channels per layer, chosen by the run seed
     every: int = 100  # histograms and whole-layer summaries every this many steps
     batch: str = "train"  # "train" (the step's batch, as in the paper) or "fixed" (one held batch)

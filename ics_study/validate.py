@@ -6,6 +6,7 @@ from .config import CUDA_GRAPH_SETTINGS, TrainConfig, cuda_graph_setting
 from .data import DATASETS
 from .errors import UserError
 from .models import ARCHS, NORMS, PLANS
+from .models.blocks import POINTS as PROBE_POINTS
 from .models.noise_stream import NOISE_RNGS
 
 
@@ -86,7 +87,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.eval.noisy_modes_every % t.eval_every:
         raise UserError(f"eval.noisy_modes_every={cfg.eval.noisy_modes_every} must be a multiple of "
                         f"trainer.eval_every={t.eval_every} (or 0: the last evaluation only)")
-    _one_of("probe.point", p.point, ["pre_relu", "pre_norm", "post_relu"])
+    if not p.points or len(set(p.points)) != len(p.points):
+        raise UserError(f"probe.points={list(p.points)} must name one or more distinct points, e.g. [pre_relu, pre_norm]")
+    for point in p.points:
+        _one_of("probe.points", point, list(PROBE_POINTS))
     _one_of("probe.batch", p.batch, ["train", "fixed"])
     _positive("probe.channels_per_layer", p.channels_per_layer)
     _positive("probe.every", p.every)

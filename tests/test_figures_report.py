@@ -23,7 +23,8 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     tiny16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
     for i, (model, lr, seed) in enumerate(SWEEP):
-        measured = ["ics.enabled=true", "ics.every=4", "landscape.enabled=true", "landscape.every=4"] if lr == 0.1 else []
+        measured = ["ics.enabled=true", "ics.every=4", "landscape.enabled=true", "landscape.every=4",
+                    "probe.points=[pre_relu,pre_norm]"] if lr == 0.1 else []
         train(compose([*tiny16, f"model={model}", f"optim.lr={lr}", f"seed={seed}", *measured]), root / f"{i}_{model}")
     return root
 
@@ -276,10 +277,12 @@ def test_the_aggregate_s_w1_shift_equals_a_direct_computation(sweep):
     from ics_study.analysis.shift import wasserstein1
 
     table = per_run(load([sweep]))
-    assert table["shift/pre_relu/w1_lag"].notna().all() and "shift/pre_norm/w1_lag" not in table
+    assert table["shift/pre_relu/w1_lag"].notna().all()
+    assert table["shift/pre_norm/w1_lag"].notna().tolist() == (table.lr == 0.1).tolist()  # only those runs record it
     run = next(sweep.glob("2_vgg_bn"))
     acts, hists = pd.read_parquet(run / "activations"), pd.read_parquet(run / "histograms")
-    acts = acts[acts.stat.astype(str) == "var"]
+    acts = acts[(acts.stat.astype(str) == "var") & (acts.point.astype(str) == "pre_relu")]
+    hists = hists[hists.point.astype(str) == "pre_relu"]
     per_unit = []
     for (layer, channel), h in hists[hists.layer.isin(DRIFT_LAYERS)].groupby(["layer", "channel"]):
         h = h.sort_values("step")

@@ -46,7 +46,7 @@ def test_the_detector_sees_a_mixed_layout_product():
 VARIANTS = [[f"model={m}"] for m in ("vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf")] + [
     ["model=vgg_bn_noise", *extra] for extra in (
         ["data.augment.flip=true", "data.augment.crop=true"],  # the crop's gather comes out NCHW
-        ["probe.batch=fixed"], ["probe.point=post_relu"], ["trainer.precision=bf16"])]
+        ["probe.batch=fixed"], ["probe.points=[post_relu]"], ["trainer.precision=bf16"])]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: ",".join(o))

@@ -22,11 +22,11 @@ def tiny_model(norm="batch"):
     return build_model(ModelConfig(name="t", depth=11, width=0.125, norm=norm))
 
 
-def capture_points(model, probe):
-    """The tensors each probe point produced, caught by an independent hook."""
-    seen = {}
+def capture_points(model, probe, point=None):
+    """The tensors a probe point (default: the first) produced, by layer, caught by an independent hook."""
+    seen, point = {}, point or probe.cfg.points[0]
     for k, block in enumerate(probe.layers):
-        probe._point(block).register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k + 1, o.detach().clone()))
+        probe._point(block, point).register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k + 1, o.detach().clone()))
     return seen
 
 
@@ -161,11 +161,11 @@ def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     proc = run_cli("train", *TINY, "model=vgg_bn_noise", "probe.channels_per_layer=4", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     acts = pd.read_parquet(tmp_path / "activations")
-    assert list(acts.columns) == ["step", "layer", "channel", "stat", "value"]
+    assert list(acts.columns) == ["step", "point", "layer", "channel", "stat", "value"]
     assert set(acts.layer) == set(range(1, 10))  # 8 convs + the output layer of VGG-11
     assert len(acts[acts.stat == "mean"]) == 12 * 9 * 4
     hists = pd.read_parquet(tmp_path / "histograms")
-    assert list(hists.columns) == ["step", "layer", "channel", "bin_edges", "counts", "nonfinite"]
+    assert list(hists.columns) == ["step", "point", "layer", "channel", "bin_edges", "counts", "nonfinite"]
     assert sorted(hists.step.unique()) == [1, 4, 8, 12]
     assert (hists.counts.map(np.sum) == 32 * 32 * 32).loc[hists.layer == 1].all()  # N*H*W at layer #1
     chans = pd.read_parquet(tmp_path / "probe_channels")
@@ -190,6 +190,26 @@ def test_cli_run_writes_probe_tables_and_tensorboard_histograms(tmp_path):
     np.testing.assert_allclose(tb.bucket_limit, edges[filled[0] + 1 : filled[-1] + 2], rtol=1e-6)
     assert tb.min == pytest.approx(edges[filled[0]])
     assert "moments/layer01_rank0/mean" in events.Tags()["scalars"]
+
+
+def test_a_second_point_reads_back_through_pandas_and_tensorboard_under_its_name(tmp_path):
+    """probe.points=[pre_relu,pre_norm] from the command line: both points' rows in the tables, the
+    second point's scalars and histograms in TensorBoard under its own prefix."""
+    proc = run_cli("train", *TINY, "model=vgg_bn", "probe.channels_per_layer=2", "probe.points=[pre_relu,pre_norm]",
+                   f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    acts = pd.read_parquet(tmp_path / "activations")
+    assert set(acts.point.astype(str)) == {"pre_relu", "pre_norm"}
+    assert len(acts[(acts.stat == "mean") & (acts.point == "pre_norm")]) == 12 * 9 * 2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0}).Reload()
+    assert {"moments/layer03_rank0/mean", "pre_norm/moments/layer03_rank0/mean"} <= set(events.Tags()["scalars"])
+    hist_tags = events.Tags()["histograms"]
+    assert len(hist_tags) == 2 * 9 * 2 and sum(t.startswith("pre_norm/activations/") for t in hist_tags) == 9 * 2
+    bn = acts[(acts.point == "pre_relu") & (acts.stat == "mean") & (acts.layer == 3)].value
+    conv = acts[(acts.point == "pre_norm") & (acts.stat == "mean") & (acts.layer == 3)].value
+    assert bn.abs().max() < conv.abs().max()  # BN's output mean is beta (near 0 this early); the conv's is not
 
 
 @pytest.mark.parametrize("n, k", [(10, 4), (100, 100), (400, 100), (401, 100), (8_388_608, 4096)])
@@ -257,24 +277,33 @@ def test_histogram_resolves_any_scale(scale):
 
 
 def test_pre_norm_sees_the_conv_output_where_bn_does_not_pin_the_moments(tmp_path):
-    """At pre_relu a BN channel's batch mean is beta (0) and its variance gamma^2 (1) by construction;
-    at pre_norm the probe records the conv output, whose moments BN has not touched. In the standard
-    net both points are the same tensor."""
+    """Two points in one pass: at pre_relu a BN channel's batch mean is beta (0) and its variance
+    gamma^2 (1) by construction; at pre_norm the probe records the conv output, whose moments BN has
+    not touched. Each row says its point, the same channels are watched at both, and the histograms
+    and TensorBoard tags of the second point carry its name."""
     x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 + 0.5
+    model = tiny_model()
+    probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=1, points=["pre_relu", "pre_norm"]), seed=0)
+    seen = {p: capture_points(model, probe, p) for p in ("pre_relu", "pre_norm")}
+    acts, hists = run_steps(tmp_path, model, probe, [1], x)
+    assert probe._point(probe.layers[0], "pre_relu") is model.blocks[0].norm
+    assert probe._point(probe.layers[0], "pre_norm") is model.blocks[0].layer
+    assert set(acts.point.astype(str)) == set(hists.point.astype(str)) == {"pre_relu", "pre_norm"}
     moments = {}
     for point in ("pre_relu", "pre_norm"):
-        model = tiny_model()
-        probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=1, point=point), seed=0)
-        seen = capture_points(model, probe)
-        acts, _ = run_steps(tmp_path / point, model, probe, [1], x)
-        assert probe._point(probe.layers[0]) is (model.blocks[0].norm if point == "pre_relu" else model.blocks[0].layer)
-        ch = probe.channels[0][0].item()
-        row = acts[(acts.layer == 1) & (acts.channel == ch)].set_index("stat").value
-        assert row["mean"] == pytest.approx(seen[1][:, ch].double().mean().item(), abs=1e-5)
-        moments[point] = acts[(acts.channel >= 0) & (acts.layer < len(probe.layers))].pivot_table(
+        at = acts[acts.point.astype(str) == point]
+        for layer in (1, 5):
+            for ch in probe.channels[layer - 1].tolist():
+                row = at[(at.layer == layer) & (at.channel == ch)].set_index("stat").value
+                v = seen[point][layer][:, ch].double()
+                assert row["mean"] == pytest.approx(v.mean().item(), abs=1e-5)
+                assert row["var"] == pytest.approx(v.var(unbiased=False).item(), rel=1e-4, abs=1e-6)
+        moments[point] = at[(at.channel >= 0) & (at.layer < len(probe.layers))].pivot_table(
             index=["layer", "channel"], columns="stat", values="value")
     pinned, free = moments["pre_relu"], moments["pre_norm"]
+    assert list(pinned.index) == list(free.index)  # the same units at both points
     assert np.allclose(pinned["mean"], 0, atol=1e-4) and np.allclose(pinned["var"], 1, atol=1e-3)
     assert not np.allclose(free["mean"], 0, atol=1e-2) and not np.allclose(free["var"], 1, atol=1e-2)
-    standard = [ActivationProbe(tiny_model("none"), ProbeConfig(point=p), seed=0) for p in ("pre_relu", "pre_norm")]
-    assert all(type(s._point(s.layers[0])).__name__ in ("Identity", "Conv2d") for s in standard)
+    layout = probe.tensorboard_layout()
+    assert layout["sampled activation at pre_norm: mean"]["layer #2"] == ["Multiline", ["pre_norm/moments/layer02_rank0/mean"]]
+    assert layout["sampled activation: mean"]["layer #2"] == ["Multiline", ["moments/layer02_rank0/mean"]]

@@ -27,7 +27,7 @@ def test_same_seed_same_numbers(tiny_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["vgg", "vgg_bn_noise"])
-@pytest.mark.parametrize("probe", ["probe.batch=train", "probe.batch=fixed", "probe.point=post_relu"])
+@pytest.mark.parametrize("probe", ["probe.batch=train", "probe.batch=fixed", "probe.points=[pre_norm,post_relu]"])
 def test_probes_never_change_training(tiny_cfg, tmp_path, model, probe):
     train(tiny_cfg(f"model={model}", "probe.enabled=false"), tmp_path / "off")
     train(tiny_cfg(f"model={model}", probe), tmp_path / "on")

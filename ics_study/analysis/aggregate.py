@@ -70,13 +70,20 @@ def identity(run: Path) -> dict:
     return {"variant": variant, "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
             "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
-            "probe_point": (cfg.get("probe") or {}).get("point", "pre_relu"),
+            "probe_point": _points(cfg)[0],
             **{group: bool((cfg.get(group) or {}).get("enabled")) for group in FLAGS},
             "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"), "device": summary.get("device")}
 
 
+def _points(cfg: dict) -> list[str]:
+    """The run's probe points, first the main one (``probe.point`` in runs made before ``points``)."""
+    probe = cfg.get("probe") or {}
+    return list(probe.get("points") or [probe.get("point", "pre_relu")])
+
+
 def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[str, tuple[int | None, float]]:
-    """The report's per-run numbers: metric -> (step, value); ``point`` is the run's probe point."""
+    """The report's per-run numbers: metric -> (step, value); ``point``: the run's main probe point
+    (the one its probe tables are at when they have no point column)."""
     out: dict[str, tuple[int | None, float]] = {}
     acc = metrics[metrics.metric == "train/acc"].sort_values("step")
     if len(acc):
@@ -115,47 +122,54 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[s
         settled = landscape[landscape.index > TRANSIENT * int(acc.step.max())]
         for name in settled.columns:
             out[f"settled/{name}"] = (None, float(settled[name].replace([np.inf, -np.inf], np.nan).mean()))
-    names = (f"drift/{point}/unit_mean", f"drift/{point}/relative", f"shift/{point}/w1_lag", f"shift/{point}/w1_from_start")
-    for name, value in zip(names, _drift(run)):
-        if not np.isnan(value):
-            out[name] = (None, value)
+    for at, values in _drift(run, point).items():
+        names = (f"drift/{at}/unit_mean", f"drift/{at}/relative", f"shift/{at}/w1_lag", f"shift/{at}/w1_from_start")
+        for name, value in zip(names, values):
+            if not np.isnan(value):
+                out[name] = (None, value)
     return out
 
 
-def _drift(run: Path) -> tuple[float, float, float, float]:
-    """The sampled units' movement over layers #2, #9, #13 (``DRIFT_LAYERS``):
+def _drift(run: Path, main_point: str) -> dict[str, tuple[float, float, float, float]]:
+    """Per probe point, the sampled units' movement over layers #2, #9, #13 (``DRIFT_LAYERS``):
 
     - Figure 8's quantity: the mean over those layers and steps of |mu(t+1) - mu(t)| of the rank-0 unit;
     - the same relative to each unit's spread, |mu(t+1) - mu(t)| / sigma(t), averaged over every
       sampled unit (free of the networks' different activation scales; moments only);
     - the Wasserstein-1 distance between each unit's consecutive histograms and from its first one,
       over the unit's fixed spread (``shift.py``: the whole distribution, not two moments)."""
-    nan4 = (np.nan,) * 4
     if not (run / "probe_channels").exists() or not (run / "activations").exists():
-        return nan4
+        return {}
     chans = pd.read_parquet(run / "probe_channels")
+    rank0 = set(zip(chans[chans["rank"] == 0].layer, chans[chans["rank"] == 0].channel))
     acts = pd.read_parquet(run / "activations", filters=[("layer", "in", list(DRIFT_LAYERS))])
-    acts = acts.assign(stat=acts.stat.astype(str))
+    acts = acts.assign(stat=acts.stat.astype(str), point=acts.point.astype(str) if "point" in acts else main_point)
     acts = acts[acts.stat.isin(["mean", "var"])]
     hists = (pd.read_parquet(run / "histograms", filters=[("layer", "in", list(DRIFT_LAYERS))])
              if (run / "histograms").exists() else pd.DataFrame(columns=["layer", "channel", "step"]))
-    absolute, relative, lags, starts = [], [], [], []
-    for (layer, channel), g in acts.groupby(["layer", "channel"]):
-        wide = g.pivot_table(index="step", columns="stat", values="value").sort_index()
-        if "mean" not in wide or "var" not in wide:
-            continue
-        step = wide["mean"].astype(float).diff().abs()
-        ratio = (step / np.sqrt(wide["var"].astype(float).shift())).replace([np.inf, -np.inf], np.nan)
-        relative.append(ratio.mean())
-        if ((chans.layer == layer) & (chans["rank"] == 0) & (chans.channel == channel)).any():
-            absolute.append(step.mean())
-        lag, start = unit_shift(hists[(hists.layer == layer) & (hists.channel == channel)], wide["var"])
-        lags.append(lag)
-        starts.append(start)
+    hists = hists.assign(point=hists.point.astype(str) if "point" in hists else main_point)
+    out = {}
+    for point, at in acts.groupby("point"):
+        absolute, relative, lags, starts = [], [], [], []
+        h_at = hists[hists.point == point]
+        for (layer, channel), g in at.groupby(["layer", "channel"]):
+            wide = g.pivot_table(index="step", columns="stat", values="value").sort_index()
+            if "mean" not in wide or "var" not in wide:
+                continue
+            step = wide["mean"].astype(float).diff().abs()
+            ratio = (step / np.sqrt(wide["var"].astype(float).shift())).replace([np.inf, -np.inf], np.nan)
+            relative.append(ratio.mean())
+            if (layer, channel) in rank0:
+                absolute.append(step.mean())
+            lag, start = unit_shift(h_at[(h_at.layer == layer) & (h_at.channel == channel)], wide["var"])
+            lags.append(lag)
+            starts.append(start)
+        out[point] = tuple(_nanmean(v) for v in (absolute, relative, lags, starts))
+    return out
 
-    def mean(v):
-        return float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else np.nan
-    return mean(absolute), mean(relative), mean(lags), mean(starts)
+
+def _nanmean(values) -> float:
+    return float(np.nanmean(values)) if len(values) and not np.isnan(values).all() else np.nan
 
 
 def aggregate(path: str | Path) -> pd.DataFrame:

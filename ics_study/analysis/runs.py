@@ -57,8 +57,8 @@ class Runs:
         m = self._joined("metrics", lambda d: d[d.metric == name])
         return m.drop(columns=["metric"]) if len(m) else m
 
-    def activations(self, layer: int, stats=("mean", "var"), rank: int = 0) -> pd.DataFrame:
-        """Per-step statistics of the rank-``rank`` sampled channel of ``layer`` in every run."""
+    def activations(self, layer: int, stats=("mean", "var"), rank: int = 0, point: str = "pre_relu") -> pd.DataFrame:
+        """Per-step statistics of the rank-``rank`` sampled channel of ``layer`` at ``point`` in every run."""
         frames = []
         for row in self.table.itertuples():
             chans = Path(row.path) / "probe_channels"
@@ -68,20 +68,26 @@ class Runs:
             channel = c[(c.layer == layer) & (c["rank"] == rank)].channel
             if not len(channel):
                 continue
-            a = _read_table(str(Path(row.path) / "activations"))
+            a = at_point(_read_table(str(Path(row.path) / "activations")), point)
             a = a[(a.layer == layer) & (a.channel == int(channel.iloc[0])) & a.stat.isin(stats)]
             frames.append(a.assign(variant=row.variant, lr=row.lr, seed=row.seed, run=row.path, status=row.status,
                                     stat=a.stat.astype(str)))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    def histograms(self, run_path: str, layer: int, rank: int = 0) -> pd.DataFrame:
-        """Histogram rows (step, bin_edges, counts) of the rank-``rank`` channel of one run's layer."""
+    def histograms(self, run_path: str, layer: int, rank: int = 0, point: str = "pre_relu") -> pd.DataFrame:
+        """Histogram rows (step, bin_edges, counts) of the rank-``rank`` channel of one run's layer at ``point``."""
         c = _read_table(str(Path(run_path) / "probe_channels"))
         channel = c[(c.layer == layer) & (c["rank"] == rank)].channel
-        h = _read_table(str(Path(run_path) / "histograms"))
+        h = at_point(_read_table(str(Path(run_path) / "histograms")), point)
         if not len(channel):  # a shallower network than the figure's layer: nothing to draw
             return h.iloc[:0]
         return h[(h.layer == layer) & (h.channel == int(channel.iloc[0]))].sort_values("step")
+
+
+def at_point(table: pd.DataFrame, point: str) -> pd.DataFrame:
+    """The rows of a probe table at ``point`` (tables written before probe.points have one point and
+    no column for it: all their rows)."""
+    return table[table.point.astype(str) == point] if "point" in table else table
 
 
 def find_runs(paths) -> Runs:

@@ -11,6 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Where a numbered layer's activations can be watched (probe.points): the part whose output it is.
+# pre_norm: the conv or linear output; pre_relu: the norm's output (in a net without a norm, the same
+# tensor as pre_norm); post_relu: after the ReLU.
+POINTS = {"pre_norm": "layer", "pre_relu": "norm", "post_relu": "act"}
+
 
 class Block(nn.Module):
     """One numbered layer: conv or linear, then the normalisation, then the activation (ReLU)."""
@@ -22,6 +27,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.layer(x)))
+
+    def at(self, point: str) -> nn.Module:
+        """The part whose output is the activation at ``point`` (one of ``POINTS``)."""
+        return getattr(self, POINTS[point])
 
 
 class NumberedModel(nn.Module):

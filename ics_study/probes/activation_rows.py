@@ -23,74 +23,91 @@ RANGE_STATS = ("min", "max")
 STATS = CHANNEL_STATS + RANGE_STATS + LAYER_STATS  # the vocabulary of the `stat` column
 
 
+def tag_prefix(point: str, cfg: ProbeConfig) -> str:
+    """TensorBoard tags of the run's first point have no prefix; every other point's start with it."""
+    return "" if point == cfg.points[0] else f"{point}/"
+
+
 class ActivationRows:
-    def __init__(self, channels: list[torch.Tensor], cfg: ProbeConfig):
-        self.channels, self.cfg = channels, cfg  # sampled channels of each layer
+    def __init__(self, sites: list[tuple[str, int]], layer_channels: list[torch.Tensor], cfg: ProbeConfig):
+        self.sites, self.cfg = sites, cfg  # (point, layer index) of each site, in the probe's record order
+        self.layer_channels = layer_channels  # sampled channels of each layer (the same at every point)
+        self.channels = [layer_channels[k] for _, k in sites]  # ... of each site
         self.channels_written = False  # the probe_channels table is written once per run
 
     def write(self, recorder, steps, full_steps, moments, full, hists) -> None:
-        """One flush's records (host arrays; ``full`` per layer) into the tables and TensorBoard."""
-        layer_of = np.concatenate([np.full(len(c), k + 1) for k, c in enumerate(self.channels)]).astype(np.int16)
+        """One flush's records (host arrays; ``full`` per site) into the tables and TensorBoard."""
+        layer_of = np.concatenate([np.full(len(c), k + 1) for (_, k), c in zip(self.sites, self.channels)]).astype(np.int16)
         chan_of = np.concatenate([c.numpy() for c in self.channels]).astype(np.int32)
+        point_of = [p for (p, _), c in zip(self.sites, self.channels) for _ in range(len(c))]
         if not self.channels_written:
-            rank = np.concatenate([np.arange(len(c)) for c in self.channels])
-            recorder.table("probe_channels", layer=layer_of, rank=rank.astype(np.int16), channel=chan_of)
+            rank = np.concatenate([np.arange(len(c)) for c in self.layer_channels]).astype(np.int16)
+            recorder.table("probe_channels", layer=np.concatenate([np.full(len(c), k + 1) for k, c in
+                                                                   enumerate(self.layer_channels)]).astype(np.int16),
+                           rank=rank, channel=np.concatenate([c.numpy() for c in self.layer_channels]).astype(np.int32))
             self.channels_written = True
+        point_code = np.array([self.cfg.points.index(p) for p in point_of], dtype=np.int32)  # per channel
+        site_layer = np.array([k + 1 for _, k in self.sites], dtype=np.int16)
+        site_point = np.array([self.cfg.points.index(p) for p, _ in self.sites], dtype=np.int32)
+        prefix = [tag_prefix(p, self.cfg) for p, _ in self.sites]
         S, C = moments.shape[:2]
-        blocks = [(np.repeat(steps, 2 * C), np.tile(np.repeat(layer_of, 2), S), np.tile(np.repeat(chan_of, 2), S),
-                   np.tile(np.arange(2), S * C), moments.ravel())]  # mean and var of every channel, every step
-        first = np.cumsum([0] + [len(c) for c in self.channels])[:-1]  # each layer's rank 0 in the channel axis
+        blocks = [(np.repeat(steps, 2 * C), np.tile(np.repeat(point_code, 2), S), np.tile(np.repeat(layer_of, 2), S),
+                   np.tile(np.repeat(chan_of, 2), S), np.tile(np.arange(2), S * C),
+                   moments.ravel())]  # mean and var of every channel, every step
+        first = np.cumsum([0] + [len(c) for c in self.channels])[:-1]  # each site's rank 0 in the channel axis
         tb = (steps % self.cfg.tb_every == 0) | (steps == 1)  # TensorBoard gets every tb_every-th step
         recorder.tb_scalars(steps[tb], {
-            f"moments/layer{k + 1:02d}_rank{r}/{stat}": moments[tb, first[k] + r, i]
-            for k, c in enumerate(self.channels) for r in range(min(self.cfg.tb_scalar_channels, len(c)))
-            for i, stat in enumerate(CHANNEL_STATS)})
+            f"{prefix[s]}moments/layer{k + 1:02d}_rank{r}/{stat}": moments[tb, first[s] + r, i]
+            for s, ((_, k), c) in enumerate(zip(self.sites, self.channels))
+            for r in range(min(self.cfg.tb_scalar_channels, len(c))) for i, stat in enumerate(CHANNEL_STATS)})
         if len(full_steps):
-            F, L, nl = len(full_steps), len(self.channels), len(LAYER_STATS)
-            summary = np.stack([f[:, :nl] for f in full], 1)  # (F, L, nl)
+            F, L, nl = len(full_steps), len(self.sites), len(LAYER_STATS)
+            summary = np.stack([f[:, :nl] for f in full], 1)  # (F, sites, nl)
             ranges = np.concatenate([f[:, nl:].reshape(F, -1, 2) for f in full], 1)  # (F, C, 2)
-            blocks.append((np.repeat(full_steps, L * nl), np.tile(np.repeat(np.arange(1, L + 1), nl), F),
-                           np.full(F * L * nl, -1), np.tile(np.arange(nl), F * L) + len(CHANNEL_STATS + RANGE_STATS),
-                           summary.ravel()))
-            blocks.append((np.repeat(full_steps, 2 * C), np.tile(np.repeat(layer_of, 2), F),
-                           np.tile(np.repeat(chan_of, 2), F), np.tile(np.arange(2), F * C) + len(CHANNEL_STATS),
-                           ranges.ravel()))
-            recorder.tb_scalars(full_steps, {f"layer_summary/layer{k + 1:02d}/{s[6:]}": summary[:, k, i]
-                                             for k in range(L) for i, s in enumerate(LAYER_STATS)})
-            self._histogram_rows(recorder, full_steps, layer_of, chan_of, hists)
+            blocks.append((np.repeat(full_steps, L * nl), np.tile(np.repeat(site_point, nl), F),
+                           np.tile(np.repeat(site_layer, nl), F), np.full(F * L * nl, -1),
+                           np.tile(np.arange(nl), F * L) + len(CHANNEL_STATS + RANGE_STATS), summary.ravel()))
+            blocks.append((np.repeat(full_steps, 2 * C), np.tile(np.repeat(point_code, 2), F),
+                           np.tile(np.repeat(layer_of, 2), F), np.tile(np.repeat(chan_of, 2), F),
+                           np.tile(np.arange(2), F * C) + len(CHANNEL_STATS), ranges.ravel()))
+            recorder.tb_scalars(full_steps, {f"{prefix[s]}layer_summary/layer{k + 1:02d}/{name[6:]}": summary[:, s, i]
+                                             for s, (_, k) in enumerate(self.sites) for i, name in enumerate(LAYER_STATS)})
+            self._histogram_rows(recorder, full_steps, point_code, layer_of, chan_of, hists)
         self._activation_rows(recorder, *(np.concatenate(column) for column in zip(*blocks)))
 
-    def _histogram_rows(self, recorder, full_steps, layer_of, chan_of, hists) -> None:
+    def _histogram_rows(self, recorder, full_steps, point_code, layer_of, chan_of, hists) -> None:
         """``hists`` (F, C, 2 * bins + 2): per channel its counts, non-finite count and edges."""
         F, C, bins = hists.shape[0], hists.shape[1], self.cfg.hist_bins
         counts = hists[:, :, :bins].astype(np.int64)
         nonfinite = hists[:, :, bins].astype(np.int64)
         edges = hists[:, :, bins + 1 :]  # float32 values, exactly as the device binned with them
         offsets = np.arange(F * C + 1, dtype=np.int32)
-        recorder.table("histograms", step=np.repeat(full_steps, C).astype(np.int64), layer=np.tile(layer_of, F),
+        recorder.table("histograms", step=np.repeat(full_steps, C).astype(np.int64),
+                       point=labels(self.cfg.points, np.tile(point_code, F)), layer=np.tile(layer_of, F),
                        channel=np.tile(chan_of, F),
                        bin_edges=pa.ListArray.from_arrays(pa.array(offsets * (bins + 1)),
                                                           pa.array(edges.astype(np.float32).ravel())),
                        counts=pa.ListArray.from_arrays(pa.array(offsets * bins), pa.array(counts.ravel())),
                        nonfinite=nonfinite.ravel())
-        tags = [f"activations/layer{layer:02d}/ch{chan:03d}" for layer, chan in zip(layer_of, chan_of)]
+        tags = [f"{tag_prefix(self.cfg.points[p], self.cfg)}activations/layer{layer:02d}/ch{chan:03d}"
+                for p, layer, chan in zip(point_code, layer_of, chan_of)]
         for si, step in enumerate(full_steps.tolist()):
             recorder.histograms(step, tags, edges[si], counts[si])
 
-    @staticmethod
-    def _activation_rows(recorder, step, layer, channel, stat, value) -> None:
-        recorder.table("activations", step=np.asarray(step, dtype=np.int64),
+    def _activation_rows(self, recorder, step, point, layer, channel, stat, value) -> None:
+        recorder.table("activations", step=np.asarray(step, dtype=np.int64), point=labels(self.cfg.points, point),
                        layer=np.asarray(layer, dtype=np.int16), channel=np.asarray(channel, dtype=np.int32),
                        stat=labels(STATS, stat), value=np.asarray(value, dtype=np.float32))
 
     def tensorboard_layout(self) -> dict:
-        """Custom scalars: per statistic, one chart per layer; every run (variant) is a line in it."""
-        layout = {}
-        for stat in CHANNEL_STATS:
-            layout[f"sampled activation: {stat}"] = {
-                f"layer #{k + 1}": ["Multiline", [f"moments/layer{k + 1:02d}_rank0/{stat}"]] for k in range(len(self.channels))
-            }
-        layout["whole layer: std"] = {
-            f"layer #{k + 1}": ["Multiline", [f"layer_summary/layer{k + 1:02d}/std"]] for k in range(len(self.channels))
-        }
+        """Custom scalars: per point and statistic, one chart per layer; every run (variant) is a line
+        in it. The first point's sections keep their plain names."""
+        layout, layers = {}, range(1, len(self.layer_channels) + 1)
+        for point in self.cfg.points:
+            pre, at = tag_prefix(point, self.cfg), "" if point == self.cfg.points[0] else f" at {point}"
+            for stat in CHANNEL_STATS:
+                layout[f"sampled activation{at}: {stat}"] = {
+                    f"layer #{k}": ["Multiline", [f"{pre}moments/layer{k:02d}_rank0/{stat}"]] for k in layers}
+            layout[f"whole layer{at}: std"] = {
+                f"layer #{k}": ["Multiline", [f"{pre}layer_summary/layer{k:02d}/std"]] for k in layers}
         return layout

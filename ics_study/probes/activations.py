@@ -1,12 +1,14 @@
 """Per-layer activation distributions (Figures 1c, 2, 6, 8 of the paper).
 
-What is observed: the output of every numbered layer at ``probe.point`` -- ``pre_relu`` (default:
-the BN+noise output in the noisy net, the conv output in the standard net, the logits for the
-output layer), ``pre_norm`` (the conv or linear output before any norm: the same tensor as
+What is observed: the output of every numbered layer at each of ``probe.points`` -- ``pre_relu``
+(default: the BN+noise output in the noisy net, the conv output in the standard net, the logits for
+the output layer), ``pre_norm`` (the conv or linear output before any norm: the same tensor as
 ``pre_relu`` in the standard net; the point where a BN channel's batch moments are not fixed by
-construction) or ``post_relu``. For every layer a fixed set of ``channels_per_layer`` channels is
-drawn once from the run seed, independently of the model variant, so vgg / vgg_bn / vgg_bn_noise
-runs with the same seed watch the same units. Rank 0 is "the random activation" the paper plots.
+construction) or ``post_relu``; each (point, layer) is a "site" with its own records, and every row
+says its point. For every layer a fixed set of ``channels_per_layer`` channels is drawn once from
+the run seed, independently of the model variant and the same at every point, so vgg / vgg_bn /
+vgg_bn_noise runs with the same seed watch the same units. Rank 0 is "the random activation" the
+paper plots.
 
 What is recorded (all statistics over the batch and, for conv layers, height and width):
 
@@ -70,16 +72,20 @@ class ActivationProbe:
         self.cfg = cfg
         self.layers = list(model.blocks)
         widths = [_out_features(b) for b in self.layers]
-        self.channels = sample_channels(widths, cfg.channels_per_layer, seed)
+        layer_channels = sample_channels(widths, cfg.channels_per_layer, seed)
+        # a site is (point, layer index): points in config order, layers in order within each
+        self.sites = [(point, k) for point in cfg.points for k in range(len(self.layers))]
+        self.channels = [layer_channels[k] for _, k in self.sites]  # each site's sampled channels
         self._sample_gen = torch.Generator().manual_seed(seed * 1000 + 4)
-        self._device_channels: list[torch.Tensor | None] = [None] * len(self.layers)
-        self._sample_idx: list[torch.Tensor | None] = [None] * len(self.layers)
-        self._quantile_at: list[tuple | None] = [None] * len(self.layers)
+        n = len(self.sites)
+        self._device_channels: list[torch.Tensor | None] = [None] * n
+        self._sample_idx: list[torch.Tensor | None] = [None] * n
+        self._quantile_at: list[tuple | None] = [None] * n
         self.active = False
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something, counted per forward (tests count them)
-        self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)  # this forward
-        self._current_full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n  # this forward, per site
+        self._current_full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
         self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
         self._full: list[torch.Tensor] = []  # per full step: every layer's summaries and channel ranges
         self._hists: list[torch.Tensor] = []  # per full step: (all sampled channels) x (counts, nonfinite, edges)
@@ -87,12 +93,12 @@ class ActivationProbe:
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
-        self.rows = ActivationRows(self.channels, cfg)  # tables and TensorBoard, at a flush
+        self.rows = ActivationRows(self.sites, layer_channels, cfg)  # tables and TensorBoard, at a flush
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
         eager_hooks = bool(noisy_layers(model))
-        self.handles = [self._point(b).register_forward_hook(self._hook(k, eager_hooks))
-                        for k, b in enumerate(self.layers)]
+        self.handles = [self._point(self.layers[k], point).register_forward_hook(self._hook(s, eager_hooks))
+                        for s, (point, k) in enumerate(self.sites)]
         self._side: torch.cuda.Stream | None = None  # the hooks' stream inside capture(), on a GPU
         self._overlap = False  # inside capture(), with probe.side_stream: CUDA hooks run on the side stream
         self._held: list[torch.Tensor] = []  # activations the side stream reads, until join()
@@ -101,10 +107,11 @@ class ActivationProbe:
             self.fixed_batch = _held_batch(data, 128, seed)
             self._noise_gen = None
 
-    def _point(self, block: nn.Module) -> nn.Module:
+    @staticmethod
+    def _point(block: nn.Module, point: str) -> nn.Module:
         if not isinstance(block, Block):
-            return block  # the output Linear: its output is the logits, at either point
-        return {"pre_norm": block.layer, "pre_relu": block.norm, "post_relu": block.act}[self.cfg.point]
+            return block  # the output Linear: its output is the logits, at every point
+        return block.at(point)
 
     # --- per step ------------------------------------------------------------------------------
     def wants_full_stats(self, step: int) -> bool:
@@ -160,7 +167,7 @@ class ActivationProbe:
         if self.full_stats:
             stats, counts = zip(*self._current_full)
             full, hists = torch.cat(stats), torch.cat(counts)
-        self._current, self._current_full = [None] * len(self.layers), [None] * len(self.layers)
+        self._current, self._current_full = [None] * len(self.sites), [None] * len(self.sites)
         return moments, full, hists
 
     def _commit(self, step: int, record: tuple) -> None:

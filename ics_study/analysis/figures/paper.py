@@ -26,6 +26,10 @@ def _need(runs: Runs, what: str, **where) -> Runs:
 
 NETWORKS = ["vgg", "vgg_bn", "vgg_bn_noise"]  # Figures 2, 3, 4 and 8 (the l_p nets: fig_lp; the DLN: fig_dln)
 CONTROL = "vgg_noise"  # the noise without BN: in Figure 2's accuracy panel where its runs exist
+# The distributions the paper's figures show: each layer's output as the next layer receives it
+# before the ReLU (BN(+noise) output, or the conv output without a norm); every caption says so.
+POINT = "pre_relu"
+UNIT = f"the rank-0 sampled channel over N·H·W at {POINT}"
 PAPER_LR = 0.1  # Figures 2, 4 and 8 and the l_p figures are at lr 0.1 (PROTOCOL.md)
 
 
@@ -67,7 +71,7 @@ def _ridges(axes, runs: Runs, layers: list[int], variants: list[str], lr: float 
             if path is None:
                 ax.set_axis_off()
                 continue
-            ridge(ax, runs.histograms(path, layer), variant)
+            ridge(ax, runs.histograms(path, layer, point=POINT), variant)
             ax.set_title(f"{label(variant)}, layer #{layer}")
             ax.set_xlabel("activation value")
             drawn.append(ax)
@@ -96,7 +100,8 @@ def fig1(runs: Runs):
     _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
     at_lr, note = _at_lr(sub)
     _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
-    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: first seed, {note.split(';')[0]}{left_out})")
+    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {UNIT}, first seed, "
+                  f"{note.split(';')[0]}{left_out})")
     return fig
 
 
@@ -112,7 +117,8 @@ def fig2(runs: Runs):
     _accuracy(fig.add_subplot(grid[0, :]), sub, "train", smooth=25)  # one wide panel on top, the control included
     _ridges(axes[1:], sub.select(variant=variants), [2, 9, 13], variants, None)
     # what the panels show, not what the paper concludes from them: the verdicts are the report's
-    suptitle(fig, f"Figure 2: training accuracy and activation distributions with BN, noisy BN and neither ({note})")
+    suptitle(fig, f"Figure 2: training accuracy and activation distributions with BN, noisy BN and neither "
+                  f"(histograms: {UNIT}; {note})")
     return fig
 
 
@@ -158,7 +164,7 @@ def fig8(runs: Runs):
             ("mean", "drift", r"$\mu_t - \mu_0$"), ("var", "drift", r"$\sigma^2_t - \sigma^2_0$")]
     fig, axes = figure(4, 3, height_per_row=1.4)
     for j, layer in enumerate((2, 9, 13)):
-        acts = sub.activations(layer)
+        acts = sub.activations(layer, point=POINT)
         for i, (stat, kind, ylabel) in enumerate(rows):
             ax = axes[i][j]
             a = acts[acts.stat == stat] if len(acts) else acts
@@ -170,7 +176,7 @@ def fig8(runs: Runs):
                 ax.set_yscale("log")
     handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hides curves
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    suptitle(fig, f"Figure 8: how much the sampled activation's moments move (rolling mean over 25 steps; {note})")
+    suptitle(fig, f"Figure 8: how much the moments of {UNIT} move (rolling mean over 25 steps; {note})")
     return fig
 
 
@@ -201,7 +207,7 @@ def fig_lp(runs: Runs):
     axes[0][2].legend(handles, labels, loc="center left")
     axes[0][2].set_axis_off()
     _ridges(axes[1:], sub, [11], lp, None)
-    suptitle(fig, f"Figures 5, 6, 12: l_p normalisations ({note})")
+    suptitle(fig, f"Figures 5, 6, 12: l_p normalisations (histograms: {UNIT}; {note})")
     return fig
 
 
