@@ -172,3 +172,21 @@ def test_derived_means_leave_out_step_1_and_figure_4_is_judged_after_the_transie
     assert out["settled/landscape/gradpred_max"] == pytest.approx(0.75)
     assert out["settled/landscape/gradpred_relative"] == pytest.approx((0.1 + 0.25) / 2)
     assert out["settled/landscape/beta_smoothness"] == pytest.approx(30)
+
+
+def test_absolute_levels_judge_one_variant_alone():
+    """"cos(G, G') near 1" and "almost uncorrelated" are levels, not comparisons: at_least / at_most
+    judge every run of a against the stated threshold, and b takes no part."""
+    near_one = Claim("t", "fig_dln", "cos near 1", "-", "s", "at_least", "a", "", tolerance=0.9)
+    assert judge(near_one, table({"a": [0.95, 0.97, 0.99]}))["verdict"] == "reproduced"
+    assert judge(near_one, table({"a": [0.2, 0.5, 0.8]}))["verdict"] == "not reproduced"
+    assert judge(near_one, table({"a": [0.85, 0.95, 0.99]}))["verdict"] == "inconclusive"
+    assert judge(near_one, table({"a": [0.95]}))["verdict"] == "consistent (1 seed)"
+    row = judge(near_one, table({"a": [0.95, 0.97, 0.99], "b": [0.0] * 3}))
+    assert row["n_b"] == 0 and "b" not in row["evidence"].split(";")[-1]
+    low = Claim("t", "fig_dln", "uncorrelated", "-", "s", "at_most", "a", "", tolerance=0.3)
+    assert judge(low, table({"a": [0.1, -0.2, 0.25]}))["verdict"] == "reproduced"
+    assert judge(low, table({"a": [0.4, 0.6, 0.9]}))["verdict"] == "not reproduced"
+    assert judge(low, table({"b": [0.1] * 3}))["verdict"].startswith("not measured (no a runs")
+    kinds = {c.id: c for c in CLAIMS}
+    assert kinds["dln.std_no_ics.layer17"].rule == "at_least" and kinds["dln.bn_uncorrelated.layer9"].rule == "at_most"

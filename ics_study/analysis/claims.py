@@ -7,7 +7,9 @@ with runs of variant ``b`` at one learning rate, by one of the rules of ``verdic
 - ``about_equal``: a is within ``SIMILAR_OF_GAP`` of the b-vs-``ref`` gap of b (speed "about as fast as");
 - ``not_lower``: a is not lower than b by more than ``tolerance`` (relative): "similar or larger";
 - ``not_higher_by``: a is not higher than b by more than ``tolerance`` (absolute, e.g. a cosine);
-- ``fails_trains``: every a run fails (diverged or below chance-level accuracy), every b run trains.
+- ``fails_trains``: every a run fails (diverged or below chance-level accuracy), every b run trains;
+- ``at_least`` / ``at_most``: every run of a is at least / at most ``tolerance`` (an absolute level,
+  such as "a cosine near 1"); b is not used.
 
 Each claim is of a ``kind``: ``paper`` (a statement of the paper, counted in the report's headline)
 or ``check`` (it follows from how a network or probe is built, so it tests our code, not the paper;
@@ -39,6 +41,8 @@ SIMILAR_OF_GAP = 0.5  # "about as fast as": |a - b| <= 0.5 x |b - ref| (half the
 SIMILAR_RATIO = 0.2  # "similar or larger": a >= (1 - 0.2) x b
 NOT_MUCH_RATIO = 0.5  # "not much more stable": a's drift >= (1 - 0.5) x b's
 COSINE_MARGIN = 0.05  # "does not reduce ICS" in cosine: a's cos(G, G') <= b's + 0.05
+NEAR_ONE_COSINE = 0.9  # [I] "almost no ICS": cos(G, G') at least 0.9 in every run
+UNCORRELATED_COSINE = 0.3  # [I] "almost uncorrelated": cos(G, G') at most 0.3 in every run
 FAIL_ACC, TRAIN_ACC = 0.2, 0.3  # "fails": final train acc < 0.2 (chance 0.1) or diverged; "trains": > 0.3
 CONVERGED_ACC = 0.99  # [I] an endpoint claim (a statement about trained networks) needs this final train acc
 
@@ -61,9 +65,9 @@ class Claim:
     statement: str  # the paper's statement
     paper: str  # the paper's numbers, as it gives them
     statistic: str  # per-run column compared
-    rule: str  # higher | lower | about_equal | not_lower | not_higher_by | fails_trains
+    rule: str  # higher | lower | about_equal | not_lower | not_higher_by | fails_trains | at_least | at_most
     a: str
-    b: str
+    b: str  # "" for at_least / at_most
     lr: float = 0.1
     ref: str | None = None  # about_equal: the variant whose gap to b sets the tolerance
     tolerance: float = 0.0  # not_lower (relative), not_higher_by (absolute)
@@ -165,6 +169,12 @@ CLAIMS += [
 ]
 for _k in (9, 17):
     CLAIMS += [
+        Claim(f"dln.std_no_ics.layer{_k}", "fig_dln", f"The standard DLN has almost no ICS: cos(G, G') near 1, layer #{_k}",
+              "Section 3 / Figure 3b: almost no ICS for the whole of training", f"mean/ics/layer{_k:02d}/cosine",
+              "at_least", "dln_none", "", lr=1e-6, tolerance=NEAR_ONE_COSINE),
+        Claim(f"dln.bn_uncorrelated.layer{_k}", "fig_dln",
+              f"With BN the DLN's G and G' are almost uncorrelated, layer #{_k}", "Section 3 / Figure 3b",
+              f"mean/ics/layer{_k:02d}/cosine", "at_most", "dln_batch", "", lr=1e-6, tolerance=UNCORRELATED_COSINE),
         Claim(f"dln.ics_l2.layer{_k}", "fig_dln", f"In the DLN, BN does not reduce ICS: ||G - G'||, layer #{_k}",
               "Figure 3b: BN similar or larger", f"mean/ics/layer{_k:02d}/l2_diff", "not_lower", "dln_batch", "dln_none",
               lr=1e-6, tolerance=SIMILAR_RATIO),

@@ -27,7 +27,10 @@ RULES = {
     "not_lower": "every run of {a} at least {keep:g} x every run of {b} (not reproduced: every run below {keep:g} x every run of {b})",
     "not_higher_by": "every run of {a} at most every run of {b} + {t:g} (not reproduced: every run above that)",
     "fails_trains": f"every {{a}} run diverges or ends below {FAIL_ACC:g} train accuracy; every {{b}} run ends above {TRAIN_ACC:g}",
+    "at_least": "every run of {a} at least {t:g} (not reproduced: every run below)",
+    "at_most": "every run of {a} at most {t:g} (not reproduced: every run above)",
 }
+ONE_SIDED = ("at_least", "at_most")  # rules on a alone
 
 
 def rule_text(c: Claim) -> str:
@@ -73,6 +76,10 @@ def _decide(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> tuple[bo
         return a.min() >= keep * b.max(), a.max() < keep * b.min()
     if c.rule == "not_higher_by":
         return a.max() <= b.min() + c.tolerance, a.min() > b.max() + c.tolerance
+    if c.rule == "at_least":
+        return a.min() >= c.tolerance, a.max() < c.tolerance
+    if c.rule == "at_most":
+        return a.max() <= c.tolerance, a.min() > c.tolerance
     if c.rule == "fails_trains":
         fails = np.isnan(a) | (a < FAIL_ACC)
         trains = ~np.isnan(b) & (b > TRAIN_ACC)
@@ -83,7 +90,7 @@ def _decide(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> tuple[bo
 def _unmet(c: Claim, table: pd.DataFrame) -> str | None:
     """The first precondition that some run of either side fails, as the verdict's reason."""
     for req in c.requires:
-        for variant in (c.a, c.b):
+        for variant in (v for v in (c.a, c.b) if v):
             values, _ = _runs(table, variant, c.lr, req.statistic, keep_diverged=True)
             below = int((~(values >= req.minimum)).sum())  # NaN (diverged, unmeasured) fails too
             if below:
@@ -111,13 +118,15 @@ def _ordering(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> str:
 def judge(c: Claim, table: pd.DataFrame) -> dict:
     """One claim against the per-run table: its verdict and the evidence for it."""
     keep = c.rule == "fails_trains"
-    (a, da), (b, db) = (_runs(table, v, c.lr, c.statistic, keep) for v in (c.a, c.b))
+    a, da = _runs(table, c.a, c.lr, c.statistic, keep)
+    b, db = _runs(table, c.b, c.lr, c.statistic, keep) if c.b else (np.array([0.0]), 0)  # "": a rule on a alone
     ref, dr = _runs(table, c.ref, c.lr, c.statistic, keep) if c.ref else (np.array([0.0]), 0)
     row = {"id": c.id, "kind": c.kind, "figure": c.figure, "claim": c.statement, "paper": c.paper,
-           "statistic": c.statistic, "lr": c.lr, "rule": rule_text(c), "n_a": len(a), "n_b": len(b),
+           "statistic": c.statistic, "lr": c.lr, "rule": rule_text(c), "n_a": len(a), "n_b": len(b) if c.b else 0,
            "mean_a": np.nanmean(a) if np.isfinite(a).any() else np.nan,
-           "mean_b": np.nanmean(b) if np.isfinite(b).any() else np.nan, "note": c.note, "ordering": ""}
-    parts = [_describe(c.a, a, da), _describe(c.b, b, db)] + ([_describe(c.ref, ref, dr)] if c.ref else [])
+           "mean_b": np.nanmean(b) if c.b and np.isfinite(b).any() else np.nan, "note": c.note, "ordering": ""}
+    parts = [_describe(c.a, a, da)] + ([_describe(c.b, b, db)] if c.b else []) + (
+        [_describe(c.ref, ref, dr)] if c.ref else [])
     row["evidence"] = "; ".join(parts)
     if not len(a) or not len(b) or not len(ref):
         missing = [v for v, x in ((c.a, a), (c.b, b), (c.ref, ref)) if v and not len(x)]
@@ -128,7 +137,7 @@ def judge(c: Claim, table: pd.DataFrame) -> dict:
     if c.rule == "about_equal":
         row["evidence"] += f"; tolerance {SIMILAR_OF_GAP * abs(np.mean(b) - np.mean(ref)):.3g}"
         row["ordering"] = _ordering(c, a, b, ref)
-    n = min(len(a), len(b), *([len(ref)] if c.ref else []))
+    n = min([len(a)] + ([len(b)] if c.b else []) + ([len(ref)] if c.ref else []))
     if n >= MIN_SEEDS:
         holds, opposite = _decide(c, a, b, ref)
         verdict = "reproduced" if holds else "not reproduced" if opposite else "inconclusive"
