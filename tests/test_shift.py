@@ -73,3 +73,5 @@ def test_unit_shift_scales_by_one_fixed_spread():
     steady = [{"step": 1 + 100 * i, "bin_edges": hist(x)[0], "counts": hist(x)[1]} for i in range(3)]
     assert unit_shift(pd.DataFrame(steady), pd.Series([1.0] * 3)) == (0.0, 0.0)
     assert np.isnan(unit_shift(pd.DataFrame(steady[:1]), pd.Series([1.0]))[0])  # one record: no pair
+    diverged = steady[:2] + [{"step": 301, "bin_edges": np.zeros(BINS + 1), "counts": np.zeros(BINS, int)}]
+    assert unit_shift(pd.DataFrame(diverged), pd.Series([1.0, 1.0, np.nan])) == (0.0, 0.0)  # the empty one skipped

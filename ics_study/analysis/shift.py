@@ -59,7 +59,8 @@ def unit_shift(hists: pd.DataFrame, variances: pd.Series) -> tuple[float, float]
     fixed spread, for one unit: ``hists`` its histogram rows (step, bin_edges, counts) and
     ``variances`` its per-step variance (any steps)."""
     h = hists.sort_values("step")
-    spread = float(np.sqrt(np.asarray(variances, float)).mean()) if len(variances) else np.nan
+    h = h[h.counts.map(np.sum) > 0] if len(h) else h  # a step with no finite value (a diverged run) has no shape
+    spread = float(np.nanmean(np.sqrt(np.asarray(variances, float)))) if len(variances) else np.nan
     if len(h) < 2 or not spread > 0:
         return np.nan, np.nan
     e = [np.asarray(x, float) for x in h.bin_edges]

@@ -40,8 +40,8 @@ from ics_study.recording.recorder import Recorder  # noqa: E402
 def layer_sizes(model, probe: ActivationProbe, batch: int) -> list[int]:
     """Values per probed layer for one batch (what the quantile sample is drawn from)."""
     sizes = []
-    hooks = [probe._point(b).register_forward_hook(lambda m, i, o: sizes.append(o.numel() * batch // o.shape[0]))
-             for b in probe.layers]
+    hooks = [probe._point(probe.layers[k], point).register_forward_hook(
+        lambda m, i, o: sizes.append(o.numel() * batch // o.shape[0])) for point, k in probe.sites]
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, 32, 32))
     for h in hooks:
