@@ -145,6 +145,10 @@ class ProbeConfig:
     # is the run's main point (TensorBoard tags without a prefix, the report's default).
     points: list[str] = field(default_factory=lambda: ["pre_relu"])
     channels_per_layer: int = 8  # sampled channels per layer, chosen by the run seed
+    # what a sampled unit is: "channel" (a conv channel over N*H*W, as the paper's "activation" [I]) or
+    # "position" (one (channel, h, w) position over the batch's N values: a single unit's distribution;
+    # the position is drawn once per sampled channel from the seed, the same at every point and variant)
+    unit: str = "channel"
     every: int = 100  # histograms and whole-layer summaries every this many steps
     batch: str = "train"  # "train" (the step's batch, as in the paper) or "fixed" (one held batch)
     # equal bins on each sampled channel's own [min, max] at that step, edges stored with the counts

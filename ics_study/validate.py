@@ -92,6 +92,7 @@ def validate(cfg: TrainConfig) -> None:
     for point in p.points:
         _one_of("probe.points", point, list(PROBE_POINTS))
     _one_of("probe.batch", p.batch, ["train", "fixed"])
+    _one_of("probe.unit", p.unit, ["channel", "position"])
     _positive("probe.channels_per_layer", p.channels_per_layer)
     _positive("probe.every", p.every)
     _positive("probe.hist_bins", p.hist_bins)

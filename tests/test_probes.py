@@ -307,3 +307,37 @@ def test_pre_norm_sees_the_conv_output_where_bn_does_not_pin_the_moments(tmp_pat
     layout = probe.tensorboard_layout()
     assert layout["sampled activation at pre_norm: mean"]["layer #2"] == ["Multiline", ["pre_norm/moments/layer02_rank0/mean"]]
     assert layout["sampled activation: mean"]["layer #2"] == ["Multiline", ["moments/layer02_rank0/mean"]]
+
+
+def test_a_single_position_unit_is_one_channel_at_one_place_over_the_batch(tmp_path):
+    """probe.unit=position: each sampled channel is watched at one (h, w) drawn from the seed, its
+    statistics over the batch's N values; the same positions at every point and in every variant,
+    written to probe_channels."""
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    cfg = ProbeConfig(channels_per_layer=3, every=1, unit="position", points=["pre_relu", "pre_norm"])
+    model = tiny_model()
+    probe = ActivationProbe(model, cfg, seed=0)
+    seen = {p: capture_points(model, probe, p) for p in cfg.points}
+    acts, hists = run_steps(tmp_path, model, probe, [1], x)
+    chans = pd.read_parquet(tmp_path / "probe_channels")
+    for point in cfg.points:
+        at, h_at = acts[acts.point == point], hists[hists.point == point]
+        for layer in (1, 5):
+            for row in chans[chans.layer == layer].itertuples():
+                assert 0 <= row.h < seen[point][layer].shape[2] and 0 <= row.w < seen[point][layer].shape[3]
+                v = seen[point][layer][:, row.channel, row.h, row.w].double()  # N values
+                stats = at[(at.layer == layer) & (at.channel == row.channel)].set_index("stat").value
+                assert stats["mean"] == pytest.approx(v.mean().item(), abs=1e-5)
+                assert stats["var"] == pytest.approx(v.var(unbiased=False).item(), rel=1e-4, abs=1e-6)
+                hist = h_at[(h_at.layer == layer) & (h_at.channel == row.channel)].iloc[0]
+                assert np.asarray(hist.counts).sum() == 16  # the batch, not N*H*W
+    assert (chans[chans.layer == 9].h == -1).all()  # the output layer is linear: its units are already single
+    standard = tiny_model("none")
+    twin = ActivationProbe(standard, cfg, seed=0)
+    twin.prepare(standard, x)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+               for a, b in zip(probe.positions[:8], twin.positions[:8]))  # the same units in every variant
+    plain_model = tiny_model()
+    run_steps(tmp_path / "plain", plain_model, ActivationProbe(plain_model, ProbeConfig(), seed=0), [1], x)
+    default = pd.read_parquet(tmp_path / "plain" / "probe_channels")
+    assert (default.h == -1).all() and (default.w == -1).all()  # whole channels by default

@@ -52,8 +52,8 @@ LAST_EVALS = 3  # final/test_acc_last3: test accuracy averaged over the last eva
 DRIFT_LAYERS = (2, 9, 13)
 TRANSIENT = 0.1  # [I] the first 10% of steps: the standard net's gradients start vanishingly small (~150 of
 # 2,000 steps at cpu_small), which makes its gradient look 100x more predictive; Figure 4 is judged after it
-IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "probe_point", "ics",
-            "landscape", "steps", "diverged_at", "device")  # the keys of identity()
+IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "probe_point",
+            "probe_unit", "ics", "landscape", "steps", "diverged_at", "device")  # the keys of identity()
 FLAGS = ("probe", "ics", "landscape")
 PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
            "final/test_acc_last3": "final_test_acc_last3", "auc/train_acc": "auc_train_acc",
@@ -70,7 +70,7 @@ def identity(run: Path) -> dict:
     return {"variant": variant, "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
             "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
-            "probe_point": _points(cfg)[0],
+            "probe_point": _points(cfg)[0], "probe_unit": (cfg.get("probe") or {}).get("unit", "channel"),
             **{group: bool((cfg.get(group) or {}).get("enabled")) for group in FLAGS},
             "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"), "device": summary.get("device")}
 

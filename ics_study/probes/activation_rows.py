@@ -29,9 +29,11 @@ def tag_prefix(point: str, cfg: ProbeConfig) -> str:
 
 
 class ActivationRows:
-    def __init__(self, sites: list[tuple[str, int]], layer_channels: list[torch.Tensor], cfg: ProbeConfig):
+    def __init__(self, sites: list[tuple[str, int]], layer_channels: list[torch.Tensor], cfg: ProbeConfig,
+                 positions: list | None = None):
         self.sites, self.cfg = sites, cfg  # (point, layer index) of each site, in the probe's record order
         self.layer_channels = layer_channels  # sampled channels of each layer (the same at every point)
+        self.positions = positions or [None] * len(layer_channels)  # per layer (h, w) with probe.unit=position
         self.channels = [layer_channels[k] for _, k in sites]  # ... of each site
         self.channels_written = False  # the probe_channels table is written once per run
 
@@ -42,9 +44,12 @@ class ActivationRows:
         point_of = [p for (p, _), c in zip(self.sites, self.channels) for _ in range(len(c))]
         if not self.channels_written:
             rank = np.concatenate([np.arange(len(c)) for c in self.layer_channels]).astype(np.int16)
+            h, w = (np.concatenate([(p[i].numpy() if p is not None else np.full(len(c), -1))
+                                    for p, c in zip(self.positions, self.layer_channels)]).astype(np.int16) for i in (0, 1))
             recorder.table("probe_channels", layer=np.concatenate([np.full(len(c), k + 1) for k, c in
                                                                    enumerate(self.layer_channels)]).astype(np.int16),
-                           rank=rank, channel=np.concatenate([c.numpy() for c in self.layer_channels]).astype(np.int32))
+                           rank=rank, channel=np.concatenate([c.numpy() for c in self.layer_channels]).astype(np.int32),
+                           h=h, w=w)
             self.channels_written = True
         point_code = np.array([self.cfg.points.index(p) for p in point_of], dtype=np.int32)  # per channel
         site_layer = np.array([k + 1 for _, k in self.sites], dtype=np.int16)

@@ -77,10 +77,16 @@ class ActivationProbe:
         self.sites = [(point, k) for point in cfg.points for k in range(len(self.layers))]
         self.channels = [layer_channels[k] for _, k in self.sites]  # each site's sampled channels
         self._sample_gen = torch.Generator().manual_seed(seed * 1000 + 4)
+        self._seed = seed
+        # per layer, drawn at its first site's set-up and shared by its other points: the whole-layer
+        # quantile sample, and with probe.unit=position each sampled channel's (h, w)
+        self._layer_sample: list[torch.Tensor | None] = [None] * len(self.layers)
+        self.positions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         n = len(self.sites)
         self._device_channels: list[torch.Tensor | None] = [None] * n
         self._sample_idx: list[torch.Tensor | None] = [None] * n
         self._quantile_at: list[tuple | None] = [None] * n
+        self._device_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
         self.active = False
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something, counted per forward (tests count them)
@@ -93,7 +99,7 @@ class ActivationProbe:
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
-        self.rows = ActivationRows(self.sites, layer_channels, cfg)  # tables and TensorBoard, at a flush
+        self.rows = ActivationRows(self.sites, layer_channels, cfg, self.positions)  # tables and TensorBoard, at a flush
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
         eager_hooks = bool(noisy_layers(model))
@@ -230,11 +236,21 @@ class ActivationProbe:
 
         return torch.compiler.disable(hook) if eager else hook
 
-    def _set_up(self, k: int, x: torch.Tensor) -> None:
-        self._device_channels[k] = self.channels[k].to(x.device)
+    def _set_up(self, s: int, x: torch.Tensor) -> None:
+        k = self.sites[s][1]
+        self._device_channels[s] = self.channels[s].to(x.device)
         n = min(self.cfg.summary_sample, x.numel())
-        self._sample_idx[k] = sample_positions(x.numel(), n, self._sample_gen).to(x.device)
-        self._quantile_at[k] = quantile_positions(n, QUANTILES, x.device, torch.float32)
+        if self._layer_sample[k] is None:
+            self._layer_sample[k] = sample_positions(x.numel(), n, self._sample_gen)
+            if self.cfg.unit == "position" and x.dim() == 4:
+                g = torch.Generator().manual_seed(self._seed * 1000 + 6 + k)
+                count = len(self.channels[s])
+                self.positions[k] = (torch.randint(x.shape[2], (count,), generator=g),
+                                     torch.randint(x.shape[3], (count,), generator=g))
+        self._sample_idx[s] = self._layer_sample[k].to(x.device)
+        self._quantile_at[s] = quantile_positions(n, QUANTILES, x.device, torch.float32)
+        if self.positions[k] is not None:
+            self._device_positions[s] = tuple(t.to(x.device) for t in self.positions[k])
 
     def _record_aside(self, k: int, x: torch.Tensor) -> None:
         """``_record`` on the side stream, after everything the training stream has queued so far."""
@@ -247,8 +263,11 @@ class ActivationProbe:
 
     def _record(self, k: int, x: torch.Tensor) -> None:
         c = len(self.channels[k])
-        # c x (N*H*W): one gather, then float (a bf16 activation is converted 8 channels, not whole)
-        chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1).float()
+        if self._device_positions[k] is not None:  # probe.unit=position: c x N, one (h, w) per channel
+            h, w = self._device_positions[k]
+            chans = x[:, self._device_channels[k], h, w].t().float()
+        else:  # c x (N*H*W): one gather, then float (a bf16 activation is converted 8 channels, not whole)
+            chans = x.transpose(0, 1)[self._device_channels[k]].reshape(c, -1).float()
         if chans.is_cuda:  # one fused kernel; per-step launches are what a GPU step pays for
             var, mean = torch.var_mean(chans, dim=1, correction=0)
         else:  # var_mean is ~10x slower than two plain passes on CPU; two passes avoid E[x^2] - E[x]^2

@@ -29,7 +29,14 @@ CONTROL = "vgg_noise"  # the noise without BN: in Figure 2's accuracy panel wher
 # The distributions the paper's figures show: each layer's output as the next layer receives it
 # before the ReLU (BN(+noise) output, or the conv output without a norm); every caption says so.
 POINT = "pre_relu"
-UNIT = f"the rank-0 sampled channel over N·H·W at {POINT}"
+
+
+def _unit(runs: Runs) -> str:
+    """What the histograms are of, as the runs recorded it (probe.unit)."""
+    units = set(runs.table.get("probe_unit", pd.Series(["channel"])).fillna("channel"))
+    if units == {"position"}:
+        return f"one (h, w) position of the rank-0 sampled channel over the batch, at {POINT}"
+    return f"the rank-0 sampled channel over N·H·W at {POINT}" + ("" if units == {"channel"} else " (or one position)")
 PAPER_LR = 0.1  # Figures 2, 4 and 8 and the l_p figures are at lr 0.1 (PROTOCOL.md)
 
 
@@ -100,7 +107,7 @@ def fig1(runs: Runs):
     _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
     at_lr, note = _at_lr(sub)
     _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
-    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {UNIT}, first seed, "
+    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {_unit(sub)}, first seed, "
                   f"{note.split(';')[0]}{left_out})")
     return fig
 
@@ -118,7 +125,7 @@ def fig2(runs: Runs):
     _ridges(axes[1:], sub.select(variant=variants), [2, 9, 13], variants, None)
     # what the panels show, not what the paper concludes from them: the verdicts are the report's
     suptitle(fig, f"Figure 2: training accuracy and activation distributions with BN, noisy BN and neither "
-                  f"(histograms: {UNIT}; {note})")
+                  f"(histograms: {_unit(sub)}; {note})")
     return fig
 
 
@@ -176,7 +183,7 @@ def fig8(runs: Runs):
                 ax.set_yscale("log")
     handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hides curves
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    suptitle(fig, f"Figure 8: how much the moments of {UNIT} move (rolling mean over 25 steps; {note})")
+    suptitle(fig, f"Figure 8: how much the moments of {_unit(sub)} move (rolling mean over 25 steps; {note})")
     return fig
 
 
@@ -207,7 +214,7 @@ def fig_lp(runs: Runs):
     axes[0][2].legend(handles, labels, loc="center left")
     axes[0][2].set_axis_off()
     _ridges(axes[1:], sub, [11], lp, None)
-    suptitle(fig, f"Figures 5, 6, 12: l_p normalisations (histograms: {UNIT}; {note})")
+    suptitle(fig, f"Figures 5, 6, 12: l_p normalisations (histograms: {_unit(sub)}; {note})")
     return fig
 
 
