@@ -189,4 +189,5 @@ def test_absolute_levels_judge_one_variant_alone():
     assert judge(low, table({"a": [0.4, 0.6, 0.9]}))["verdict"] == "not reproduced"
     assert judge(low, table({"b": [0.1] * 3}))["verdict"].startswith("not measured (no a runs")
     kinds = {c.id: c for c in CLAIMS}
-    assert kinds["dln.std_no_ics.layer17"].rule == "at_least" and kinds["dln.bn_uncorrelated.layer9"].rule == "at_most"
+    assert kinds["dln.std_no_ics.layer17.lr1e-07"].rule == "at_least"
+    assert kinds["dln.bn_uncorrelated.layer9.lr1e-06"].rule == "at_most" and kinds["dln.bn_uncorrelated.layer9.lr1e-06"].lr == 1e-6
