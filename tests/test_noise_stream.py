@@ -202,16 +202,19 @@ def test_the_compiled_kernel_is_built_once_per_dtype_whatever_the_caller_s_mode(
     in one fixed mode, so training, evaluation (no_grad), inference mode and autocast share it."""
     import torch._dynamo.utils
 
-    def draws():
+    def draws(apply=True):
         for dtype in (torch.float32, torch.bfloat16):
             draw(CounterStream().manual_seed(4), (16, 8, 4, 4), dtype=dtype)
+            for grad in (True, False) if apply else ():  # a training forward; an evaluation or probe forward
+                a = torch.ones(64, 8, dtype=dtype, requires_grad=grad)
+                CounterStream().manual_seed(4).add_noise(a, 0.5, 1.25, 0.1, 0.1)
 
     draws()  # builds what this process still lacks
     frames = torch._dynamo.utils.counters["frames"]["ok"]
     with torch.no_grad():
         draws()
-    with torch.inference_mode():
-        draws()
+    with torch.inference_mode():  # add_noise is given the caller's activation: an inference tensor
+        draws(apply=False)  # would be a variant of its own (the runs never use inference mode)
     with torch.autocast("cpu", torch.bfloat16):
         draws()
     for shape in ((32, 16, 8, 8), (128, 64, 2, 2), (40, 7, 1, 1)):  # other shapes: dynamic, no new build
@@ -238,3 +241,17 @@ def test_add_noise_applies_the_draw_s_numbers_and_its_gradient_is_s(dtype):
         out.backward(torch.ones_like(out))
         torch.testing.assert_close(a.grad.float(), s.to(dtype).float(), rtol=8 * 2.0**-24 + torch.finfo(dtype).eps,
                                    atol=0)
+
+
+def test_a_training_and_an_evaluation_forward_share_one_compiled_noise_kernel():
+    """add_noise gets the caller's activation, which requires grad in training and not in an
+    evaluation or probe forward: the kernel sees it detached, so both use one compiled variant (each
+    variant counts toward torch.compile's limit of 8, past which it silently runs eagerly)."""
+    import torch._dynamo.utils
+
+    for dtype in (torch.float32, torch.bfloat16):
+        CounterStream().manual_seed(4).add_noise(torch.ones(48, 6, dtype=dtype, requires_grad=True), 0.5, 1.25, 0.1, 0.1)
+        frames = torch._dynamo.utils.counters["frames"]["ok"]
+        with torch.no_grad():
+            CounterStream().manual_seed(4).add_noise(torch.ones(48, 6, dtype=dtype), 0.5, 1.25, 0.1, 0.1)
+        assert torch._dynamo.utils.counters["frames"]["ok"] == frames, dtype

@@ -182,7 +182,10 @@ class _Noisy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, kernel, args):
-        out, s = kernel(a, *args)
+        # detached and in one fixed mode: the caller's requires_grad, inference mode or autocast would
+        # each be another compiled variant, and past 8 of them torch.compile silently runs eagerly
+        with _fixed_mode(a.device.type):
+            out, s = kernel(a.detach(), *args)
         ctx.save_for_backward(s)
         return out
 
@@ -235,12 +238,7 @@ class CounterStream:
         would return for this draw; differentiable in a, advances the stream. One pass over a."""
         with self._fixed_mode():  # the arguments too: an inference tensor would be another variant
             args = self._next(a.numel(), a.shape[1], n_mu, n_sigma, r_mu, r_sigma)
-        kernel = self._kernel(1)
-
-        def apply(x, *rest):
-            with self._fixed_mode():
-                return kernel(x, *rest)
-        return _Noisy.apply(a, apply, args)
+        return _Noisy.apply(a, self._kernel(1), args)
 
     def _kernel(self, which: int):
         return (_kernels() if self.compiled and self.device.type == "cpu" else (_elements, _apply))[which]
