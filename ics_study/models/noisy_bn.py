@@ -49,9 +49,8 @@ class _Noise:
         """s * a + m, in the noise's (channels-last) layout. The counter stream draws and applies the
         noise in one pass over a; torch's generator draws s and m first (draw_noise)."""
         if isinstance(self.generator, CounterStream):
-            rows = _elementwise(a, a)  # a as (rows, C) in the draw's order: a view when channels-last
-            out = self.generator.add_noise(rows.reshape(-1, a.shape[1]), self.n_mu, self.n_sigma, self.r_mu,
-                                           self.r_sigma)
+            rows = _in_draw_order(a).reshape(-1, a.shape[1])  # (rows, C): a view when channels-last
+            out = self.generator.add_noise(rows, self.n_mu, self.n_sigma, self.r_mu, self.r_sigma)
             return _like(out.view(_elementwise_shape(a)), a)
         s, m = self.draw_noise(a)
         return torch.addcmul(m, a, s)  # s * a + m in one pass
@@ -133,11 +132,13 @@ def _elementwise_shape(a: torch.Tensor) -> tuple[int, ...]:
     return (a.shape[0], *a.shape[2:], a.shape[1]) if a.dim() == 4 else tuple(a.shape)
 
 
-def _elementwise(a: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
-    """An (N, H, W, C) buffer for a's noise, or ``values`` viewed in that order."""
-    if values is not None:
-        return values.permute(0, 2, 3, 1) if values.dim() == 4 else values
+def _elementwise(a: torch.Tensor) -> torch.Tensor:
     return torch.empty(_elementwise_shape(a), device=a.device, dtype=a.dtype)
+
+
+def _in_draw_order(a: torch.Tensor) -> torch.Tensor:
+    """``a`` viewed in the noise's (N, H, W, C) order (the inverse of ``_like``)."""
+    return a.permute(0, 2, 3, 1) if a.dim() == 4 else a
 
 
 def _like(buffer: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

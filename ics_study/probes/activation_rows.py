@@ -36,12 +36,15 @@ class ActivationRows:
         self.positions = positions or [None] * len(layer_channels)  # per layer (h, w) with probe.unit=position
         self.channels = [layer_channels[k] for _, k in sites]  # ... of each site
         self.channels_written = False  # the probe_channels table is written once per run
+        # per sampled channel of every site, in the probe's record order (fixed for the run)
+        self.layer_of = np.concatenate([np.full(len(c), k + 1) for (_, k), c in zip(sites, self.channels)]).astype(np.int16)
+        self.chan_of = np.concatenate([c.numpy() for c in self.channels]).astype(np.int32)
+        self.point_of = np.concatenate([np.full(len(c), cfg.points.index(p)) for (p, _), c in
+                                        zip(sites, self.channels)]).astype(np.int32)  # codes into cfg.points
 
     def write(self, recorder, steps, full_steps, moments, full, hists) -> None:
         """One flush's records (host arrays; ``full`` per site) into the tables and TensorBoard."""
-        layer_of = np.concatenate([np.full(len(c), k + 1) for (_, k), c in zip(self.sites, self.channels)]).astype(np.int16)
-        chan_of = np.concatenate([c.numpy() for c in self.channels]).astype(np.int32)
-        point_of = [p for (p, _), c in zip(self.sites, self.channels) for _ in range(len(c))]
+        layer_of, chan_of, point_code = self.layer_of, self.chan_of, self.point_of
         if not self.channels_written:
             rank = np.concatenate([np.arange(len(c)) for c in self.layer_channels]).astype(np.int16)
             h, w = (np.concatenate([(p[i].numpy() if p is not None else np.full(len(c), -1))
@@ -51,7 +54,6 @@ class ActivationRows:
                            rank=rank, channel=np.concatenate([c.numpy() for c in self.layer_channels]).astype(np.int32),
                            h=h, w=w)
             self.channels_written = True
-        point_code = np.array([self.cfg.points.index(p) for p in point_of], dtype=np.int32)  # per channel
         site_layer = np.array([k + 1 for _, k in self.sites], dtype=np.int16)
         site_point = np.array([self.cfg.points.index(p) for p, _ in self.sites], dtype=np.int32)
         prefix = [tag_prefix(p, self.cfg) for p, _ in self.sites]

@@ -1,14 +1,11 @@
 """Per-layer activation distributions (Figures 1c, 2, 6, 8 of the paper).
 
-What is observed: the output of every numbered layer at each of ``probe.points`` -- ``pre_relu``
-(default: the BN+noise output in the noisy net, the conv output in the standard net, the logits for
-the output layer), ``pre_norm`` (the conv or linear output before any norm: the same tensor as
-``pre_relu`` in the standard net; the point where a BN channel's batch moments are not fixed by
-construction) or ``post_relu``; each (point, layer) is a "site" with its own records, and every row
-says its point. For every layer a fixed set of ``channels_per_layer`` channels is drawn once from
-the run seed, independently of the model variant and the same at every point, so vgg / vgg_bn /
-vgg_bn_noise runs with the same seed watch the same units. Rank 0 is "the random activation" the
-paper plots.
+What is observed: the output of every numbered layer at each of ``probe.points`` (``models.blocks.
+POINTS``: ``pre_relu``, the default, ``pre_norm`` or ``post_relu``); each (point, layer) is a "site"
+with its own records, and every row says its point. For every layer a fixed set of
+``channels_per_layer`` channels is drawn once from the run seed, independently of the model variant
+and the same at every point, so runs with the same seed watch the same units. Rank 0 is "the random
+activation" the paper plots.
 
 What is recorded (all statistics over the batch and, for conv layers, height and width):
 
@@ -72,21 +69,21 @@ class ActivationProbe:
         self.cfg = cfg
         self.layers = list(model.blocks)
         widths = [_out_features(b) for b in self.layers]
-        layer_channels = sample_channels(widths, cfg.channels_per_layer, seed)
+        self.layer_channels = sample_channels(widths, cfg.channels_per_layer, seed)  # the same at every point
         # a site is (point, layer index): points in config order, layers in order within each
         self.sites = [(point, k) for point in cfg.points for k in range(len(self.layers))]
-        self.channels = [layer_channels[k] for _, k in self.sites]  # each site's sampled channels
+        self.channels = [self.layer_channels[k] for _, k in self.sites]  # each site's sampled channels
         self._sample_gen = torch.Generator().manual_seed(seed * 1000 + 4)
         self._seed = seed
-        # per layer, drawn at its first site's set-up and shared by its other points: the whole-layer
-        # quantile sample, and with probe.unit=position each sampled channel's (h, w)
-        self._layer_sample: list[torch.Tensor | None] = [None] * len(self.layers)
-        self.positions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
-        n = len(self.sites)
-        self._device_channels: list[torch.Tensor | None] = [None] * n
-        self._sample_idx: list[torch.Tensor | None] = [None] * n
-        self._quantile_at: list[tuple | None] = [None] * n
-        self._device_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
+        # per layer, set up at its first site's first forward and shared by its other points: the
+        # sampled channels on the device, the whole-layer quantile sample, and with
+        # probe.unit=position each sampled channel's (h, w) (host copy: written to probe_channels)
+        L, n = len(self.layers), len(self.sites)
+        self._device_channels: list[torch.Tensor | None] = [None] * L
+        self._sample_idx: list[torch.Tensor | None] = [None] * L
+        self._quantile_at: list[tuple | None] = [None] * L
+        self.positions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * L
+        self._device_positions: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * L
         self.active = False
         self.full_stats = False
         self.calls = 0  # hook invocations that recorded something, counted per forward (tests count them)
@@ -99,11 +96,11 @@ class ActivationProbe:
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
-        self.rows = ActivationRows(self.sites, layer_channels, cfg, self.positions)  # tables and TensorBoard, at a flush
+        self.rows = ActivationRows(self.sites, self.layer_channels, cfg, self.positions)  # tables, TensorBoard
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
         eager_hooks = bool(noisy_layers(model))
-        self.handles = [self._point(self.layers[k], point).register_forward_hook(self._hook(s, eager_hooks))
+        self.handles = [self._point(self.layers[k], point).register_forward_hook(self._hook(s, k, eager_hooks))
                         for s, (point, k) in enumerate(self.sites)]
         self._side: torch.cuda.Stream | None = None  # the hooks' stream inside capture(), on a GPU
         self._overlap = False  # inside capture(), with probe.side_stream: CUDA hooks run on the side stream
@@ -223,46 +220,44 @@ class ActivationProbe:
         finally:
             model.train(was_training)
 
-    def _hook(self, k: int, eager: bool):
+    def _hook(self, s: int, k: int, eager: bool):
+        """The forward hook of site ``s`` (layer index ``k``)."""
         def hook(module, inputs, output):
-            if self._device_channels[k] is None:  # once: in prepare(), or else the first forward
+            if self._device_channels[k] is None:  # once per layer: in prepare(), or else the first forward
                 self._set_up(k, output)
             if self.active:
                 x = output.detach()
                 if self._overlap and x.is_cuda and not torch.compiler.is_compiling():
-                    self._record_aside(k, x)
+                    self._record_aside(s, k, x)
                 else:
-                    self._record(k, x)
+                    self._record(s, k, x)
 
         return torch.compiler.disable(hook) if eager else hook
 
-    def _set_up(self, s: int, x: torch.Tensor) -> None:
-        k = self.sites[s][1]
-        self._device_channels[s] = self.channels[s].to(x.device)
+    def _set_up(self, k: int, x: torch.Tensor) -> None:
+        channels = self.layer_channels[k]
+        self._device_channels[k] = channels.to(x.device)
         n = min(self.cfg.summary_sample, x.numel())
-        if self._layer_sample[k] is None:
-            self._layer_sample[k] = sample_positions(x.numel(), n, self._sample_gen)
-            if self.cfg.unit == "position" and x.dim() == 4:
-                g = torch.Generator().manual_seed(self._seed * 1000 + 6 + k)
-                count = len(self.channels[s])
-                self.positions[k] = (torch.randint(x.shape[2], (count,), generator=g),
-                                     torch.randint(x.shape[3], (count,), generator=g))
-        self._sample_idx[s] = self._layer_sample[k].to(x.device)
-        self._quantile_at[s] = quantile_positions(n, QUANTILES, x.device, torch.float32)
-        if self.positions[k] is not None:
-            self._device_positions[s] = tuple(t.to(x.device) for t in self.positions[k])
+        self._sample_idx[k] = sample_positions(x.numel(), n, self._sample_gen).to(x.device)
+        self._quantile_at[k] = quantile_positions(n, QUANTILES, x.device, torch.float32)
+        if self.cfg.unit == "position" and x.dim() == 4:
+            g = torch.Generator().manual_seed(self._seed * 1000 + 6 + k)
+            self.positions[k] = (torch.randint(x.shape[2], (len(channels),), generator=g),
+                                 torch.randint(x.shape[3], (len(channels),), generator=g))
+            self._device_positions[k] = tuple(t.to(x.device) for t in self.positions[k])
 
-    def _record_aside(self, k: int, x: torch.Tensor) -> None:
+    def _record_aside(self, s: int, k: int, x: torch.Tensor) -> None:
         """``_record`` on the side stream, after everything the training stream has queued so far."""
         if self._side is None:
             self._side = torch.cuda.Stream(x.device)
         self._side.wait_stream(torch.cuda.current_stream(x.device))
         self._held.append(x)
         with torch.cuda.stream(self._side):
-            self._record(k, x)
+            self._record(s, k, x)
 
-    def _record(self, k: int, x: torch.Tensor) -> None:
-        c = len(self.channels[k])
+    def _record(self, s: int, k: int, x: torch.Tensor) -> None:
+        """Site ``s``'s statistics of ``x``, the output of layer index ``k`` at the site's point."""
+        c = len(self.channels[s])
         if self._device_positions[k] is not None:  # probe.unit=position: c x N, one (h, w) per channel
             h, w = self._device_positions[k]
             chans = x[:, self._device_channels[k], h, w].t().float()
@@ -273,7 +268,7 @@ class ActivationProbe:
         else:  # var_mean is ~10x slower than two plain passes on CPU; two passes avoid E[x^2] - E[x]^2
             mean = chans.mean(1)
             var = (chans - mean[:, None]).square_().mean(1)
-        self._current[k] = (mean, var)  # counted in _stack_current: a Python int bumped in here would
+        self._current[s] = (mean, var)  # counted in _stack_current: a Python int bumped in here would
         # be a constant to torch.compile, recompiled at every step until its limit, then left uncompiled
         if not self.full_stats:
             return
@@ -282,7 +277,7 @@ class ActivationProbe:
         qs = quantiles(sample, self._quantile_at[k])
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
         ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
-        self._current_full[k] = (torch.cat([layer, qs, ranges]), histogram(chans, self.cfg.hist_bins))
+        self._current_full[s] = (torch.cat([layer, qs, ranges]), histogram(chans, self.cfg.hist_bins))
 
     # --- flush ---------------------------------------------------------------------------------
     def flush(self, recorder) -> None:
