@@ -37,6 +37,13 @@ PER_VARIANT = {"train_acc": "final_train_acc", "auc": "auc_train_acc", "test_acc
                "test_acc_noise_on": "final_test_acc_noise_on"}  # results.csv column -> per-run column
 
 
+# the report's two tables of claims, in order: (kind, anchor, title, introduction)
+CLAIM_SECTIONS = (("paper", "claims", "The paper's claims", ""),
+                  ("check", "checks", "Checks of our implementation",
+                   "These hold by how a network or probe is built: they test our code, not the paper, and are "
+                   "never counted as reproduced."))
+
+
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (variant, lr), g in runs_df.groupby(["variant", "lr"], sort=True):
@@ -109,12 +116,11 @@ def render(res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: li
     lines += ["Settings: " + "; ".join(notes), "",
               "Verdicts on the paper's claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
               + f" (and {len(checks)} checks of our implementation, not counted)", ""]
-    for title, rows, intro in (("The paper's claims", paper, []), ("Checks of our implementation", checks, [
-            "These hold by how a network or probe is built: they test our code, not the paper, and are never "
-            "counted as reproduced.", ""])):
+    for kind, _, title, intro in CLAIM_SECTIONS:
+        rows = cl[cl.kind == kind]
         if not len(rows):
             continue
-        lines += [f"## {title}", "", *intro,
+        lines += [f"## {title}", "", *([intro, ""] if intro else []),
                   "| figure | claim | paper | measured (mean ± std over seeds, n, range) | rule | verdict |",
                   "|---|---|---|---|---|---|"]
         for c in rows.itertuples():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..recording.storage import atomic_write
-from .report import run_folders, wall_time_table
+from .report import CLAIM_SECTIONS, run_folders, wall_time_table
 
 COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
            "inconclusive": "#9a6700", "not measured": "#6e7781", "not testable at this scale": "#6e7781"}
@@ -62,10 +62,7 @@ def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFr
              "<h1>ics-study report</h1>",
              f"<p class='small'>{len(table)} runs from {e(', '.join(run_folders(table)))}</p>",
              ]
-    for kind, anchor, title, intro in (("paper", "claims", "The paper's claims", ""), (
-            "check", "checks", "Checks of our implementation",
-            "These hold by how a network or probe is built: they test our code, not the paper, and are never "
-            "counted as reproduced.")):
+    for kind, anchor, title, intro in CLAIM_SECTIONS:
         rows = []
         for c in cl[cl.kind == kind].itertuples():
             fig = f"<a href='#{c.figure}'>{e(c.figure)}</a>" if c.figure in figures else e(c.figure)
