@@ -81,3 +81,76 @@ def test_the_direction_check_sees_a_wrong_import(tmp_path):
     fake = tmp_path / "x.py"
     fake.write_text("from ..recording.storage import labels\nimport ics_study.train.loop\n")
     assert [t for t, _ in imports(fake, where=PACKAGE / "probes" / "x.py")] == ["recording", "train"]
+
+
+def module_graph(root: Path, package: str = "ics_study") -> dict[str, set[str]]:
+    """module -> the package's modules it imports (anywhere in the file, lazily or not), as dotted
+    names; ``from X import name`` counts as an import of X.name where that is a module, else of X."""
+    files = {p: ".".join([package, *p.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
+             for p in root.rglob("*.py")}
+    modules = set(files.values())
+    graph: dict[str, set[str]] = {}
+    for path, name in files.items():
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(here.split(".")[: len(here.split(".")) - node.level + 1]) if node.level else ""
+                target = ".".join(x for x in (base, node.module or "") if x)
+                for a in node.names:
+                    edges.add(f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+        edges &= modules
+        edges.discard(name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: its strongly connected components of more than one module."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_module_imports_itself_through_others():
+    """No import cycle, a lazy import inside a function included: a cycle means two modules that
+    cannot be read, tested or replaced one without the other."""
+    found = cycles(module_graph(PACKAGE))
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "sub" / "__init__.py").write_text("from .b import f\n")
+    (tmp_path / "sub" / "a.py").write_text("from . import b\n")
+    (tmp_path / "sub" / "b.py").write_text("def f():\n    from .a import g\n")
+    (tmp_path / "c.py").write_text("from .sub import f\nimport ics_study.sub.a\n")
+    graph = module_graph(tmp_path)
+    assert graph["ics_study.c"] == {"ics_study.sub", "ics_study.sub.a"}
+    assert cycles(graph) == [["ics_study.sub.a", "ics_study.sub.b"]]

@@ -129,7 +129,8 @@ def test_about_equal_states_the_ordering_beyond_the_spread(a, ordering):
 def test_checks_are_apart_from_the_paper_s_claims_and_never_counted(tmp_path):
     """The construction checks (the pinned BN output, the noise's own instability) are kind "check";
     the report lists them in their own table and leaves them out of the headline counts."""
-    from ics_study.analysis.report import render
+    from ics_study.analysis.report import ReportData
+    from ics_study.analysis.report_md import render
 
     kinds = {c.id: c.kind for c in CLAIMS}
     assert kinds["fig8.noisy_less_stable_than_bn"] == kinds["fig8.noisy_less_stable_than_std"] == "check"
@@ -142,8 +143,8 @@ def test_checks_are_apart_from_the_paper_s_claims_and_never_counted(tmp_path):
                         "lr": 0.1, "rule": "r", "evidence": "e", "verdict": "reproduced", "ordering": "", "note": ""}])
     runs = pd.DataFrame({"data": ["synthetic"], "width": [0.25], "max_steps": [10], "precision": ["fp32"],
                          "path": [str(tmp_path / "run")], "variant": ["vgg"], "status": ["completed"]})
-    text = render(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
-                  cl, runs, [])
+    text = render(ReportData(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
+                             cl, runs, []))
     assert "Verdicts on the paper's claims: 1 inconclusive (and 1 checks of our implementation, not counted)" in text
     paper_part, check_part = text.split("## Checks of our implementation")
     assert "| P (lr 0.1)" in paper_part and "| C (lr 0.1)" in check_part and "| C (lr 0.1)" not in paper_part

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from ..recording.storage import atomic_write
-from .report import CLAIM_SECTIONS, run_folders, wall_time_table
 
 COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
            "inconclusive": "#9a6700", "not measured": "#6e7781", "not testable at this scale": "#6e7781"}
@@ -48,21 +47,20 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 
 
-
-
 def _num(v, fmt="{:.3f}") -> str:
     return "-" if pd.isna(v) else fmt.format(v)
 
 
-def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFrame, figures: list[str],
-               notes: str = "") -> None:
+def write_html(path: Path, data) -> None:
+    """report.html from a ``report.ReportData``, its figures read from beside ``path``."""
+    res, cl, table, figures, notes = data.results, data.claims, data.runs, data.figures, data.notes
     e = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ics-study report</title>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{STYLE}</style></head><body>",
              "<h1>ics-study report</h1>",
-             f"<p class='small'>{len(table)} runs from {e(', '.join(run_folders(table)))}</p>",
+             f"<p class='small'>{len(table)} runs from {e(', '.join(data.folders))}</p>",
              ]
-    for kind, anchor, title, intro in CLAIM_SECTIONS:
+    for kind, anchor, title, intro in data.sections:
         rows = []
         for c in cl[cl.kind == kind].itertuples():
             fig = f"<a href='#{c.figure}'>{e(c.figure)}</a>" if c.figure in figures else e(c.figure)
@@ -77,8 +75,8 @@ def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFr
     if figures:
         parts.append("<h2 id='figures'>Figures</h2>")
         for f in figures:
-            data = base64.b64encode((path.parent / f"{f}.png").read_bytes()).decode()
-            parts.append(f"<figure id='{f}'><figcaption>{f}</figcaption><img alt='{f}' src='data:image/png;base64,{data}'></figure>")
+            png = base64.b64encode((path.parent / f"{f}.png").read_bytes()).decode()
+            parts.append(f"<figure id='{f}'><figcaption>{f}</figcaption><img alt='{f}' src='data:image/png;base64,{png}'></figure>")
     parts.append("<h2 id='results'>Results per variant and learning rate</h2>")
     parts.append(_table(["variant", "lr", "seeds", "final train acc", "train-curve area", "test acc (last 3)",
                          "test acc: as trained", "recalibrated BN", "noise on", "steps to 50% / 80% / 90% / 99%", "diverged"],
@@ -91,7 +89,7 @@ def write_html(path: Path, res: pd.DataFrame, cl: pd.DataFrame, table: pd.DataFr
     parts.append(_table(["sweep", "variant", "device", "runs", "median per run", "fastest run", "all runs"],
                         [[e(w.sweep), e(str(w.variant)), e(w.device), str(w.runs)]
                          + [_num(v, "{:.1f} min") for v in (w.median_min, w.fastest_min, w.total_min)]
-                         for w in wall_time_table(table).itertuples()]))
+                         for w in data.wall.itertuples()]))
     parts.append("<h2 id='runs'>Runs</h2>")
     wall = table["summary/wall_time_s"] if "summary/wall_time_s" in table else pd.Series(index=table.index, dtype=float)
     parts.append(_table(["run", "variant", "lr", "seed", "status", "steps", "wall time", "device"],
