@@ -122,7 +122,7 @@ class TrainerConfig:
     cuda_graph: str = "auto"  # replay training steps as CUDA graphs: auto (on for CUDA), on, off
     threads: int = 0  # CPU threads for torch; 0 = every core
     reuse_host_memory: bool = True  # CPU runs: freed blocks >= 32 MB stay in the heap for reuse instead of
-    # being unmapped and page-faulted in again (ics_study/host_memory.py; evaluation 1.3-1.7x faster); false = glibc's default
+    # being unmapped and page-faulted in again (ics_study/train/host_memory.py; evaluation 1.3-1.7x faster); false = glibc's default
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     progress_bar: bool = True
     steady_after: int = 50  # summary's steady_images_per_s counts the steps after this one (not cuDNN's
@@ -182,7 +182,7 @@ class LandscapeConfig:
 
 @dataclass
 class EvalConfig:
-    """Test-set evaluation (ics_study/evaluation.py). Every run: evaluation mode, noise off, BN's
+    """Test-set evaluation (ics_study/train/evaluation.py). Every run: evaluation mode, noise off, BN's
     running statistics (``test/acc``). Noisy-BN networks also get two more readings side by side."""
 
     noisy_modes: bool = True  # noisy nets: test_recalibrated/* and test_noise_on/* beside test/*

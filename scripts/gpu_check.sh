@@ -18,10 +18,9 @@
 # Environment: PARTS (comma list, in the order above whatever its order; default
 # tests,noise,loop,probes,profile,fig2,host), GPU_CHECK_SECONDS (budget, default 540), LOOP_VARIANTS
 # (bench.py's variants, default ref,fp32,bf16,nchw), WITH_MEASUREMENTS=1 (ICS and landscape in the
-# probe benchmark), DRY_RUN=1 (print the parts and stop). Older switches still work:
-# SKIP_LOOP_BENCH=1 and SKIP_FIG2=1 drop a part, COMPILE_BENCH=1 adds one.
-# Through the device tool (at most 8 files come back from $OUT), as in the sixth session (477 s on an
-# H200 for the default parts):
+# probe benchmark), DRY_RUN=1 (print the parts and stop).
+# Through the device tool (at most 8 files come back from $OUT; the default parts took 477 s on an
+# H200):
 #   GPU_CHECK_SECONDS=545 LOOP_VARIANTS=ref,fp32,bf16 bash scripts/gpu_check.sh /tmp/gc /tmp/cifar10;
 #   cp /tmp/gc/fig2_runs.tar.gz $OUT/; rm /tmp/gc/fig2_runs.tar.gz; tar czf $OUT/gc.tar.gz -C /tmp gc
 # On a slower GPU the default parts may not all fit one 600 s call; the targets first, the
@@ -36,9 +35,6 @@ set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR [DATA_ROOT]}
 budget=${GPU_CHECK_SECONDS:-540}  # everything below stops by then
 parts=",${PARTS:-tests,noise,loop,probes,profile,fig2,host},"
-if [ -n "${SKIP_LOOP_BENCH:-}" ]; then parts=${parts//,loop,/,}; fi
-if [ -n "${SKIP_FIG2:-}" ]; then parts=${parts//,fig2,/,}; fi
-if [ -n "${COMPILE_BENCH:-}" ]; then parts="$parts,compile,"; fi
 for p in ${parts//,/ }; do
   case $p in tests|noise|loop|compile|probes|profile|fig2|host) ;;
     *) echo "gpu_check.sh: unknown part '$p' in PARTS; choose from tests,noise,loop,compile,probes,profile,fig2,host" >&2; exit 2 ;;

@@ -51,4 +51,4 @@ echo "all runs done in $(( ($(date +%s) - start) / 60 )) min" >&2
 
 for sweep in paper noisy lp dln_lr1e-6 dln_lr1e-7; do ics-study aggregate "$runs/$sweep"; done
 ics-study figures "$runs" --out "$out" --format png,pdf
-ics-study report "$runs" --out "$out" --notes "$here/reference_notes.md"
+ics-study report "$runs" --out "$out" --notes "$here/../results/reference/NOTES.md"

@@ -7,7 +7,7 @@ width 1/4 makes 65 MB ones), so every new tensor of that size page-faults its me
 4 KB at a time, and the kernel zeroes each page first. Turning ``mmap`` off (``M_MMAP_MAX = 0``) and
 trimming only very large free tops of the heap makes those blocks come from the heap and be reused.
 
-Measured with ``scripts/bench_host_memory.py`` (numbers in docs/performance.md): the test-set
+Measured by fresh processes in alternation (numbers in docs/performance.md): the test-set
 evaluation at batch 1000 much faster, training steps at most a little. The cost: the process keeps
 its peak heap until it exits (a training process reaches it in its first steps anyway), and glibc
 may hold a few freed blocks that do not fit PyTorch's aligned requests before it starts reusing

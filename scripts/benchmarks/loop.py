@@ -277,7 +277,7 @@ def main() -> None:
     if args.json:
         rows = [{"variant": v, "label": known[v][0], "images_per_s": median(vals), "runs": vals,
                  "steady_images_per_s": median(steady[v])} for v, vals in rates.items()]
-        Path(args.json).write_text(json.dumps({"script": "bench.py", "device": device.type, "device_name": name_dev,
+        Path(args.json).write_text(json.dumps({"script": "bench.py loop", "device": device.type, "device_name": name_dev,
                                                "model": args.model, "width": args.width, "steps": steps,
                                                "repeats": args.repeats, "rows": rows}, indent=1))
 

@@ -104,7 +104,7 @@ def main() -> None:
                      "slowdown": 1 - med / off, "steady_slowdown": 1 - med_steady / off_steady,
                      "one_off_s": once, "slowdown_at_paper_steps": projected})
     if args.json:
-        Path(args.json).write_text(json.dumps({"script": "bench_probes.py", "device": device, "model": args.model,
+        Path(args.json).write_text(json.dumps({"script": "bench.py probes", "device": device, "model": args.model,
                                                "width": args.width, "steps": args.steps, "repeats": args.repeats,
                                                "paper_steps": PAPER_STEPS, "rows": rows}, indent=1))
 
