@@ -58,7 +58,7 @@ def test_probe_capture_and_replay_record_what_an_observed_forward_records(tmp_pa
     eager = {}
     for step in (2, 100):  # a plain step and a histogram/summary step
         torch.manual_seed(1)
-        with torch.no_grad(), probe.observe(step):
+        with torch.no_grad(), probe.observe(step, step == 100):
             model(x)
         eager[step] = (probe._moments[-1].clone(), probe._full[-1].clone() if step == 100 else None)
     for full in (False, True):
@@ -106,7 +106,7 @@ def test_probes_on_a_side_stream_inside_a_real_cuda_graph_record_what_eager_reco
     probe = ActivationProbe(model, ProbeConfig(channels_per_layer=3, every=100), seed=0)
     x = torch.randn(16, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
     step = 100 if full else 2
-    with torch.no_grad(), probe.observe(step):
+    with torch.no_grad(), probe.observe(step, full):
         model(x)
     eager = (probe._moments[-1], probe._full[-1] if full else None, probe._hists[-1] if full else None)
     static_x = torch.zeros_like(x)

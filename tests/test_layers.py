@@ -154,3 +154,47 @@ def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path):
     graph = module_graph(tmp_path)
     assert graph["ics_study.c"] == {"ics_study.sub", "ics_study.sub.a"}
     assert cycles(graph) == [["ics_study.sub.a", "ics_study.sub.b"]]
+
+
+def late_attributes(path: Path) -> list[str]:
+    """Attributes that a class's methods set without its ``__init__`` (or a method it calls, or the
+    class body) setting them first, and ``getattr(self, "name", default)`` reads of such attributes:
+    an object whose state is not all visible in one place."""
+    out = []
+    for cls in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)):
+        methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+        init = [methods[m] for m in ("__init__", "__post_init__") if m in methods]
+        called = {c.func.attr for f in init for c in ast.walk(f) if isinstance(c, ast.Call)
+                  and isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name) and c.func.value.id == "self"}
+        init += [methods[m] for m in called if m in methods]
+        known = {t.id for n in cls.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                 for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        known |= {a for f in init for a, _ in _self_assignments(f)}
+        out += [f"{path.name}:{line} {cls.name}.{a} set in {m.name}()" for m in methods.values() if m not in init
+                for a, line in _self_assignments(m) if a not in known]
+        out += [f"{path.name}:{c.lineno} {cls.name}: getattr(self, {c.args[1].value!r}, default)" for c in ast.walk(cls)
+                if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "getattr" and len(c.args) == 3
+                and isinstance(c.args[0], ast.Name) and c.args[0].id == "self" and isinstance(c.args[1], ast.Constant)]
+    return out
+
+
+def _self_assignments(fn: ast.FunctionDef) -> set[tuple[str, int]]:
+    found = set()
+    for n in ast.walk(fn):
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AnnAssign, ast.AugAssign)) else []
+        found |= {(e.attr, n.lineno) for t in targets for e in ast.walk(t)
+                  if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "self"}
+    return found
+
+
+def test_every_attribute_of_an_object_is_set_in_its_init():
+    found = [x for p in PACKAGE.rglob("*.py") for x in late_attributes(p)]
+    assert not found, "\n".join(found)
+
+
+def test_the_attribute_check_sees_late_and_defaulted_attributes(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("class A:\n    x = 0\n    def __init__(self):\n        self.a = 1\n        self._setup()\n"
+                   "    def _setup(self):\n        self.b = 2\n    def later(self):\n        self.a, self.b, self.x = 3, 4, 5\n"
+                   "        self.c = getattr(self, 'd', None)\n")
+    assert late_attributes(src) == ["m.py:10 A.c set in later()", "m.py:10 A: getattr(self, 'd', default)"]

@@ -13,6 +13,7 @@ from ics_study.probes import ActivationProbe
 from ics_study.probes.activations import QUANTILES, sample_channels
 from ics_study.probes.statistics import histogram, sample_positions
 from ics_study.recording.recorder import Recorder
+from ics_study.train.schedule import itstime
 
 from .conftest import TINY, run_cli
 
@@ -33,7 +34,7 @@ def capture_points(model, probe, point=None):
 def run_steps(tmp_path, model, probe, steps, x):
     recorder = Recorder(tmp_path, LoggerConfig(tensorboard=False, tables=True))
     for step in steps:
-        with probe.observe(step):
+        with probe.observe(step, itstime(step, probe.cfg.every, first=True)):
             model(x)
     probe.flush(recorder)
     recorder.flush(force=True)
@@ -100,7 +101,7 @@ def test_probes_record_nothing_outside_the_observed_forward():
     probe = ActivationProbe(model, ProbeConfig(), seed=0)
     model(torch.randn(4, 3, 32, 32))
     assert probe.calls == 0
-    with probe.observe(1):
+    with probe.observe(1, True):
         model(torch.randn(4, 3, 32, 32))
     assert probe.calls == len(probe.layers)
 
@@ -120,7 +121,7 @@ def test_hooks_fire_under_torch_compile_without_recompiling_every_step(norm):
     compiled = torch.compile(model, dynamic=False)
     graphs = []
     for step in range(1, 11):
-        with probe.observe(step):
+        with probe.observe(step, itstime(step, probe.cfg.every, first=True)):
             compiled(x)
         graphs.append(counters["stats"]["unique_graphs"])
     assert probe.calls == 10 * len(probe.layers)
@@ -143,15 +144,15 @@ def test_a_prepared_probe_compiles_into_one_graph_and_prepare_changes_nothing():
     buffers = {k: v.clone() for k, v in model.state_dict().items()}
     probe.prepare(model, x)  # the one-off set-up: eval mode, no running statistics touched
     assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items()) and model.training
-    with probe.observe(1):
+    with probe.observe(1, True):
         explained = torch._dynamo.explain(model)(x)
     assert explained.graph_count == 1 and explained.graph_break_count == 0  # the set-up broke it per layer
     # same records as a probe that sets itself up in its first training forward
     fresh_model = tiny_model("batch")
     fresh = ActivationProbe(fresh_model, ProbeConfig(every=1), seed=0)
-    with probe.observe(2):
+    with probe.observe(2, True):
         model(x)
-    with fresh.observe(2):
+    with fresh.observe(2, True):
         fresh_model(x)
     assert all(torch.equal(a, b) for a, b in zip(probe._sample_idx, fresh._sample_idx))
     torch.testing.assert_close(probe._full[-1], fresh._full[-1])

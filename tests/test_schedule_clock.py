@@ -3,6 +3,9 @@ hand-worked cases."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import torch
 
 from ics_study.train.clock import Clock
@@ -28,14 +31,17 @@ def test_the_schedule_of_a_run_worked_by_hand():
     # a flush after 5 pending steps, or with an evaluation or a checkpoint (which reset the count)
     assert steps("flush") == [4, 6, 8, 12]
     assert steps("wait") == [4, 6, 8, 12] and steps("eval") == [6, 12] and steps("checkpoint") == [4, 8, 12]
+    assert steps("noisy_readings") == [12]  # eval.noisy_modes_every=0: the last evaluation only
     assert steps("ics") == [1, 5, 10] and steps("landscape") == [1, 6, 12] and steps("full_stats") == [1, 4, 8, 12]
     assert steps("measuring") == [1, 5, 6, 10, 12]
     assert steps("steady_start") == [3] and steps("last") == [12]
-    # a resume at step 6 starts the steady clock 3 steps later; fixed-batch probes have no full-stats steps
-    resumed = Schedule(compose([*TINY, "trainer.steady_after=3", "probe.batch=fixed"]), start=6)
+    # a resume at step 6 starts the steady clock 3 steps later; fixed-batch probes keep the cadence
+    resumed = Schedule(compose([*TINY, "trainer.steady_after=3", "probe.batch=fixed", "eval.noisy_modes_every=6"]),
+                       start=6)
     later = {s: resumed.at(s) for s in range(7, 13)}
     assert [s for s, d in later.items() if d.steady_start] == [9]
-    assert not any(d.full_stats for d in later.values())
+    assert [s for s, d in later.items() if d.full_stats] == [8, 12]
+    assert [s for s, d in later.items() if d.noisy_readings] == [12]
     assert [s for s, d in later.items() if d.flush] == [11, 12]  # 5 pending at 11, then the last step
 
 
@@ -73,3 +79,15 @@ def test_the_clock_leaves_pauses_out_of_training_time_and_carries_over_a_resume(
         fake.now += 10.0
     assert clock.summary(completed=True)["steady_images_per_s"] == 128 / 0.5
     assert clock.summary(completed=False)["steady_images_per_s"] is None  # a stopped run's end did not wait
+
+
+def test_only_the_schedule_reads_a_cadence():
+    """When something happens is decided in train/schedule.py alone: the probes, the evaluation and
+    the loop take ``Due`` and decide nothing about time (validate.py checks the values, no more)."""
+    package = Path(__file__).resolve().parents[1] / "ics_study"
+    cadences = {"every", "eval_every", "checkpoint_every", "noisy_modes_every"}
+    allowed = {"config.py", "validate.py", "train/schedule.py"}
+    found = [f"{p.relative_to(package)}:{node.lineno} .{node.attr}" for p in package.rglob("*.py")
+             if str(p.relative_to(package)) not in allowed for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr in cadences]
+    assert not found, "a cadence read outside the schedule: " + ", ".join(found)

@@ -30,13 +30,21 @@ from .noise_stream import CounterStream, Stream
 
 
 class _Noise:
-    """Algorithm 1's noise on a layer's output: what NoisyBatchNorm and the noise-only control share."""
+    """Algorithm 1's noise on a layer's output: what NoisyBatchNorm and the noise-only control share.
+    Its state, set by ``_set_noise`` from the subclass's ``__init__``:"""
+
+    n_mu: float  # the per-channel numbers' ranges (see the module's docstring)
+    n_sigma: float
+    r_mu: float  # the per-element numbers' spreads
+    r_sigma: float
+    generator: Stream | None  # the run's noise stream (noise_stream.py)
+    noise_enabled: bool  # evaluation.py switches it off to re-estimate BN on clean activations
 
     def _set_noise(self, noise: NoiseConfig) -> None:
         self.n_mu, self.n_sigma = float(noise.n_mu), float(noise.n_sigma)
         self.r_mu, self.r_sigma = float(noise.r_mu), float(noise.r_sigma)
-        self.generator: Stream | None = None  # the run's noise stream (noise_stream.py)
-        self.noise_enabled = True  # evaluation.py switches it off to re-estimate BN on clean activations
+        self.generator = None
+        self.noise_enabled = True
 
     def _noisy(self, a: torch.Tensor) -> torch.Tensor:
         if not self.training or not self.noise_enabled:

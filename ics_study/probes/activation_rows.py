@@ -1,10 +1,13 @@
-"""The activation probe's records as rows of the ``activations``, ``histograms`` and ``probe_channels``
-tables and as TensorBoard events (schema: docs/outputs.md).
+"""The activation probe's records: their layout on the device, and their rows in the ``activations``,
+``histograms`` and ``probe_channels`` tables and TensorBoard events (schema: docs/outputs.md).
 
-``ActivationRows.write`` takes what one flush brought to the host -- per-step channel moments, and on
-histogram/summary steps the layer summaries, channel ranges and histogram counts -- and makes one
-append per table for all layers (per-layer appends cost ~0.7 ms of host time per step; a GPU step
-is ~4.6 ms), plus one TensorBoard event per step.
+The layout, both ways, lives here only. A step's record (``stack``) is the moments of every sampled
+channel of every site, (C, 2) = (mean, var); on histogram/summary steps also each site's
+``full_record`` (LAYER_STATS, then each channel's min and max) and each channel's histogram row
+(``statistics.histogram``: counts, non-finite count, edges). A flush packs the pending records into
+one float64 tensor (``pack``; counts < 2**53 stay exact) and ``write`` unpacks what arrived on the
+host into one append per table for all layers (per-layer appends cost ~0.7 ms of host time per
+step; a GPU step is ~4.6 ms), plus one TensorBoard event per step.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ LAYER_STATS = ("layer_mean", "layer_std", "layer_frac_nonpos") + tuple(f"layer_q
 CHANNEL_STATS = ("mean", "var")
 RANGE_STATS = ("min", "max")
 STATS = CHANNEL_STATS + RANGE_STATS + LAYER_STATS  # the vocabulary of the `stat` column
+
+
+def full_record(layer: torch.Tensor, quantiles: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
+    """One site's record on a full step: (mean, std, fraction <= 0), the quantiles (LAYER_STATS), then
+    each sampled channel's (min, max) from ``ranges`` (c, 2)."""
+    return torch.cat([layer, quantiles, ranges.reshape(-1)])
 
 
 def tag_prefix(point: str, cfg: ProbeConfig) -> str:
@@ -42,8 +51,48 @@ class ActivationRows:
         self.point_of = np.concatenate([np.full(len(c), cfg.points.index(p)) for (p, _), c in
                                         zip(sites, self.channels)]).astype(np.int32)  # codes into cfg.points
 
-    def write(self, recorder, steps, full_steps, moments, full, hists) -> None:
-        """One flush's records (host arrays; ``full`` per site) into the tables and TensorBoard."""
+    # --- the layout on the device ------------------------------------------------------------------
+    @property
+    def full_sizes(self) -> list[int]:
+        """The length of each site's ``full_record``."""
+        return [len(LAYER_STATS) + 2 * len(c) for c in self.channels]
+
+    def stack(self, moments: list, full: list | None) -> tuple:
+        """One step's record from each site's (mean, var) and, on a full step, its (full_record,
+        histogram rows): (moments (C, 2), full or None, histograms or None)."""
+        means, variances = zip(*moments)
+        record = torch.stack([torch.cat(means), torch.cat(variances)], 1)
+        if full is None:
+            return record, None, None
+        stats, hists = zip(*full)
+        return record, torch.cat(stats), torch.cat(hists)
+
+    @staticmethod
+    def pack(moments: list, full: list, hists: list) -> torch.Tensor:
+        """Pending records (per recorded step; per full step) as one flat float64 device tensor."""
+        parts = [torch.stack(records) for records in (moments, full, hists) if records]
+        return torch.cat([p.reshape(-1).double() for p in parts])
+
+    def unpack(self, host: np.ndarray, steps: int, full_steps: int) -> tuple:
+        """``pack``'s inverse on the host: (moments (S, C, 2), full per site (F, size) or None,
+        histograms (F, C, 2 * bins + 2) or None)."""
+        sizes, bins = self.full_sizes, self.cfg.hist_bins
+        shapes = [(steps, len(self.chan_of), 2)]
+        if full_steps:
+            shapes += [(full_steps, sum(sizes)), (full_steps, len(self.chan_of), 2 * bins + 2)]
+        ends = np.cumsum([int(np.prod(s)) for s in shapes])
+        if len(host) != ends[-1]:
+            raise RuntimeError(f"activation probe: {len(host)} values read back where the layout has {ends[-1]}")
+        moments, *rest = (host[end - int(np.prod(s)) : end].reshape(s) for s, end in zip(shapes, ends))
+        if not rest:
+            return moments, None, None
+        return moments, np.split(rest[0], np.cumsum(sizes)[:-1], axis=1), rest[1]
+
+    # --- rows ---------------------------------------------------------------------------------------
+    def write(self, recorder, steps: np.ndarray, full_steps: np.ndarray, host: np.ndarray) -> None:
+        """One flush's records, as ``pack`` laid them out and the host received them, into the
+        tables and TensorBoard."""
+        moments, full, hists = self.unpack(host, len(steps), len(full_steps))
         layer_of, chan_of, point_code = self.layer_of, self.chan_of, self.point_of
         if not self.channels_written:
             rank = np.concatenate([np.arange(len(c)) for c in self.layer_channels]).astype(np.int16)

@@ -53,7 +53,7 @@ from ..config import ProbeConfig
 from ..models.blocks import Block
 from ..models.noise_stream import stream_like
 from ..models.noisy_bn import noisy_layers
-from .activation_rows import LAYER_STATS, QUANTILES, ActivationRows
+from .activation_rows import QUANTILES, ActivationRows, full_record
 from .replay import Replay
 from .statistics import histogram, quantile_positions, quantiles, sample_positions
 
@@ -89,9 +89,11 @@ class ActivationProbe:
         self.calls = 0  # hook invocations that recorded something, counted per forward (tests count them)
         self._current: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n  # this forward, per site
         self._current_full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n
-        self._moments: list[torch.Tensor] = []  # per recorded step: (all sampled channels) x (mean, var)
-        self._full: list[torch.Tensor] = []  # per full step: every layer's summaries and channel ranges
-        self._hists: list[torch.Tensor] = []  # per full step: (all sampled channels) x (counts, nonfinite, edges)
+        # pending records, in activation_rows.py's layout: per recorded step the moments, per full step
+        # the summaries and channel ranges, and the histograms
+        self._moments: list[torch.Tensor] = []
+        self._full: list[torch.Tensor] = []
+        self._hists: list[torch.Tensor] = []
         # what a CUDA graph writes at each replay: {full_stats: (moments, full, hists)}, see capture()
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
@@ -105,10 +107,7 @@ class ActivationProbe:
         self._side: torch.cuda.Stream | None = None  # the hooks' stream inside capture(), on a GPU
         self._overlap = False  # inside capture(), with probe.side_stream: CUDA hooks run on the side stream
         self._held: list[torch.Tensor] = []  # activations the side stream reads, until join()
-        self.fixed_batch = None
-        if cfg.batch == "fixed":
-            self.fixed_batch = _held_batch(data, 128, seed)
-            self._noise_gen = None
+        self.fixed_batch = FixedBatch(data, seed) if cfg.batch == "fixed" else None
 
     @staticmethod
     def _point(block: nn.Module, point: str) -> nn.Module:
@@ -116,14 +115,12 @@ class ActivationProbe:
             return block  # the output Linear: its output is the logits, at every point
         return block.at(point)
 
-    # --- per step ------------------------------------------------------------------------------
-    def wants_full_stats(self, step: int) -> bool:
-        return step == 1 or step % self.cfg.every == 0
-
+    # --- per step: what is due comes from the schedule (train/schedule.py), never decided here ----
     @contextlib.contextmanager
-    def observe(self, step: int):
-        """Wrap the training forward of ``step``: hooks record during it (train-batch mode)."""
-        self.full_stats = self.wants_full_stats(step)
+    def observe(self, step: int, full: bool = False):
+        """Wrap the training forward of ``step``: hooks record during it (train-batch mode), with the
+        histograms and summaries if ``full``."""
+        self.full_stats = full
         self.active = self.fixed_batch is None
         try:
             yield
@@ -164,14 +161,9 @@ class ActivationProbe:
         if any(c is None for c in self._current) or (self.full_stats and any(c is None for c in self._current_full)):
             raise RuntimeError("activation probe: a layer's hook did not fire during the forward")
         self.calls += len(self._current)
-        means, variances = zip(*self._current)
-        moments = torch.stack([torch.cat(means), torch.cat(variances)], 1)
-        full = hists = None
-        if self.full_stats:
-            stats, counts = zip(*self._current_full)
-            full, hists = torch.cat(stats), torch.cat(counts)
+        record = self.rows.stack(self._current, self._current_full if self.full_stats else None)
         self._current, self._current_full = [None] * len(self.sites), [None] * len(self.sites)
-        return moments, full, hists
+        return record
 
     def _commit(self, step: int, record: tuple) -> None:
         moments, full, hists = record
@@ -183,30 +175,22 @@ class ActivationProbe:
             self._full_steps.append(step)
 
     @torch.no_grad()
-    def observe_fixed(self, model: nn.Module, step: int) -> None:
-        """Fixed-batch mode, after the step's update: forward the held batch with probes on."""
+    def observe_fixed(self, model: nn.Module, step: int, full: bool = False) -> None:
+        """Fixed-batch mode, after the step's update: forward the held batch with probes on (and the
+        histograms and summaries if ``full``). A no-op in train-batch mode."""
         if self.fixed_batch is None:
             return
-        noisy = noisy_layers(model)
-        images = self.fixed_batch.to(next(model.parameters()).device)
-        if noisy and self._noise_gen is None:
-            self._noise_gen = stream_like(noisy[0].generator, noisy[0].generator.initial_seed() + 7)
-            if getattr(self, "_saved_noise", None) is not None:  # resumed from a checkpoint
-                self._noise_gen.set_state(self._saved_noise)
-        train_gens = [m.generator for m in noisy]
-        self.full_stats = self.wants_full_stats(step)
-        # Replay.isolated restores every buffer (BN and l_p running statistics) and the global RNGs
-        with Replay(model, None).isolated():
-            for m in noisy:
-                m.generator = self._noise_gen
-            self.active = True
-            try:
-                model(images)
-            finally:
-                self.active = False
-                for m, g in zip(noisy, train_gens):
-                    m.generator = g
+        self.full_stats = full
+        self.fixed_batch.forward(model, self._recording)
         self._commit(step, self._stack_current())
+
+    @contextlib.contextmanager
+    def _recording(self):
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, images: torch.Tensor) -> None:
@@ -276,8 +260,8 @@ class ActivationProbe:
         sample = flat[self._sample_idx[k]]
         qs = quantiles(sample, self._quantile_at[k])
         layer = torch.stack([flat.mean(), flat.std(), (flat <= 0).float().mean()])
-        ranges = torch.stack([chans.amin(1), chans.amax(1)], 1).reshape(-1)
-        self._current_full[s] = (torch.cat([layer, qs, ranges]), histogram(chans, self.cfg.hist_bins))
+        ranges = torch.stack([chans.amin(1), chans.amax(1)], 1)
+        self._current_full[s] = (full_record(layer, qs, ranges), histogram(chans, self.cfg.hist_bins))
 
     # --- flush ---------------------------------------------------------------------------------
     def flush(self, recorder) -> None:
@@ -294,43 +278,24 @@ class ActivationProbe:
             return None
         if len(self._moments) != len(self._steps):
             raise RuntimeError("activation probe: recorded steps and statistics are out of step")
-        parts = [torch.stack(records) for records in (self._moments, self._full, self._hists) if records]
-        tensor = torch.cat([p.reshape(-1).double() for p in parts])  # counts < 2**53: exact in float64
+        tensor = self.rows.pack(self._moments, self._full, self._hists)
         steps, full_steps = np.asarray(self._steps), np.asarray(self._full_steps)
         self._moments, self._full, self._hists, self._steps, self._full_steps = [], [], [], [], []
-
-        def write(host: np.ndarray) -> None:
-            offset = 0
-
-            def take(shape):
-                nonlocal offset
-                n = int(np.prod(shape))
-                out = host[offset : offset + n].reshape(shape)
-                offset += n
-                return out
-
-            moments = take((len(steps), sum(len(c) for c in self.channels), 2))  # (S, all channels, 2)
-            full = hists = None
-            if len(full_steps):
-                sizes = [len(LAYER_STATS) + 2 * len(c) for c in self.channels]
-                full = np.split(take((len(full_steps), sum(sizes))), np.cumsum(sizes)[:-1], axis=1)  # per layer
-                hists = take((len(full_steps), moments.shape[1], 2 * self.cfg.hist_bins + 2))
-            self.rows.write(recorder, steps, full_steps, moments, full, hists)
-
-        return tensor, write
+        return tensor, lambda host: self.rows.write(recorder, steps, full_steps, host)
 
     def tensorboard_layout(self) -> dict:
         return self.rows.tensorboard_layout()
 
     def state_dict(self) -> dict:
         """What a checkpoint needs to continue exactly (everything else follows from the seed)."""
-        noise = getattr(self, "_noise_gen", None)
+        noise = self.fixed_batch.noise_state() if self.fixed_batch is not None else None
         return {"channels_written": self.rows.channels_written,
-                "noise": noise.get_state() if noise is not None else torch.zeros(0, dtype=torch.uint8)}
+                "noise": noise if noise is not None else torch.zeros(0, dtype=torch.uint8)}
 
     def load_state_dict(self, state: dict) -> None:
         self.rows.channels_written = bool(state["channels_written"])
-        self._saved_noise = state["noise"] if len(state["noise"]) else None
+        if self.fixed_batch is not None and len(state["noise"]):
+            self.fixed_batch.load_noise_state(state["noise"])
 
     def remove(self) -> None:
         for h in self.handles:
@@ -342,8 +307,43 @@ def _out_features(block: nn.Module) -> int:
     return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
 
 
-def _held_batch(data, batch_size: int, seed: int) -> torch.Tensor:
-    """A fixed training batch (normalised), drawn from the probe's own generator."""
-    g = torch.Generator().manual_seed(seed * 1000 + 5)
-    idx = torch.randperm(len(data.y_train), generator=g)[:batch_size].to(data.x_train.device)
-    return data.normalize(data.x_train[idx])
+class FixedBatch:
+    """``probe.batch=fixed``: one training batch held for the run and forwarded after every update, in
+    training mode (BN uses batch statistics), with every buffer restored afterwards (BN and l_p
+    running statistics, the global RNGs) and the noisy BN's noise from a stream of its own."""
+
+    SIZE = 128  # images; the training batch of the paper's protocol
+
+    def __init__(self, data, seed: int):
+        g = torch.Generator().manual_seed(seed * 1000 + 5)  # the probe's own draw, apart from training's
+        idx = torch.randperm(len(data.y_train), generator=g)[: self.SIZE].to(data.x_train.device)
+        self.images = data.normalize(data.x_train[idx])
+        self.noise = None  # its noise stream: made at the first forward, of the training stream's kind
+        self.saved_noise: torch.Tensor | None = None  # a checkpoint's state for that stream, until then
+
+    @torch.no_grad()
+    def forward(self, model: nn.Module, recording) -> None:
+        """The held batch through ``model`` inside the context ``recording`` (the probe's hooks on)."""
+        noisy = noisy_layers(model)
+        if noisy and self.noise is None:
+            self.noise = stream_like(noisy[0].generator, noisy[0].generator.initial_seed() + 7)
+            if self.saved_noise is not None:
+                self.noise.set_state(self.saved_noise)
+        train_streams = [m.generator for m in noisy]
+        with Replay(model, None).isolated():
+            for m in noisy:
+                m.generator = self.noise
+            try:
+                with recording():
+                    model(self.images.to(next(model.parameters()).device))
+            finally:
+                for m, g in zip(noisy, train_streams):
+                    m.generator = g
+
+    def noise_state(self) -> torch.Tensor | None:
+        return self.noise.get_state() if self.noise is not None else self.saved_noise
+
+    def load_noise_state(self, state: torch.Tensor) -> None:
+        self.saved_noise = state
+        if self.noise is not None:
+            self.noise.set_state(state)

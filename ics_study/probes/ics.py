@@ -31,9 +31,6 @@ class ICSProbe:
     def __init__(self, cfg: IcsConfig):
         self.cfg = cfg
 
-    def due(self, step: int) -> bool:
-        return self.cfg.enabled and (step == 1 or step % self.cfg.every == 0)
-
     def step(self, model, optimizer, loss_closure: Callable[[], torch.Tensor], replay: Replay,
              exact: dict | None = None) -> dict[str, torch.Tensor]:
         """Take the optimiser's step and return ||G - G'|| and cos(G, G') for each configured layer.

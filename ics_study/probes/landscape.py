@@ -34,9 +34,6 @@ class LandscapeProbe:
     def __init__(self, cfg: LandscapeConfig, lr: float):
         self.cfg, self.etas = cfg, eta_grid(cfg, lr)
 
-    def due(self, step: int) -> bool:
-        return self.cfg.enabled and (step == 1 or step % self.cfg.every == 0)
-
     def measure(self, model, loss_closure: Callable[[], torch.Tensor], replay: Replay,
                 exact: dict | None = None) -> dict[str, torch.Tensor]:
         """Call after backward and before the optimiser step: p.grad holds g (``exact``: g in the

@@ -72,9 +72,6 @@ class NoisyEvaluation:
             return None
         return cls(model, data, task, cfg, seed, device, precision, batch_size)
 
-    def due(self, step: int, last: bool) -> bool:
-        return last or bool(self.cfg.noisy_modes_every and step % self.cfg.noisy_modes_every == 0)
-
     @torch.no_grad()
     def measure(self, eval_batch_size: int) -> dict[str, tuple[float, float]]:
         """{mode: (test loss, test accuracy)} for every mode of ``NOISY_MODES``."""

@@ -83,6 +83,11 @@ class GraphedStep:
         """The plain step's graph; None until ``capture``."""
         return self.graphs.get(False)
 
+    def kind(self, full_stats: bool) -> bool:
+        """The graph a step runs: the histogram/summary one on the probes' full steps, unless the
+        probes watch a fixed batch (then the training step records nothing and is always plain)."""
+        return full_stats and True in self.kinds
+
     def replays(self, full_stats: bool) -> bool:
         """Whether a step with (``True``) or without probe histograms/summaries has a graph."""
         return full_stats in self.graphs

@@ -98,7 +98,7 @@ def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | Non
                     log.warning("loss became non-finite at step %d; stopping", run.diverged_at)
                     break
                 if due.eval:
-                    run.evaluate(step, due.last)  # a host sync
+                    run.evaluate(step, due.noisy_readings)  # a host sync
                 if due.checkpoint or stopping:
                     run.save_checkpoint()
                 if stopping:

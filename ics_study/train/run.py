@@ -130,7 +130,7 @@ class Run:
         """Training step ``step`` on (x, y); its loss and accuracy wait on the device until a flush."""
         self.train_step(step, x, y, due, self.metrics[len(self.pending)])
         if self.probe is not None:
-            self.probe.observe_fixed(self.model, step)  # no-op unless probe.batch=fixed
+            self.probe.observe_fixed(self.model, step, due.full_stats)  # no-op unless probe.batch=fixed
         self.pending.append(step)
         self.step = step
         self.clock.count(len(y))
@@ -162,8 +162,9 @@ class Run:
         if bad.any() and self.diverged_at is None:
             self.diverged_at = int(steps[bad.argmax()])
 
-    def evaluate(self, step: int, last: bool) -> None:
-        """Test loss and accuracy at the weights after update ``step`` (a host sync: it waits for them)."""
+    def evaluate(self, step: int, noisy_readings: bool) -> None:
+        """Test loss and accuracy at the weights after update ``step`` (a host sync: it waits for them),
+        and a noisy net's two more readings if ``noisy_readings``."""
         cfg = self.cfg
         with self.clock.pause("eval"):
             self.last_test = list(evaluate(self.model, self.data, self.task, cfg.data.eval_batch_size, self.device,
@@ -171,7 +172,7 @@ class Run:
             values = dict(zip(("test/loss", "test/acc"), ([v] for v in self.last_test)))
             if self.task.accuracy is None:
                 del values["test/acc"]
-            if self.noisy_eval is not None and self.noisy_eval.due(step, last):  # noisy nets: two more readings
+            if self.noisy_eval is not None and noisy_readings:
                 readings = self.noisy_eval.measure(cfg.data.eval_batch_size)
                 self.last_noisy_modes = {mode: list(readings[mode]) for mode in NOISY_MODES}
                 for mode in NOISY_MODES:

@@ -21,10 +21,11 @@ def itstime(step: int, every: int | None, total: int | None = None, first: bool 
 class Due:
     ics: bool  # ICS measured around this step's update (Figure 3); the step stays eager
     landscape: bool  # the loss landscape along this step's gradient (Figure 4); eager
-    full_stats: bool  # the probes' histograms, quantiles and layer summaries (train-batch probes)
+    full_stats: bool  # the probes' histograms, quantiles and layer summaries (on either probe.batch)
     flush: bool  # start copying pending metrics to the host, write what has arrived
     wait: bool  # ... and wait for all of it (evaluation and checkpoints wait for the device anyway)
-    eval: bool  # test loss and accuracy (and a noisy net's two more readings)
+    eval: bool  # test loss and accuracy
+    noisy_readings: bool  # ... and a noisy net's two more (recalibrated BN, noise on): costly, rarer
     checkpoint: bool
     steady_start: bool  # the steady-rate clock starts here (one host sync per run)
     last: bool
@@ -53,6 +54,7 @@ class Schedule:
             self.pending = 0
         return Due(ics=cfg.ics.enabled and itstime(step, cfg.ics.every, first=True),
                    landscape=cfg.landscape.enabled and itstime(step, cfg.landscape.every, first=True),
-                   full_stats=cfg.probe.enabled and cfg.probe.batch != "fixed" and itstime(step, cfg.probe.every, first=True),
-                   flush=flush, wait=checkpoint or evaluate, eval=evaluate, checkpoint=checkpoint,
+                   full_stats=cfg.probe.enabled and itstime(step, cfg.probe.every, first=True),
+                   flush=flush, wait=checkpoint or evaluate, eval=evaluate,
+                   noisy_readings=evaluate and itstime(step, cfg.eval.noisy_modes_every, t.max_steps), checkpoint=checkpoint,
                    steady_start=step == self.steady_from and not last, last=last)

@@ -45,17 +45,19 @@ class TrainStep:
         if graphed is not None and not due.measuring:
             if graphed.graph is None and optimizer_ready(self.optimizer):  # capture once the state is steady
                 _capture(graphed, x, y)
-            if graphed.replays(due.full_stats):
-                row.copy_(graphed(x, y, full=due.full_stats))
+            full = graphed.kind(due.full_stats)
+            if graphed.replays(full):
+                row.copy_(graphed(x, y, full=full))
                 if self.probe is not None:
-                    self.probe.replayed(step, full=due.full_stats)
+                    self.probe.replayed(step, full=full)
                 return
         self._eager(step, x, y, due, row)
 
     def _eager(self, step: int, x: torch.Tensor, y: torch.Tensor, due: Due, row: torch.Tensor) -> None:
         if due.measuring:
             self.replay.mark_step_start()
-        with self.probe.observe(step) if self.probe is not None else nullcontext(), autocast(self.device, self.precision):
+        with self.probe.observe(step, due.full_stats) if self.probe is not None else nullcontext(), \
+                autocast(self.device, self.precision):
             out = self.forward(x)
         loss = self.task.loss(out, y)
         self.optimizer.zero_grad(set_to_none=True)

@@ -32,9 +32,9 @@ import torch  # noqa: E402
 from ics_study.compose import compose  # noqa: E402
 from ics_study.models import build_model  # noqa: E402
 from ics_study.probes import ActivationProbe  # noqa: E402
-from ics_study.probes.activations import LAYER_STATS  # noqa: E402
 from ics_study.probes.statistics import histogram, sample_positions  # noqa: E402
 from ics_study.recording.recorder import Recorder  # noqa: E402
+from ics_study.train.schedule import itstime  # noqa: E402
 
 
 def layer_sizes(model, probe: ActivationProbe, batch: int) -> list[int]:
@@ -54,12 +54,12 @@ def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every
     flushes, and CPU seconds of the whole process (every thread: TensorBoard writes its event file
     on its own thread, holding the GIL) until everything is on disk."""
     C = sum(len(c) for c in probe.channels)
-    full_size = sum(len(LAYER_STATS) + 2 * len(c) for c in probe.channels)
+    full_size = sum(probe.rows.full_sizes)
     probe.captured = {False: (torch.randn(C, 2), None, None),
                       True: (torch.randn(C, 2), torch.randn(full_size), histogram(torch.randn(C, 4096), probe.cfg.hist_bins))}
     spent, cpu_start = 0.0, None
     for step in range(1, steps + log_every + 1):
-        probe.replayed(step, full=probe.wants_full_stats(step))
+        probe.replayed(step, full=itstime(step, probe.cfg.every, first=True))
         if step % log_every == 0:
             start = time.perf_counter()
             tensor, write = probe.collect(recorder)
