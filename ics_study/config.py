@@ -83,7 +83,7 @@ class AugmentConfig:
 class DataConfig:
     name: str = MISSING  # "cifar10", "synthetic" or "linear_regression"
     root: str = ""  # folder holding cifar-10-batches-py/ (or that folder itself)
-    download: bool = True  # fetch the official archive (MD5-checked) if root has no data
+    download: bool = True  # fetch the official archive (MD5-checked) if root has no data; false offline
     batch_size: int = 128
     eval_batch_size: int = 1000
     drop_last: bool = True  # every training step sees a full batch [I]; 390 steps per epoch
@@ -103,6 +103,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    """Plain SGD at a constant learning rate, as in the paper."""
+
     name: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.0  # plain SGD [I]
@@ -111,7 +113,7 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = 15000
+    max_steps: int = 15000  # the paper's 15k steps (about 38 epochs at batch 128)
     eval_every: int = 500  # full test-set evaluation every this many steps, and at the end
     log_every: int = 50  # device buffers are read back (one host sync) every this many steps
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -127,7 +129,9 @@ class TrainerConfig:
     progress_bar: bool = True
     steady_after: int = 50  # summary's steady_images_per_s counts the steps after this one (not cuDNN's
     # autotuning at step 1 nor the CUDA-graph captures): the per-step rate that a long run approaches
-    checkpoint_every: int = 1000  # checkpoint.pt in the run dir every this many steps and at the end; 0 = end only
+    # checkpoint.pt in the run dir (model, optimiser, every RNG, table positions) every this many steps
+    # and at the end; 0 = at the end only
+    checkpoint_every: int = 1000
     resume: str = ""  # a run dir or checkpoint to continue (rerunning in the same run dir resumes by itself)
     # a run dir in use by another live process is refused at once (0), or after waiting this long for it
     # (launcher=slurm sets 120: a requeued task may start while the old one is still checkpointing)
@@ -164,16 +168,16 @@ class ProbeConfig:
 class IcsConfig:
     """Internal covariate shift, Definition 2.1 (Figure 3): ||G - G'|| and cos(G, G') per layer."""
 
-    enabled: bool = False
+    enabled: bool = False  # costs one extra forward and backward per measured layer at each measurement
     every: int = 100
-    layers: list[int] = field(default_factory=lambda: [5, 10])
+    layers: list[int] = field(default_factory=lambda: [5, 10])  # layer #k, 1-based (Figure 3 shows #5 and #10)
 
 
 @dataclass
 class LandscapeConfig:
     """Loss landscape along the gradient (Figure 4): L(w - eta g) and its gradient for eta on a grid."""
 
-    enabled: bool = False
+    enabled: bool = False  # costs one forward and backward per eta at each measurement
     every: int = 100
     eta_scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # eta = scale x lr [I]
     eta_range: list[float] = field(default_factory=list)  # [lo, hi] x lr, log-spaced; replaces eta_scales
@@ -194,19 +198,20 @@ class EvalConfig:
 
 @dataclass
 class LoggerConfig:
-    tensorboard: bool = True
-    tables: bool = True  # Parquet tables beside the events
+    tensorboard: bool = True  # events in the run dir: tensorboard --logdir results/
+    tables: bool = True  # Parquet tables in the run dir: pandas.read_parquet(run_dir / "metrics")
 
 
 @dataclass
 class PathsConfig:
-    results_dir: str = "results"
-    data_dir: str = "data"
+    # relative paths are relative to the directory ics-study runs in
+    results_dir: str = "${oc.env:ICS_STUDY_RESULTS,results}"  # runs/, multiruns/ (configs/hydra/default.yaml)
+    data_dir: str = "${oc.env:ICS_STUDY_DATA,data}"  # data=cifar10 looks in <data_dir>/cifar10
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
+    seed: int = 0  # seeds weights, data order, the noisy BN's noise and the probed channels
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

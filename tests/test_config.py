@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException
 
 from ics_study.config import TrainConfig
@@ -78,3 +80,52 @@ def test_configs_ship_inside_the_package():
     import ics_study.configs
 
     assert Path(ics_study.configs.__file__).parent.resolve() == (REPO / "configs").resolve()
+
+
+def schema_defaults(obj=None, prefix: str = "") -> dict:
+    """Every leaf of the schema with its default, by dotted key."""
+    out = {}
+    for f in dataclasses.fields(obj if obj is not None else TrainConfig()):
+        value = getattr(obj if obj is not None else TrainConfig(), f.name)
+        out.update(schema_defaults(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
+                   else {f"{prefix}{f.name}": value})
+    return out
+
+
+def repeated_defaults(folder: Path) -> list[str]:
+    """Values that a config file under ``folder`` sets to the schema's own default: a second copy of a
+    fact that ics_study/config.py holds (which can only drift from it, or silently do nothing)."""
+    defaults, out = schema_defaults(), []
+
+    def leaves(d, prefix):
+        for k, v in d.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    for path in sorted(folder.rglob("*.yaml")):
+        rel = path.relative_to(folder)
+        if rel.parts[0] == "hydra":  # Hydra's own settings, no schema of ours
+            continue
+        text = path.read_text()
+        package = "" if "@package _global_" in text or len(rel.parts) == 1 else f"{rel.parts[0]}."
+        data = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("defaults", "hydra")}
+        out += [f"{rel}: {key} = {value!r}" for key, value in leaves(data, package)
+                if key in defaults and defaults[key] == value]
+    return out
+
+
+def test_every_default_is_written_once_in_the_schema():
+    """configs/ states only deltas from ics_study/config.py; --cfg job still shows every value."""
+    repeated = repeated_defaults(REPO / "configs")
+    assert not repeated, "defaults repeated under configs/ (keep them in ics_study/config.py only):\n" + "\n".join(repeated)
+    shown = compose(["model=vgg_bn_noise"])
+    assert shown.trainer.max_steps == 15000 and shown.model.noise.n_sigma == 1.25 and shown.optim.lr == 0.1
+
+
+def test_the_default_check_sees_a_repeated_value(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "model" / "m.yaml").write_text("name: m\nwidth: 1.0\nnoise:\n  n_mu: 0.5\n  n_sigma: 2.0\n")
+    (tmp_path / "experiment" / "e.yaml").write_text("# @package _global_\ntrainer:\n  max_steps: 15000\n  log_every: 7\n")
+    (tmp_path / "train.yaml").write_text("defaults:\n  - base_train\nseed: 0\n")
+    assert repeated_defaults(tmp_path) == ["experiment/e.yaml: trainer.max_steps = 15000", "model/m.yaml: model.width = 1.0",
+                                           "model/m.yaml: model.noise.n_mu = 0.5", "train.yaml: seed = 0"]
