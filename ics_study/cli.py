@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import hydra_errors
 from .compose import hydra_config_path, register_schemas
 from .errors import UserError
 
@@ -47,11 +48,7 @@ def _train_job(cfg) -> dict:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from .errors import WriteFailed
-    from .recording.storage import write_json
     from .train import train
-    from .train.checkpoint import ConfigMismatch
-    from .train.run_lock import RunLocked
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if "interrupted" in _job_statuses:  # a signal stopped an earlier job of this sweep: stop the sweep
@@ -68,41 +65,8 @@ def _train_job(cfg) -> dict:
     _one_gpu_per_parallel_job(train_cfg, HydraConfig.get())
     try:
         summary = train(train_cfg, run_dir)
-    except (RunLocked, ConfigMismatch) as e:  # another process writes there, or the dir holds a run made
-        # with other settings: this command's mistake, so touch nothing of that run (status.json included)
-        _job_statuses.append("failed")
-        if HydraConfig.get().mode == RunMode.RUN:
-            print(f"ics-study: error: {e}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR) from None
-        log.error("%s", e)
-        raise
-    except WriteFailed as e:  # a full disk or an I/O error: a clean stop, the checkpoint is intact
-        from .train.checkpoint import saved_step
-
-        step = saved_step(run_dir)
-        kept = f"the last checkpoint (step {step}, {run_dir}/checkpoint.pt) is intact" if step is not None else \
-            "no checkpoint had been written yet"
-        with contextlib.suppress(WriteFailed):  # where it can still be written
-            write_json(run_dir / "status.json", {"status": "failed", "error": str(e), "checkpoint_step": step})
-        _job_statuses.append("failed")
-        line = f"{e}; {kept}: free space, then rerun the same command to resume"
-        if HydraConfig.get().mode == RunMode.RUN:
-            print(f"ics-study: error: {line}", file=sys.stderr)
-            raise SystemExit(EXIT_WRITE_FAILED) from None
-        log.error("%s", line)
-        raise
-    except UserError as e:
-        write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
-        _job_statuses.append("failed")
-        if HydraConfig.get().mode == RunMode.RUN:  # a single run: one line, no traceback
-            print(f"ics-study: error: {e}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR) from None
-        log.error("%s", e)  # a sweep: the other jobs go on; status.json holds the error
-        raise
     except Exception as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        write_json(run_dir / "status.json", {"status": "failed", "error": f"{type(e).__name__}: {first}"})
-        _job_statuses.append("failed")
+        _job_failed(e, run_dir, single=HydraConfig.get().mode == RunMode.RUN)
         raise
     _job_statuses.append(summary["status"])
     from .analysis.board import command
@@ -115,6 +79,50 @@ def _train_job(cfg) -> dict:
     return summary
 
 
+def _failures() -> tuple:
+    """A job's expected failures, first match wins: (exceptions, exit code of a single run, whether
+    the run's status.json records it). Anything else is a bug: status.json names it, the traceback
+    stays. (Imported here: the training runtime is slow to import for the CLI's other commands.)"""
+    from .errors import WriteFailed
+    from .train.checkpoint import ConfigMismatch
+    from .train.run_lock import RunLocked
+
+    # another process writes there, or the dir holds a run made with other settings: this command's
+    # mistake, so nothing of that run is touched, status.json included
+    return (((RunLocked, ConfigMismatch), EXIT_USER_ERROR, False),
+            ((WriteFailed,), EXIT_WRITE_FAILED, True),  # a full disk: a clean stop, the checkpoint intact
+            ((UserError,), EXIT_USER_ERROR, True))
+
+
+def _job_failed(e: Exception, run_dir: Path, single: bool) -> None:
+    """Record a failed job, write its status and say why: in a single run one line and the exit code
+    (SystemExit); in a sweep a log line, and the caller re-raises so that the other jobs go on."""
+    from .errors import WriteFailed
+    from .recording.storage import write_json
+
+    _job_statuses.append("failed")
+    found = next(((code, keep) for types, code, keep in _failures() if isinstance(e, types)), None)
+    line, status = str(e), {"status": "failed", "error": str(e)}
+    if isinstance(e, WriteFailed):
+        from .train.checkpoint import saved_step
+
+        step = status["checkpoint_step"] = saved_step(run_dir)
+        kept = f"the last checkpoint (step {step}, {run_dir}/checkpoint.pt) is intact" if step is not None else \
+            "no checkpoint had been written yet"
+        line = f"{e}; {kept}: free space, then rerun the same command to resume"
+    elif found is None:
+        status["error"] = f"{type(e).__name__}: {(str(e).splitlines() or [type(e).__name__])[0]}"
+    if found is None or found[1]:
+        with contextlib.suppress(WriteFailed):  # where it can still be written
+            write_json(run_dir / "status.json", status)
+    if found is None:
+        return
+    if single:
+        print(f"ics-study: error: {line}", file=sys.stderr)
+        raise SystemExit(found[0]) from None
+    log.error("%s", line)
+
+
 def _one_gpu_per_parallel_job(cfg, hydra_cfg) -> None:
     """Parallel local jobs on a machine with several GPUs: job k trains on cuda:(k mod #GPUs)."""
     if cfg.trainer.device != "auto" or "joblib" not in str(hydra_cfg.launcher.get("_target_", "")):
@@ -125,41 +133,6 @@ def _one_gpu_per_parallel_job(cfg, hydra_cfg) -> None:
         cfg.trainer.device = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"
 
 
-def _hydra_error_line(ex: BaseException) -> str | None:
-    """Hydra/OmegaConf composition errors condensed to one line; None for anything else."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if not isinstance(ex, (HydraException, OmegaConfBaseException)):
-        return None
-    lines, options = [], []
-    for chain in (ex, ex.__cause__):
-        if chain is None:
-            continue
-        for line in str(chain).splitlines():
-            if line.startswith("Config search path"):
-                break
-            if line.startswith("\t"):
-                options.append(line.strip())
-            elif line.strip() and not line.startswith(("    full_key", "    object_type", "full_key", "object_type")):
-                lines.append(line.strip())
-    text = " ".join(lines)
-    if options:
-        text += " " + ", ".join(options)
-    for launcher, plugin in (("joblib", "hydra-joblib-launcher"), ("submitit", "hydra-submitit-launcher")):
-        if f"hydra/launcher/{launcher}" in text:
-            return f"this launcher needs the {plugin} plugin: pip install 'ics-study[cluster]'"
-    return text
-
-
-def _quote_home(arg: str) -> str:
-    """``key=~/x`` -> ``key='~/x'``: Hydra's grammar refuses a bare '~' (shells like zsh leave it)."""
-    key, sep, value = arg.partition("=")
-    if sep and value.startswith("~") and not arg.startswith("-"):
-        return f"{key}='{value}'"
-    return arg
-
-
 def run_train(args: list[str]) -> int:
     logging.raiseExceptions = False  # a log line that cannot be written (a full disk) must not print a traceback
     import hydra
@@ -167,7 +140,7 @@ def run_train(args: list[str]) -> int:
     register_schemas()
     main = hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")(_train_job)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    sys.argv = ["ics-study train", *map(_quote_home, args)]
+    sys.argv = ["ics-study train", *map(hydra_errors.quote_home, args)]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     _job_statuses.clear()
     multirun = "-m" in args or "--multirun" in args
@@ -184,16 +157,16 @@ def run_train(args: list[str]) -> int:
         print(f"ics-study: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as e:  # Hydra could not create the run or sweep dir (MissingConfigException is one too)
-        if e.filename is None or _hydra_error_line(e) is not None:
-            print(f"ics-study: error: {_hydra_error_line(e) or e}", file=sys.stderr)
+        if e.filename is None or hydra_errors.one_line(e) is not None:
+            print(f"ics-study: error: {hydra_errors.one_line(e) or e}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"ics-study: error: cannot write {e.filename} ({e.strerror}); set paths.results_dir "
               "(or hydra.run.dir / hydra.sweep.dir) to a writable folder", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as e:
-        line = _hydra_error_line(e)
+        line = hydra_errors.one_line(e)
         if not _job_statuses:  # before any job started: the overrides themselves
-            line = _malformed(args, e, line)
+            line = hydra_errors.malformed(args, e, line)
         if line is None:
             if multirun:  # a job failed; the others ran; its status.json has the details
                 first = (str(e).splitlines() or [""])[0]
@@ -214,38 +187,6 @@ def run_train(args: list[str]) -> int:
     return EXIT_DIVERGED if "diverged" in _job_statuses else 0
 
 
-def _culprit(args: list[str]) -> str | None:
-    """The first override that Hydra's grammar cannot parse as key=value, if any."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for arg in args:
-        if arg.startswith("-"):
-            continue
-        try:
-            if "=" not in arg or not parser.parse_overrides([arg])[0].key_or_group:
-                return arg
-        except Exception:
-            return arg
-    return None
-
-
-def _malformed(args: list[str], error: Exception, line: str | None) -> str | None:
-    """One line for an override Hydra could not parse (its own message names no key, or it raised a
-    bare ValueError): name the override and the form it should take."""
-    from hydra.errors import OverrideParseException
-
-    if line is not None and not isinstance(error, OverrideParseException):
-        return line
-    culprit = _culprit(args)
-    if culprit is not None:
-        return f"the override {culprit!r} is malformed; write key=value (e.g. optim.lr=0.05 or model=vgg_bn)"
-    if line is not None:
-        return line
-    first = (str(error).splitlines() or [type(error).__name__])[0]
-    return f"the overrides were refused ({first}); check them against `ics-study train --help`"
-
-
 def _out_of_range(args: list[str], multirun: bool) -> str | None:
     """A single run's mistake in its overrides (a typo, a wrong type, a value out of range), found
     before Hydra creates the run dir, so that a refused command writes nothing; None if the config is
@@ -258,7 +199,7 @@ def _out_of_range(args: list[str], multirun: bool) -> str | None:
     try:
         cfg = compose([a for a in args if not a.startswith(("hydra.", "+hydra.", "hydra/"))])
     except Exception as e:  # a typo, a wrong type, a broken interpolation: one line, before any dir exists
-        line = _malformed(args, e, _hydra_error_line(e))
+        line = hydra_errors.malformed(args, e, hydra_errors.one_line(e))
         key = getattr(e, "full_key", None)
         return f"{key}: {line}" if key and key not in line else line
     try:
