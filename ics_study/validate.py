@@ -21,7 +21,15 @@ def _positive(key: str, value, strict: bool = True) -> None:
 
 
 def validate(cfg: TrainConfig) -> None:
-    m, d, o, t, p = cfg.model, cfg.data, cfg.optim, cfg.trainer, cfg.probe
+    """Refuse, in one line, a config that cannot run as asked (before anything is built or written)."""
+    _model(cfg.model)
+    _data(cfg.data, cfg.model, cfg.optim)
+    _trainer(cfg.trainer, cfg.optim)
+    _measurements(cfg)
+    _probe(cfg.probe)
+
+
+def _model(m) -> None:
     _one_of("model.arch", m.arch, sorted(ARCHS))
     if m.arch == "vgg":
         _one_of("model.depth", m.depth, sorted(PLANS))
@@ -43,6 +51,9 @@ def validate(cfg: TrainConfig) -> None:
             raise UserError(f"{key}={value} must be in [0, 1] (the weight of a new batch in the running statistics)")
     if any(h <= 0 for h in m.head_hidden):
         raise UserError(f"model.head_hidden={list(m.head_hidden)} must list positive layer widths")
+
+
+def _data(d, m, o) -> None:
     _one_of("data.name", d.name, DATASETS)
     for key in ("num_train", "num_test", "image_size", "features"):
         _positive(f"data.{key}", getattr(d, key))
@@ -52,6 +63,16 @@ def validate(cfg: TrainConfig) -> None:
     _positive("data.eval_batch_size", d.eval_batch_size)
     if d.name == "cifar10" and not d.root:
         raise UserError("data.root is empty: set it to the folder that holds cifar-10-batches-py/")
+    _one_of("data.loss_reduction", d.loss_reduction, ["sum", "mean"])
+    if (m.arch == "dln") != (d.name == "linear_regression"):
+        raise UserError("model=dln goes with data=linear_regression (and only with it); use experiment=dln")
+    if m.arch == "dln":
+        _dln_lr(o.lr, d.loss_reduction, d.num_train)
+    if m.arch == "dln" and m.features != d.features:
+        raise UserError(f"model.features={m.features} must equal data.features={d.features}")
+
+
+def _trainer(t, o) -> None:
     _one_of("optim.name", o.name, ["sgd"])
     _positive("optim.lr", o.lr)
     _positive("optim.momentum", o.momentum, strict=False)
@@ -66,13 +87,9 @@ def validate(cfg: TrainConfig) -> None:
     _one_of("trainer.precision", t.precision, ["fp32", "bf16"])
     _one_of("trainer.compile_mode", t.compile_mode, ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
     _one_of("trainer.cuda_graph", cuda_graph_setting(t.cuda_graph), CUDA_GRAPH_SETTINGS)
-    _one_of("data.loss_reduction", d.loss_reduction, ["sum", "mean"])
-    if (m.arch == "dln") != (d.name == "linear_regression"):
-        raise UserError("model=dln goes with data=linear_regression (and only with it); use experiment=dln")
-    if m.arch == "dln":
-        _dln_lr(o.lr, d.loss_reduction, d.num_train)
-    if m.arch == "dln" and m.features != d.features:
-        raise UserError(f"model.features={m.features} must equal data.features={d.features}")
+
+
+def _measurements(cfg: TrainConfig) -> None:
     _positive("ics.every", cfg.ics.every)
     _positive("landscape.every", cfg.landscape.every)
     if cfg.landscape.eta_range:
@@ -84,9 +101,12 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError("landscape.eta_scales must be a non-empty list of positive numbers (or set landscape.eta_range)")
     _positive("eval.recalibration_batches", cfg.eval.recalibration_batches)
     _positive("eval.noisy_modes_every", cfg.eval.noisy_modes_every, strict=False)
-    if cfg.eval.noisy_modes_every % t.eval_every:
+    if cfg.eval.noisy_modes_every % cfg.trainer.eval_every:
         raise UserError(f"eval.noisy_modes_every={cfg.eval.noisy_modes_every} must be a multiple of "
-                        f"trainer.eval_every={t.eval_every} (or 0: the last evaluation only)")
+                        f"trainer.eval_every={cfg.trainer.eval_every} (or 0: the last evaluation only)")
+
+
+def _probe(p) -> None:
     if not p.points or len(set(p.points)) != len(p.points):
         raise UserError(f"probe.points={list(p.points)} must name one or more distinct points, e.g. [pre_relu, pre_norm]")
     for point in p.points:

@@ -199,3 +199,11 @@ def test_the_attribute_check_sees_late_and_defaulted_attributes(tmp_path):
                    "    def _setup(self):\n        self.b = 2\n    def later(self):\n        self.a, self.b, self.x = 3, 4, 5\n"
                    "        self.c = getattr(self, 'd', None)\n")
     assert late_attributes(src) == ["m.py:10 A.c set in later()", "m.py:10 A: getattr(self, 'd', default)"]
+
+
+def test_no_function_is_over_sixty_lines():
+    """A function that does not fit a screen does several things: split it (its parts get names)."""
+    long = [f"{p.relative_to(PACKAGE.parent)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in PACKAGE.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    assert not long, "\n".join(long)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..runs import Runs
 from .panels import ridge, seed_band, seed_lines
-from .style import figure, label, suptitle
+from .style import figure, finish, label, suptitle
 
 
 class MissingRuns(Exception):
@@ -140,10 +140,7 @@ def fig3(runs: Runs):
             ax.set(xlabel="steps", ylabel=ylabel, title=f"layer #{layer}")
             if stat == "l2_diff" and n:
                 ax.set_yscale("log")
-    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it covered layer #5
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    suptitle(fig, f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})")
-    return fig
+    return finish(fig, axes[0][0], f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})")
 
 
 def fig4(runs: Runs):
@@ -157,10 +154,7 @@ def fig4(runs: Runs):
         ax.set(xlabel="steps", ylabel=ylabel, yscale="log")
     seed_lines(axes[0][2], sub.metric("landscape/beta_smoothness"))
     axes[0][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness")
-    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside them it hid the bands
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    suptitle(fig, f"Figure 4: the loss landscape along the gradient ({note})")
-    return fig
+    return finish(fig, axes[0][0], f"Figure 4: the loss landscape along the gradient ({note})")
 
 
 def fig8(runs: Runs):
@@ -181,10 +175,7 @@ def fig8(runs: Runs):
                 ax.set_title(f"layer #{layer}")
             if kind == "diff" and len(a):
                 ax.set_yscale("log")
-    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hides curves
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1)
-    suptitle(fig, f"Figure 8: how much the moments of {_unit(sub)} move (rolling mean over 25 steps; {note})")
-    return fig
+    return finish(fig, axes[0][0], f"Figure 8: how much the moments of {_unit(sub)} move (rolling mean over 25 steps; {note})")
 
 
 def moment_changes(a: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -240,10 +231,7 @@ def fig_dln(runs: Runs):
     axes[1][1].set(xlabel="steps", ylabel="gradient predictiveness", yscale="log")
     seed_lines(axes[1][2], sub.metric("landscape/beta_smoothness"), show_lr=False)
     axes[1][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness", yscale="log")
-    handles, labels = axes[0][0].get_legend_handles_labels()  # under the panels: inside one it hid the curves
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5) or 1)
-    suptitle(fig, f"Deep linear network ({note}; ICS and the landscape bands: with and without BN)")
-    return fig
+    return finish(fig, axes[0][0], f"Deep linear network ({note}; ICS and the landscape bands: with and without BN)", max_columns=5)
 
 
 FIGURES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig8": fig8, "fig_lp": fig_lp, "fig_dln": fig_dln}

@@ -49,6 +49,15 @@ def figure(rows: int, cols: int, width: float = 2 * COLUMN_WIDTH, height_per_row
     return plt.subplots(rows, cols, figsize=(width, height_per_row * rows), squeeze=False, layout="constrained")
 
 
+def finish(fig, legend_from, title: str, max_columns: int | None = None):
+    """``fig`` with ``legend_from``'s legend under all the panels, in one row (or ``max_columns``;
+    inside a panel it hid curves or bands), and its wrapped title."""
+    handles, labels = legend_from.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), max_columns or len(labels)) or 1)
+    suptitle(fig, title)
+    return fig
+
+
 def suptitle(fig, text: str) -> None:
     """The figure's title, wrapped to the figure's width (a one-line title wider than the figure is
     clipped at both sides by the tight bounding box)."""
