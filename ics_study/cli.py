@@ -42,8 +42,9 @@ class Command:
 _job_statuses: list[str] = []
 
 
-def _train_job(cfg) -> dict:
-    """One Hydra job: typed config -> train() -> summary. Runs once per job in a multirun."""
+def _train_job(cfg, graphed_step: type | None = None) -> dict:
+    """One Hydra job: typed config -> train() -> summary. Runs once per job in a multirun.
+    ``graphed_step``: as ``train``'s (the tests' CPU stand-in for a CUDA graph)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
@@ -64,7 +65,7 @@ def _train_job(cfg) -> dict:
     train_cfg = OmegaConf.to_object(cfg)
     _one_gpu_per_parallel_job(train_cfg, HydraConfig.get())
     try:
-        summary = train(train_cfg, run_dir)
+        summary = train(train_cfg, run_dir, graphed_step=graphed_step)
     except Exception as e:
         _job_failed(e, run_dir, single=HydraConfig.get().mode == RunMode.RUN)
         raise
@@ -133,12 +134,17 @@ def _one_gpu_per_parallel_job(cfg, hydra_cfg) -> None:
         cfg.trainer.device = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"
 
 
-def run_train(args: list[str]) -> int:
+def run_train(args: list[str], graphed_step: type | None = None) -> int:
+    """``ics-study train ARGS``; ``graphed_step`` as ``train``'s (tests only)."""
     logging.raiseExceptions = False  # a log line that cannot be written (a full disk) must not print a traceback
     import hydra
 
     register_schemas()
-    main = hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")(_train_job)
+
+    def job(cfg):
+        return _train_job(cfg, graphed_step)
+
+    main = hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")(job)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["ics-study train", *map(hydra_errors.quote_home, args)]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line

@@ -118,14 +118,6 @@ def arm(moment: str, fire: Trigger) -> None:
         raise SystemExit(f"unknown moment {moment!r}; one of {', '.join(MOMENTS)}")
 
 
-def graph_stand_in() -> None:
-    import ics_study.train.step as step_module
-    from tests.test_cuda_graph import ReplayByRerun
-
-    step_module.GraphedStep = ReplayByRerun
-    step_module.wanted = lambda *args: True
-
-
 def main(argv: list[str]) -> None:
     # everything after "--" goes to ics-study untouched (argparse would take its "-m" for an option)
     ours, args = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
@@ -134,14 +126,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--job", type=int)
     parser.add_argument("--graph", action="store_true")
     opts = parser.parse_args(ours)
-    if opts.graph:
-        graph_stand_in()
     if opts.fault:
         moment, n = opts.fault.split(":")
         arm(moment, Trigger(int(n), opts.job))
-    from ics_study.cli import main as cli
+    from ics_study.cli import run_train
+    from tests.test_cuda_graph import ReplayByRerun
 
-    cli(["train", *args])
+    # --graph: the loop around CUDA-graph replays, with test_cuda_graph's CPU stand-in for the graph
+    sys.exit(run_train(args, graphed_step=ReplayByRerun if opts.graph else None))
 
 
 if __name__ == "__main__":

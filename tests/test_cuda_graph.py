@@ -172,14 +172,10 @@ MEASURED = ["ics.enabled=true", "ics.every=5", "ics.layers=[2,5]", "landscape.en
     (["ics.enabled=false", "landscape.enabled=false", "trainer.precision=bf16"], 10, 4)],
     ids=["sgd", "momentum", "sgd-probes-only", "momentum-probes-only", "bf16-probes-only"])
 def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path, monkeypatch, extra, plain, full):
-    import ics_study.train.step as train_module
-
     run = ["model=vgg_bn_noise", "trainer.max_steps=14", *extra]
     eager = train(tiny_cfg(*run), tmp_path / "eager")
-    monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
-    monkeypatch.setattr(train_module, "wanted", lambda *a: True)
     monkeypatch.setattr(ReplayByRerun, "runs", {False: 0, True: 0})
-    graphed = train(tiny_cfg(*run), tmp_path / "graphed")
+    graphed = train(tiny_cfg(*run), tmp_path / "graphed", graphed_step=ReplayByRerun)
     assert graphed["cuda_graph"] and not eager["cuda_graph"]
     assert ReplayByRerun.runs == {False: plain, True: full}
     for table in ("metrics", "activations"):
@@ -196,14 +192,10 @@ def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path,
 def test_a_compiled_model_inside_the_graphed_step_trains_like_compiled_eager(tiny_cfg, tmp_path, monkeypatch):
     """trainer.compile=true with trainer.cuda_graph=on: the compiled forward and backward are what the
     graph captures (compiled during the warm-up, never during capture)."""
-    import ics_study.train.step as train_module
-
     run = ["model=vgg_bn_noise", "trainer.max_steps=14", "trainer.compile=true"]
     eager = train(tiny_cfg(*run), tmp_path / "eager")
-    monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
-    monkeypatch.setattr(train_module, "wanted", lambda *a: True)
     monkeypatch.setattr(ReplayByRerun, "runs", {False: 0, True: 0})
-    graphed = train(tiny_cfg(*run), tmp_path / "graphed")
+    graphed = train(tiny_cfg(*run), tmp_path / "graphed", graphed_step=ReplayByRerun)
     assert graphed["cuda_graph"] and ReplayByRerun.runs == {False: 10, True: 4}
     a, b = (pd.read_parquet(tmp_path / r / "activations").sort_values(["step", "layer", "channel", "stat"])
             for r in ("graphed", "eager"))
@@ -308,17 +300,13 @@ def test_readback_on_a_gpu_never_waits_in_poll_and_drain_delivers():
 
 
 @pytest.mark.parametrize("probes, side_hint", [("probe.enabled=true", True), ("probe.enabled=false", False)])
-def test_a_failed_capture_is_one_line_naming_the_switches_that_avoid_it(tiny_cfg, tmp_path, monkeypatch, probes, side_hint):
-    import ics_study.train.step as train_module
-
+def test_a_failed_capture_is_one_line_naming_the_switches_that_avoid_it(tiny_cfg, tmp_path, probes, side_hint):
     class FailingCapture(ReplayByRerun):
         def capture(self, x, y):
             raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
 
-    monkeypatch.setattr(train_module, "GraphedStep", FailingCapture)
-    monkeypatch.setattr(train_module, "wanted", lambda *a: True)
     with pytest.raises(UserError) as err:
-        train(tiny_cfg("trainer.max_steps=3", probes), tmp_path)
+        train(tiny_cfg("trainer.max_steps=3", probes), tmp_path, graphed_step=FailingCapture)
     message = str(err.value)
     assert "\n" not in message and "operation not permitted when stream is capturing" in message
     assert "trainer.cuda_graph=off" in message and ("probe.side_stream=false" in message) == side_hint

@@ -44,21 +44,18 @@ def test_the_detector_sees_item_and_boolean_indexing():
 
 
 @pytest.mark.parametrize("loop", ["eager", "graphed"])
-def test_waits_for_the_device_do_not_grow_with_the_number_of_steps(tiny_cfg, tmp_path, monkeypatch, loop):
-    if loop == "graphed":  # the loop around CUDA-graph replays, with test_cuda_graph's CPU stand-in
-        import ics_study.train.step as train_module
+def test_waits_for_the_device_do_not_grow_with_the_number_of_steps(tiny_cfg, tmp_path, loop):
+    from .test_cuda_graph import ReplayByRerun
 
-        from .test_cuda_graph import ReplayByRerun
-
-        monkeypatch.setattr(train_module, "GraphedStep", ReplayByRerun)
-        monkeypatch.setattr(train_module, "wanted", lambda *a: True)
+    # "graphed": the loop around CUDA-graph replays, with test_cuda_graph's CPU stand-in
+    graphed_step = ReplayByRerun if loop == "graphed" else None
     counts = {}
     for steps in (10, 20):
         cfg = tiny_cfg("model=vgg_bn_noise", f"trainer.max_steps={steps}", "trainer.eval_every=1000",
                        "trainer.log_every=1000", "trainer.checkpoint_every=0", "probe.every=5", "ics.enabled=true",
                        "ics.every=5", "ics.layers=[2,5]", "landscape.enabled=true", "landscape.every=5")
         with waits() as seen:
-            train(cfg, tmp_path / str(steps))
+            train(cfg, tmp_path / str(steps), graphed_step=graphed_step)
         counts[steps] = seen.found
     # once per run: the quantile sample's positions (host tensors) and the final evaluation's two numbers
     assert counts[20] == counts[10], f"per-step waits: {counts[20] - counts[10]}"

@@ -207,3 +207,39 @@ def test_no_function_is_over_sixty_lines():
             for p in PACKAGE.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
     assert not long, "\n".join(long)
+
+
+REPO = PACKAGE.parent
+SEAMS = {"GraphedStep", "wanted", "TrainStep", "Schedule"}  # train(graphed_step=...) takes a replacement
+
+
+def swapped_internals(path: Path) -> list[str]:
+    """Path hacks and replaced internals in a benchmark or test: ``sys.path`` edits, ``runpy``, and
+    assignments or ``monkeypatch.setattr`` of the training seams that constructors take instead."""
+    out = []
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "path" \
+                and isinstance(n.value.value, ast.Name) and n.value.value.id == "sys" and n.attr in ("insert", "append"):
+            out.append(f"{path.name}:{n.lineno} sys.path.{n.attr}")
+        elif isinstance(n, (ast.Import, ast.ImportFrom)) and "runpy" in [a.name for a in n.names] + [getattr(n, "module", "")]:
+            out.append(f"{path.name}:{n.lineno} runpy")
+        elif isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in SEAMS for t in n.targets):
+            out.append(f"{path.name}:{n.lineno} assigns a seam")
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "setattr" and len(n.args) > 1 \
+                and isinstance(n.args[1], ast.Constant) and n.args[1].value in SEAMS:
+            out.append(f"{path.name}:{n.lineno} monkeypatches {n.args[1].value}")
+    return sorted(out, key=lambda x: int(x.split(":")[1].split()[0]))
+
+
+def test_benchmarks_and_tests_use_no_path_hacks_and_swap_no_internals():
+    files = [*(REPO / "scripts").rglob("*.py"), *(REPO / "tests").rglob("*.py")]
+    found = [x for p in files if p.name != "test_layers.py" for x in swapped_internals(p)]
+    assert not found, "\n".join(found)
+
+
+def test_the_swap_check_sees_each_kind(tmp_path):
+    src = tmp_path / "b.py"
+    src.write_text("import sys, runpy\nsys.path.insert(0, 'x')\nimport ics_study.train.step as m\nm.GraphedStep = object\n"
+                   "def t(monkeypatch):\n    monkeypatch.setattr(m, 'wanted', None)\n")
+    assert swapped_internals(src) == ["b.py:1 runpy", "b.py:2 sys.path.insert", "b.py:4 assigns a seam",
+                                      "b.py:6 monkeypatches wanted"]

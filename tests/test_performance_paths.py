@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -161,10 +161,7 @@ def test_benchmark_scripts_run_in_quick_mode(tmp_path):
 
 
 def _targets_module():
-    spec = importlib.util.spec_from_file_location("targets", REPO / "scripts" / "targets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("targets")  # scripts/targets.py (pytest's pythonpath has scripts/)
 
 
 def test_targets_table_judges_each_target_strictly(tmp_path):
@@ -243,13 +240,10 @@ def test_gpu_check_runs_the_parts_asked_for_and_refuses_an_unknown_one(tmp_path)
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
 
 
-def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeypatch):
+def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run():
     """By hand: 1000 steps of 128 at 32,000 img/s overall and 33,000 steady leave 4.0 - 3.879 = 0.121 s
     of one-off time; probes off: 1000 steps at 34,000 overall, 34,200 steady."""
-    monkeypatch.syspath_prepend(str(REPO / "scripts" / "benchmarks"))  # probes.py imports loop.py beside it
-    spec = importlib.util.spec_from_file_location("bench_probes", REPO / "scripts" / "benchmarks" / "probes.py")
-    bp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bp)
+    bp = importlib.import_module("benchmarks.probes")
     on_once = bp.one_off_seconds(1000, 32_000, 33_000)
     off_once = bp.one_off_seconds(1000, 34_000, 34_200)
     assert on_once == pytest.approx(128_000 / 32_000 - 128_000 / 33_000)
@@ -262,10 +256,7 @@ def test_probe_benchmark_projects_one_off_and_steady_costs_to_a_long_run(monkeyp
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_loop", REPO / "scripts" / "benchmarks" / "loop.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.loop")
 
 
 def test_benchmark_counts_vgg16_flops_like_a_hand_count():

@@ -39,11 +39,14 @@ from .stop_signal import StopSignal
 log = logging.getLogger("ics_study.train")
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] | None = None) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] | None = None,
+          graphed_step: type | None = None) -> dict:
     """Train as ``cfg`` says, writing into ``run_dir``; continues from ``run_dir/checkpoint.pt`` (or
     ``trainer.resume``) when there is one. Returns the summary that is also ``summary.json``.
     ``on_step(step)``, if given, is called once each training step has been queued (before that
     step's flush, evaluation or checkpoint): for tools such as a profiler's schedule.
+    ``graphed_step``, if given, replays the steps in place of ``GraphedStep`` on any device (the
+    tests' and benchmarks' CPU stand-ins for a CUDA graph); None: ``GraphedStep`` where one is wanted.
 
     The run dir written into is locked for the whole run (``run_lock.py``): a second process on it
     is refused with ``RunLocked`` before it reads or writes anything there."""
@@ -53,10 +56,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, on_step: Callable[[int], None] 
         target = found.parent  # a resume writes into the run being resumed
     target.mkdir(parents=True, exist_ok=True)
     with RunLock(target, cfg.trainer.lock_wait_s):
-        return _train(cfg, Path(run_dir), on_step)
+        return _train(cfg, Path(run_dir), on_step, graphed_step)
 
 
-def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | None) -> dict:
+def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | None, graphed_step: type | None) -> dict:
     t = cfg.trainer
     # === where to start: a checkpoint to continue, or nothing left to do ==============================
     source = checkpoint.find(t.resume) if t.resume else checkpoint.find(run_dir)
@@ -73,7 +76,7 @@ def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | Non
     if (note := bf16_note(device, t.precision)) is not None:
         log.warning(note)
     process.configure(t, device)
-    run = Run(cfg, run_dir, device, state)
+    run = Run(cfg, run_dir, device, state, graphed_step)
     if state is not None:
         log.info("resuming %s from step %d (%s)", run_dir, run.step, source)
     schedule = Schedule(cfg, start=run.step)

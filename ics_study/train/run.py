@@ -48,7 +48,8 @@ def noise_generator(cfg: TrainConfig, device: torch.device) -> Stream:
 
 
 class Run:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, device: torch.device, state: dict | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, device: torch.device, state: dict | None = None,
+                 graphed_step: type | None = None):
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
         t = cfg.trainer
         # --- what has state, built in a fixed order (the weights draw from the global seed) ------------
@@ -85,7 +86,7 @@ class Run:
             self.probe.prepare(self.model, self.data.normalize(self.data.x_train[: cfg.data.batch_size]))
         # compile after the probe's hooks are registered; measurements use the eager module
         self.forward = torch.compile(self.model, mode=t.compile_mode, dynamic=False) if t.compile else self.model
-        self.train_step = TrainStep(self)
+        self.train_step = TrainStep(self, graphed_step)
         self.metrics = torch.full((t.log_every, 2), math.nan, device=device)  # (loss, accuracy) of pending steps
         self.pending: list[int] = []
         self.readback = ReadBack(device)

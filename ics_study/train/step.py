@@ -22,8 +22,9 @@ from .schedule import Due
 
 
 class TrainStep:
-    def __init__(self, run):
-        """``run``: the Run whose model, optimiser, task, probes and noise stream the step uses."""
+    def __init__(self, run, graphed_step: type | None = None):
+        """``run``: the Run whose model, optimiser, task, probes and noise stream the step uses;
+        ``graphed_step``: the class that replays steps (None: ``GraphedStep`` where one is wanted)."""
         cfg, t = run.cfg, run.cfg.trainer
         self.model, self.forward, self.optimizer, self.task = run.model, run.forward, run.optimizer, run.task
         self.probe, self.device, self.precision = run.probe, run.device, t.precision
@@ -32,8 +33,10 @@ class TrainStep:
         self.replay = Replay(run.model, run.noise)  # measurements redo forwards with the step's own noise
         self.measured = PendingScalars()  # ICS and landscape values, read back at each flush
         self.graphed = None
-        if wanted(t.cuda_graph, run.device, t.compile_mode if t.compile else None):
-            self.graphed = GraphedStep(run.model, run.forward, run.optimizer, run.task, run.probe,
+        if graphed_step is None and wanted(t.cuda_graph, run.device, t.compile_mode if t.compile else None):
+            graphed_step = GraphedStep
+        if graphed_step is not None:
+            self.graphed = graphed_step(run.model, run.forward, run.optimizer, run.task, run.probe,
                                        run.noise if run.uses_noise else None, t.precision)
 
     @property

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ics_study.compose import compose
+from ics_study.train import train
+from ics_study.train.graphed_step import GraphedStep
 
-import ics_study.train.step as train_module  # noqa: E402
-from ics_study.compose import compose  # noqa: E402
-from ics_study.train import train  # noqa: E402
-from ics_study.train.graphed_step import GraphedStep  # noqa: E402
+from .common import alternate, median, rounds, table
 
 
 class FreeReplay(GraphedStep):
@@ -47,31 +44,25 @@ class FreeReplay(GraphedStep):
         return Graph()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. logger.tensorboard=false")
-    args = ap.parse_args()
-    train_module.GraphedStep = FreeReplay
-    train_module.wanted = lambda *a: True
+    args = ap.parse_args(argv)
     base = ["data=synthetic", "data.num_train=512", "data.num_test=64", "data.batch_size=2", "data.eval_batch_size=64",
             "model=vgg_bn_noise", "model.width=0.0625", f"trainer.max_steps={args.steps}",
             f"trainer.eval_every={args.steps}", "trainer.progress_bar=false", "trainer.device=cpu", *args.overrides]
-    ms = {"probes off": [], "probes on": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repeats):
-            for name in ms:
-                cfg = compose(base + [f"probe.enabled={name == 'probes on'}"])
-                summary = train(cfg, Path(tmp) / f"{rep}_{name.replace(' ', '_')}")
-                ms[name].append(1e3 * cfg.data.batch_size / summary["train_images_per_s"])
+        def run(probes: bool):
+            def one(r: int) -> float:
+                cfg = compose(base + [f"probe.enabled={probes}"])
+                summary = train(cfg, Path(tmp) / f"{r}_{probes}", graphed_step=FreeReplay)
+                return 1e3 * cfg.data.batch_size / summary["train_images_per_s"]
+            return one
+
+        ms = alternate({"probes off": run(False), "probes on": run(True)}, args.repeats)
     print(f"\ntraining loop around a free graph replay, {args.steps} steps x {args.repeats} alternating runs, "
           "default probes, flush every trainer.log_every steps, tables and TensorBoard on")
-    print("| setting | host ms per step (median) | runs |")
-    print("|---|---|---|")
-    for name, vals in ms.items():
-        print(f"| {name} | {statistics.median(vals):.3f} | {', '.join(f'{v:.3f}' for v in vals)} |")
-
-
-if __name__ == "__main__":
-    main()
+    print(table(["setting", "host ms per step (median)", "runs"],
+                [[name, f"{median(vals):.3f}", rounds(vals, "{:.3f}")] for name, vals in ms.items()]))

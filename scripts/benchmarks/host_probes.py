@@ -13,28 +13,26 @@ temporary folder, exactly as the training loop does. Printed (medians of the rep
 warm-up flush): milliseconds per step the training thread spends in flushes; CPU milliseconds per
 step of the whole process, every thread (TensorBoard's event writer has its own, and it holds the
 GIL while it checksums), from the per-step copies to everything on disk; and the one-off set-up of
-the quantile sample positions, with the O(n) ``randperm`` it replaced timed side by side.
+the quantile sample positions, timed side by side with an O(n) ``randperm``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import torch
 
-import torch  # noqa: E402
+from ics_study.compose import compose
+from ics_study.models import build_model
+from ics_study.probes import ActivationProbe
+from ics_study.probes.statistics import histogram, sample_positions
+from ics_study.recording.recorder import Recorder
+from ics_study.train.schedule import itstime
 
-from ics_study.compose import compose  # noqa: E402
-from ics_study.models import build_model  # noqa: E402
-from ics_study.probes import ActivationProbe  # noqa: E402
-from ics_study.probes.statistics import histogram, sample_positions  # noqa: E402
-from ics_study.recording.recorder import Recorder  # noqa: E402
-from ics_study.train.schedule import itstime  # noqa: E402
+from .common import alternate, median, rounds, table
 
 
 def layer_sizes(model, probe: ActivationProbe, batch: int) -> list[int]:
@@ -74,13 +72,13 @@ def flush_time(probe: ActivationProbe, recorder: Recorder, steps: int, log_every
     return spent, time.process_time() - cpu_start
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-tensorboard", action="store_true", help="tables only")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)  # the training thread's view: one core for Python
     cfg = compose([f"model.width={args.width}", "model=vgg_bn_noise"] + (["logger.tensorboard=false"] if args.no_tensorboard else []))
     model = build_model(cfg.model)
@@ -89,42 +87,41 @@ def main() -> None:
     sizes = layer_sizes(model, probe, cfg.data.batch_size)
     probe.remove()
     k = cfg.probe.summary_sample
-    setup = {"randperm(n)[:k] (before)": lambda n, g: torch.randperm(n, generator=g)[:k],
-             "sample_positions (now)": lambda n, g: sample_positions(n, min(k, n), g)}
-    setup_s = {name: [] for name in setup}
-    for _ in range(args.repeats):
-        for name, draw in setup.items():
+    # the quantile sample's positions: sample_positions (what the probe uses) against the plain way
+    setup = {"randperm(n)[:k]": lambda n, g: torch.randperm(n, generator=g)[:k],
+             "sample_positions": lambda n, g: sample_positions(n, min(k, n), g)}
+
+    def drawn(draw):
+        def one(r: int) -> float:
             g = torch.Generator().manual_seed(0)
             start = time.perf_counter()
             for n in sizes:
                 draw(n, g)
-            setup_s[name].append(time.perf_counter() - start)
+            return time.perf_counter() - start
+        return one
 
-    per_step, cpu_per_step = [], []
-    for _ in range(args.repeats):
+    setup_s = alternate({name: drawn(draw) for name, draw in setup.items()}, args.repeats)
+
+    def flushes(r: int) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             probe = ActivationProbe(model, cfg.probe, seed=0)
             recorder = Recorder(Path(tmp), cfg.logger)
             spent, cpu = flush_time(probe, recorder, args.steps, cfg.trainer.log_every)
-            per_step.append(1e3 * spent / args.steps)
-            cpu_per_step.append(1e3 * cpu / args.steps)
             recorder.flush(force=True)
             recorder.abandon()  # closes the TensorBoard writer
             probe.remove()
+        return 1e3 * spent / args.steps, 1e3 * cpu / args.steps
+
+    timed = alternate({"flushes": flushes}, args.repeats)["flushes"]
+    per_step, cpu_per_step = [t for t, _ in timed], [c for _, c in timed]
 
     print(f"\nVGG-16 width {args.width}, batch {cfg.data.batch_size}, {len(sizes)} probed layers x "
           f"{cfg.probe.channels_per_layer} channels, flush every {cfg.trainer.log_every} steps, "
           f"histograms every {cfg.probe.every}, TensorBoard {'off' if args.no_tensorboard else 'on'}")
-    print("| host work | median | runs |")
-    print("|---|---|---|")
-    print(f"| flushes (tables{'' if args.no_tensorboard else ' + TensorBoard'}), per step | "
-          f"{statistics.median(per_step):.3f} ms | {', '.join(f'{v:.3f}' for v in per_step)} |")
-    print(f"| all probe bookkeeping, CPU time of every thread (TensorBoard's writer included), per step | "
-          f"{statistics.median(cpu_per_step):.3f} ms | {', '.join(f'{v:.3f}' for v in cpu_per_step)} |")
-    for name, vals in setup_s.items():
-        print(f"| once per run: quantile sample positions, {name} | {1e3 * statistics.median(vals):.1f} ms | "
-              f"{', '.join(f'{1e3 * v:.1f}' for v in vals)} |")
-
-
-if __name__ == "__main__":
-    main()
+    rows = [[f"flushes (tables{'' if args.no_tensorboard else ' + TensorBoard'}), per step",
+             f"{median(per_step):.3f} ms", rounds(per_step, "{:.3f}")],
+            ["all probe bookkeeping, CPU time of every thread (TensorBoard's writer included), per step",
+             f"{median(cpu_per_step):.3f} ms", rounds(cpu_per_step, "{:.3f}")]]
+    rows += [[f"once per run: quantile sample positions, {name}", f"{1e3 * median(vals):.1f} ms",
+              rounds([1e3 * v for v in vals])] for name, vals in setup_s.items()]
+    print(table(["host work", "median", "runs"], rows))

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ics_study.compose import compose
+from ics_study.models import build_model
+from ics_study.train import train
+from ics_study.train.precision import autocast, bf16_is_native
+from ics_study.train.process import pick_device
 
-from ics_study.compose import compose  # noqa: E402
-from ics_study.models import build_model  # noqa: E402
-from ics_study.train import train  # noqa: E402
-from ics_study.train.precision import autocast, bf16_is_native  # noqa: E402
-from ics_study.train.process import pick_device  # noqa: E402
+from .common import alternate, median
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
 
@@ -185,8 +185,8 @@ def steady_after(steps: int) -> int:
     return max(1, min(50, steps // 4))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="vgg_bn")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--steps", type=int, default=None, help="steps per timed run (default 30 on CPU, 300 on GPU)")
@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 steps, 1 repeat: a smoke test")
     ap.add_argument("--json", default=None, help="also write the table's numbers here (scripts/targets.py reads it)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the ics-study runs")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     device = pick_device(args.device)
     if args.quick:
         args.width, args.steps, args.repeats, args.ref_workers = 0.125, 3, 1, 0
@@ -227,16 +227,18 @@ def main() -> None:
     unknown = [v for v in variants if v not in known]
     if unknown:
         sys.exit(f"bench.py: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    rates: dict[str, list[float]] = {v: [] for v in variants}
-    steady: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repeats + (0 if args.quick else 1)):  # round 0 warms up (not with --quick)
-            for i, v in enumerate(variants):
-                rate, steady_rate = known[v][2](Path(tmp) / f"{rep}_{i}")
-                if rep or args.quick:
-                    rates[v].append(rate)
-                    steady[v].append(steady_rate)
-                print(f"  round {rep} {known[v][0]}: {rate:.0f} img/s (steady {steady_rate or 0:.0f})", file=sys.stderr, flush=True)
+        def timed(v: str):
+            def one(r: int) -> tuple[float, float | None]:
+                rate, steady_rate = known[v][2](Path(tmp) / f"{r}_{v}")
+                print(f"  round {r} {known[v][0]}: {rate:.0f} img/s (steady {steady_rate or 0:.0f})", file=sys.stderr, flush=True)
+                return rate, steady_rate
+            return one
+
+        # round 0 warms up (not with --quick)
+        both = alternate({v: timed(v) for v in variants}, args.repeats, warm_up=0 if args.quick else 1)
+    rates = {v: [rate for rate, _ in pairs] for v, pairs in both.items()}
+    steady = {v: [s for _, s in pairs] for v, pairs in both.items()}
 
     name_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
@@ -253,9 +255,6 @@ def main() -> None:
           f"layers alone, timed here: " + ", ".join(f"{r:.0f} img/s ({r * flop / 1e12:.3f} TFLOP/s) in {p}"
                                                      for p, r in alone.items()))
     peak = next((v for k, v in PEAK_BF16.items() if k in name_dev), None)
-
-    def median(vals):
-        return statistics.median(vals) if vals and None not in vals else None
 
     ref, ref_steady = median(rates[variants[0]]), median(steady[variants[0]])
     head = "| loop | median img/s | vs first row | runs | steady img/s | steady vs first row | TFLOP/s | vs layers alone |"
@@ -280,7 +279,3 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"script": "bench.py loop", "device": device.type, "device_name": name_dev,
                                                "model": args.model, "width": args.width, "steps": steps,
                                                "repeats": args.repeats, "rows": rows}, indent=1))
-
-
-if __name__ == "__main__":
-    main()

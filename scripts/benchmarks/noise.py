@@ -16,21 +16,18 @@ either stream, on one fixed random batch. ``bench.py variants`` sets the noisy n
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from ics_study.config import ModelConfig, NoiseConfig
+from ics_study.models import build_model, set_noise_generator
+from ics_study.models.noise_stream import noise_stream
+from ics_study.models.noisy_bn import NoisyBatchNorm
+from ics_study.models.vgg import PLANS
 
-from ics_study.config import ModelConfig, NoiseConfig  # noqa: E402
-from ics_study.models import build_model, set_noise_generator  # noqa: E402
-from ics_study.models.noise_stream import noise_stream  # noqa: E402
-from ics_study.models.noisy_bn import NoisyBatchNorm  # noqa: E402
-from ics_study.models.vgg import PLANS  # noqa: E402
+from .common import alternate, median, rounds, table
 
 STREAMS = ("counter", "generator")
 
@@ -83,21 +80,17 @@ def training_step_ms(width: float, batch: int, device: torch.device, steps: int,
         sync()
         return (time.perf_counter() - start) / steps * 1e3
 
-    times = {rng: [] for rng in STREAMS}
-    for _ in range(repeats):
-        for rng in STREAMS:
-            times[rng].append(timed(rng))
-    return times
+    return alternate({rng: lambda r, rng=rng: timed(rng) for rng in STREAMS}, repeats)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width", type=float, default=0.25, help="VGG channel multiplier (1 = the paper's)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed round")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is printed")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     device = torch.device(args.device)
     shapes = layer_shapes(args.width, args.batch)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -115,27 +108,17 @@ def main() -> None:
 
     kinds = {"BN": None, **{f"noisy BN, {rng}": rng for rng in STREAMS}}
     layers = {name: build(rng) for name, rng in kinds.items()}
-    times = {name: [] for name in kinds}
-    for _ in range(args.repeats):
-        for name in kinds:
-            times[name].append(step_ms(layers[name], inputs, grads, args.steps))
-    median = {name: statistics.median(t) for name, t in times.items()}
+    times = alternate({name: lambda r, name=name: step_ms(layers[name], inputs, grads, args.steps) for name in kinds},
+                      args.repeats)
+    mid = {name: median(t) for name, t in times.items()}
     print(f"noisy BN layers of VGG-16 width {args.width}, batch {args.batch}, channels-last, {device}: "
           f"forward + backward of all {len(shapes)} layers, ms per step (median of {args.repeats})\n")
-    print("| layers | ms per step | noise's own cost (vs BN) | rounds |")
-    print("|---|---|---|---|")
-    for name in kinds:
-        extra = "" if name == "BN" else f"{median[name] - median['BN']:.2f} ms"
-        print(f"| {name} | {median[name]:.2f} | {extra} | {', '.join(f'{t:.2f}' for t in times[name])} |")
+    print(table(["layers", "ms per step", "noise's own cost (vs BN)", "rounds"],
+                [[name, f"{mid[name]:.2f}", "" if name == "BN" else f"{mid[name] - mid['BN']:.2f} ms",
+                  rounds(times[name], "{:.2f}")] for name in kinds]))
 
     step = training_step_ms(args.width, args.batch, device, args.steps, args.repeats)
     print(f"\nwhole training step of the noisy VGG-16 (forward, backward, SGD), ms (median of {args.repeats})\n")
-    print("| stream | ms per step | images/s | rounds |")
-    print("|---|---|---|---|")
-    for rng in STREAMS:
-        ms = statistics.median(step[rng])
-        print(f"| {rng} | {ms:.2f} | {args.batch / ms * 1e3:.0f} | {', '.join(f'{t:.2f}' for t in step[rng])} |")
-
-
-if __name__ == "__main__":
-    main()
+    print(table(["stream", "ms per step", "images/s", "rounds"],
+                [[rng, f"{median(step[rng]):.2f}", f"{args.batch / median(step[rng]) * 1e3:.0f}", rounds(step[rng], "{:.2f}")]
+                 for rng in STREAMS]))

@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ics_study.compose import compose
+from ics_study.train import train
 
-from loop import data_overrides, steady_after  # noqa: E402  (benchmarks/loop.py, beside this file)
-
-from ics_study.compose import compose  # noqa: E402
-from ics_study.train import train  # noqa: E402
+from .common import alternate, median
+from .loop import data_overrides, steady_after
 
 PAPER_STEPS = 15_000  # a paper-scale run (Figure 2): where a run's one-off costs end up
 
@@ -45,8 +41,8 @@ def slowdown_at(steps: int, on: tuple[float, float], off: tuple[float, float], b
     return 1 - time_off / time_on
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="vgg_bn_noise")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--steps", type=int, default=100, help="training steps per timed run (>= probe.every)")
@@ -59,7 +55,7 @@ def main() -> None:
                     help="also time probes on with probe.side_stream=false (GPU: their kernels in the step's chain)")
     ap.add_argument("--json", default=None, help="also write the table's numbers here (scripts/targets.py reads it)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. probe.every=50")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     data = data_overrides(args.data_root)
     base = [f"model={args.model}", f"model.width={args.width}", f"trainer.max_steps={args.steps}",
@@ -72,19 +68,18 @@ def main() -> None:
     if args.with_measurements:
         variants["probes + ICS (layers #5, #10, every 100)"] = ["ics.enabled=true"]
         variants["probes + landscape (4 etas, every 100)"] = ["landscape.enabled=true"]
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    steady: dict[str, list[float]] = {name: [] for name in variants}
-    device = "?"
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.repeats + 1):  # repetition 0 is the warm-up
-            for name, extra in variants.items():
-                cfg = compose(base + ["trainer.max_steps=20" if rep == 0 else f"trainer.max_steps={args.steps}"] + extra)
-                summary = train(cfg, Path(tmp) / f"{rep}_{name.replace(' ', '_')}")
-                device = summary["device"]
-                if rep:
-                    rates[name].append(summary["train_images_per_s"])
-                    steady[name].append(summary["steady_images_per_s"])
-    off, off_steady = statistics.median(rates["probes off"]), statistics.median(steady["probes off"])
+        def timed(name: str, extra: list[str]):
+            def one(r: int) -> dict:  # round 0, a short warm-up run, is dropped
+                cfg = compose(base + ["trainer.max_steps=20" if r == 0 else f"trainer.max_steps={args.steps}"] + extra)
+                return train(cfg, Path(tmp) / f"{r}_{name.replace(' ', '_')}")
+            return one
+
+        summaries = alternate({name: timed(name, extra) for name, extra in variants.items()}, args.repeats, warm_up=1)
+    rates = {name: [s["train_images_per_s"] for s in runs] for name, runs in summaries.items()}
+    steady = {name: [s["steady_images_per_s"] for s in runs] for name, runs in summaries.items()}
+    device = summaries["probes off"][0]["device"]
+    off, off_steady = median(rates["probes off"]), median(steady["probes off"])
     off_once = one_off_seconds(args.steps, off, off_steady)
     print(f"\n{args.model} width {args.width}, batch 128, {args.steps} steps x {args.repeats} alternating runs, "
           f"device {device}, {args.precision}; one-off s: training time beyond {args.steps} steps at the steady "
@@ -94,7 +89,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, vals in rates.items():
-        med, med_steady = statistics.median(vals), statistics.median(steady[name])
+        med, med_steady = median(vals), median(steady[name])
         once = one_off_seconds(args.steps, med, med_steady)
         projected = slowdown_at(PAPER_STEPS, (once, med_steady), (off_once, off_steady))
         runs = ", ".join(f"{v:.0f} ({s:.0f})" for v, s in zip(vals, steady[name]))
@@ -107,7 +102,3 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"script": "bench.py probes", "device": device, "model": args.model,
                                                "width": args.width, "steps": args.steps, "repeats": args.repeats,
                                                "paper_steps": PAPER_STEPS, "rows": rows}, indent=1))
-
-
-if __name__ == "__main__":
-    main()

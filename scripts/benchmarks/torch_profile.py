@@ -20,17 +20,14 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ics_study.compose import compose
+from ics_study.train import train
 
-from loop import data_overrides  # noqa: E402  (benchmarks/loop.py, beside this file)
-
-from ics_study.compose import compose  # noqa: E402
-from ics_study.train import train  # noqa: E402
+from .loop import data_overrides
 
 
 class Window:
@@ -51,8 +48,8 @@ class Window:
         self.prof.step()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="vgg_bn_noise")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--steps", type=int, default=300, help="profiled steps")
@@ -61,7 +58,7 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--trace", default=None, help="write a Chrome trace here")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.skip < 1 or args.steps < 1:
         sys.exit("bench.py profile: --skip and --steps must be at least 1")
     total = args.skip + args.steps
@@ -87,7 +84,3 @@ def main() -> None:
     print(averages.table(sort_by="self_cpu_time_total", row_limit=25))
     if args.trace:
         prof.export_chrome_trace(args.trace)
-
-
-if __name__ == "__main__":
-    main()

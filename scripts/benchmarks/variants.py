@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +36,8 @@ from ics_study.models.noise_stream import CounterStream
 from ics_study.models.noisy_bn import NoisyBatchNorm, noisy_layers
 from ics_study.train.host_memory import keep_freed_memory
 from ics_study.train.precision import autocast
+
+from .common import alternate, median, rounds, table
 
 # (label, model.norm, how its noise is drawn)
 STEP_VARIANTS = [("standard", "none", None), ("BN", "batch", None), ("noisy BN", "noisy_batch", "counter"),
@@ -93,17 +93,13 @@ def step_table(args) -> None:
     y = torch.randint(0, 10, (args.batch,))
     models = {label: build(norm, noise, args.width) for label, norm, noise in STEP_VARIANTS}
     for precision in args.precision.split(","):
-        times: dict[str, list[float]] = {label: [] for label in models}
-        for _ in range(args.repeats):
-            for label, model in models.items():
-                times[label].append(step_ms(model, x, y, precision, args.steps))
-        median = {k: statistics.median(v) for k, v in times.items()}
+        times = alternate({label: lambda r, m=model, p=precision: step_ms(m, x, y, p, args.steps) for label, model in models.items()},
+                          args.repeats)
+        mid = {k: median(v) for k, v in times.items()}
         print(f"\ntraining step, VGG-16 width {args.width}, batch {args.batch}, {precision}, channels-last "
               f"(median of {args.repeats} alternating rounds of {args.steps} steps)\n")
-        print("| network | ms per step | vs BN | rounds |")
-        print("|---|---|---|---|")
-        for label, ms in median.items():
-            print(f"| {label} | {ms:.1f} | {ms / median['BN']:.2f}x | {', '.join(f'{t:.1f}' for t in times[label])} |")
+        print(table(["network", "ms per step", "vs BN", "rounds"],
+                    [[label, f"{ms:.1f}", f"{ms / mid['BN']:.2f}x", rounds(times[label])] for label, ms in mid.items()]))
 
 
 # --- whole runs ---------------------------------------------------------------------------------
@@ -143,22 +139,18 @@ def profiled_run(model: str, args, out: Path) -> tuple[float, dict[str, float], 
 
 
 def run_table(args) -> None:
-    walls: dict[str, list[float]] = {m: [] for m in RUN_MODELS}
-    parts: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.run_repeats):
-            for model in RUN_MODELS:
-                wall, p, _ = profiled_run(model, args, Path(tmp) / f"{model}-{r}")
-                walls[model].append(wall)
-                parts[model] = p  # the last round's split
-    median = {m: statistics.median(w) for m, w in walls.items()}
+        runs = alternate({m: lambda r, m=m: profiled_run(m, args, Path(tmp) / f"{m}-{r}") for m in RUN_MODELS}, args.run_repeats)
+    walls = {m: [wall for wall, _, _ in rs] for m, rs in runs.items()}
+    parts = {m: rs[-1][1] for m, rs in runs.items()}  # the last round's split
+    mid = {m: median(w) for m, w in walls.items()}
     evals = 2  # eval_every = run_steps / 2: at the middle and at the end
     print(f"\nwhole run: {args.run_steps} steps of scale=cpu_small as scripts/reproduce.sh runs it "
           f"({args.run_precision}; probes, ICS and the landscape every 50 steps; {'real' if args.data_root else 'synthetic'} "
           f"data), seconds (median of {args.run_repeats} alternating rounds; split from the last, cProfile)\n")
     print("| part | " + " | ".join(RUN_MODELS) + " |")
     print("|---|" + "---|" * len(RUN_MODELS))
-    print("| **wall** | " + " | ".join(f"**{median[m]:.1f}** ({median[m] / median['vgg_bn']:.2f}x BN)" for m in RUN_MODELS) + " |")
+    print("| **wall** | " + " | ".join(f"**{mid[m]:.1f}** ({mid[m] / mid['vgg_bn']:.2f}x BN)" for m in RUN_MODELS) + " |")
     for name in dict.fromkeys(n for n, _, _ in PARTS):
         print(f"| {name} | " + " | ".join(f"{parts[m][name]:.1f}" if parts[m][name] else "" for m in RUN_MODELS) + " |")
     scale = 2000 / args.run_steps
@@ -171,15 +163,15 @@ def run_table(args) -> None:
         p = parts[m]
         steps = p["training steps"] + p["read-back and tables"]
         projected[m] = (steps * scale + p["test-set evaluation"] * 9 / evals + p["checkpoints"] * 3
-                        + p["noisy readings"] + max(0.0, median[m] - steps - sum(p[k] for k in (
+                        + p["noisy readings"] + max(0.0, mid[m] - steps - sum(p[k] for k in (
                             "test-set evaluation", "checkpoints", "noisy readings")))) / 60
     for m in RUN_MODELS:
         share = parts[m]["noisy readings"] / 60 / projected[m]
         print(f"| {m} | {projected[m]:.1f} | {projected[m] / projected['vgg_bn']:.2f}x | {share:.1%} |")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--precision", default="bf16,fp32", help="training-step table: precisions, comma-separated")
@@ -190,7 +182,7 @@ def main() -> None:
     ap.add_argument("--run-precision", default="bf16", help="the whole runs' precision (reproduce.sh uses bf16)")
     ap.add_argument("--data-root", default="", help="real CIFAR-10 for the whole runs (else synthetic data)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.quick:
         args.width, args.batch, args.steps, args.repeats, args.run_steps = 0.0625, 8, 1, 1, 4
     keep_freed_memory()  # as train() does on a CPU: large blocks reused, not page-faulted in again
@@ -207,6 +199,3 @@ def _cpu() -> str:
     except (OSError, StopIteration):
         return "unknown"
 
-
-if __name__ == "__main__":
-    sys.exit(main())
