@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install test test-fast lint format bench clean
+.PHONY: help install test test-all lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -13,11 +13,11 @@ install:  ## fresh .venv with ics-study (editable) and its dev tools
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
 
-test:  ## the whole suite, slow and real-data tests included
-	$(BIN)/python -m pytest
+test:  ## the fast suite (~4 min on 2 cores): units, structure and CLI; no slow, real-data or browser tests
+	$(BIN)/python -m pytest -m "not slow and not realdata" tests/unit tests/structure tests/cli
 
-test-fast:  ## the suite without slow tests
-	$(BIN)/python -m pytest -m "not slow"
+test-all:  ## everything CI runs (~20 min on 2 cores): slow, real-data and browser tests too
+	$(BIN)/python -m pytest
 
 lint:  ## ruff
 	$(BIN)/ruff check ics_study tests scripts

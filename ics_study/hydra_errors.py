@@ -1,6 +1,6 @@
 """Hydra's and OmegaConf's error text, made into one line for the user: the only module that reads
 it, so that a Hydra upgrade that rewords its errors breaks the CLI's messages here and nowhere else
-(tests/test_bad_input.py pins every message)."""
+(tests/cli/test_bad_input.py pins every message)."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 
 if want tests; then
   stamp "CUDA tests (graphed == eager, bf16, resume, probes on a side stream)"
-  in_budget 150 python3 -m pytest -q -x -p no:cacheprovider -m "not slow" tests/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
+  in_budget 150 python3 -m pytest -q -x -p no:cacheprovider -m "not slow" tests/unit/train/test_cuda_graph.py 2>&1 | tail -15 | tee "$out/cuda_tests.txt"
 fi
 
 if want noise; then

@@ -4,7 +4,7 @@
 
 TensorBoard down-samples by default (early histogram steps vanish); ``--samples_per_plugin`` with
 large numbers keeps every point. Do NOT pass ``scalars=0``: with tensorboard 2.21 it serves no
-scalar points at all (every scalar and custom-scalar chart is empty; ``tests/test_board.py``).
+scalar points at all (every scalar and custom-scalar chart is empty; ``tests/unit/analysis/test_board.py``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ with the same mean and variance, which the moment drift misses.
 
 Per run (``unit_shift``): for every sampled unit of the drift layers, W1 between consecutive
 recorded histograms (lag ``probe.every`` steps; long enough that the batch-to-batch sampling noise of
-a channel's N*H*W values is small against a real shift, which ``tests/test_shift.py`` measures) and
+a channel's N*H*W values is small against a real shift, which ``tests/unit/analysis/test_shift.py`` measures) and
 between each histogram and the first (step 1), each divided by one fixed spread of the unit: the
 mean over the recorded steps of its standard deviation [I] (not sigma(t): a distribution that widens
 must count as moving), averaged over units and pairs.

@@ -118,7 +118,7 @@ class _LpNormFunction(torch.autograd.Function):
         dn/dx = x / (P n) (p = 2),   sign(x) / P (p = 1),   sign(x) at the largest |x| (p = inf)
 
     (P positions per channel). Two or three elementwise passes against the ~10 of autograd through
-    the formula (1.6-2x a BN layer's step before). tests/test_lp_norm.py: gradcheck in float64 and
+    the formula (1.6-2x a BN layer's step before). tests/unit/models/test_lp_norm.py: gradcheck in float64 and
     the formula's own gradients.
     """
 

@@ -18,7 +18,7 @@ three uniforms in (0, 1) from the disjoint bits of one hash:
 Uniforms sit on the midpoints of their lattices: symmetric, never 0 or 1, so the log is finite; the
 radius's 2^23 lattice truncates |z| at 5.77 (a probability of 8e-9 beyond it). The distribution is
 Algorithm 1's as read in PROTOCOL.md; the tests check its statistics layer by layer
-(tests/test_noise_stream.py, tests/test_noisy_bn.py).
+(tests/unit/models/test_noise_stream.py, tests/unit/models/test_noisy_bn.py).
 
 ``add_noise`` applies the noise where it is drawn: s a + m from one read of the activation, computed
 in fp32 and rounded once, with s kept for the backward pass (m is never stored).
@@ -32,7 +32,7 @@ eagerly otherwise (slower than torch's generator, with one log line). Compiled a
 same integers and the same m, and values of s that differ by a few ulps (transcendental functions
 fused differently); between thread counts s may differ in its last bit (the compiled loop is split
 among the threads). So a seed gives one trajectory per kernel and thread count, as the convolutions
-do anyway; ``tests/test_noise_stream.py`` checks all of it.
+do anyway; ``tests/unit/models/test_noise_stream.py`` checks all of it.
 
 State is two integers (seed, next draw): ``get_state``/``set_state`` put a step's noise back for ICS
 and the landscape exactly as a torch.Generator's state does, and a checkpoint stores 16 bytes.

@@ -48,7 +48,7 @@ def wanted(value: str, device: torch.device, compile_mode: str | None) -> bool:
     """``trainer.cuda_graph``: auto = on for CUDA with an eager model. With torch.compile, auto is off
     (reduce-overhead makes its own graphs). ``on`` captures a compiled model too: the compiled forward
     and backward are captured after the warm-up has compiled them (on the CPU stand-in this trains
-    exactly like compiled eager, tests/test_cuda_graph.py; not yet run on a GPU)."""
+    exactly like compiled eager, tests/unit/train/test_cuda_graph.py; not yet run on a GPU)."""
     chosen = setting(value)
     if chosen == "off" or device.type != "cuda":
         return False

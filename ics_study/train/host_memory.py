@@ -11,7 +11,7 @@ Measured by fresh processes in alternation (numbers in docs/performance.md): the
 evaluation at batch 1000 much faster, training steps at most a little. The cost: the process keeps
 its peak heap until it exits (a training process reaches it in its first steps anyway), and glibc
 may hold a few freed blocks that do not fit PyTorch's aligned requests before it starts reusing
-them (``tests/test_host_memory.py``: 4-8 cycles of a 64 MB tensor). ``trainer.reuse_host_memory=false``
+them (``tests/unit/train/test_host_memory.py``: 4-8 cycles of a 64 MB tensor). ``trainer.reuse_host_memory=false``
 keeps glibc's defaults. Elsewhere (macOS, musl) this does nothing. Process-wide and not undone: it is
 switched on once, by ``train()`` on a CPU device.
 """

@@ -1,0 +1,1 @@
+"""What several test modules share: stand-ins, builders, readers and child processes."""
