@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Regenerate results/reference/: every figure (1, 2, 3, 4, 8, the l_p and the deep-linear-network
-# figures), claims.csv, results.csv and the report, at CPU scale, 3 seeds, on real CIFAR-10.
+# figures), claims.csv, results.csv and the report, at CPU scale, on real CIFAR-10.
 #
 #   scripts/reproduce.sh DATA_ROOT [OUT_DIR]
 #
 # DATA_ROOT holds cifar-10-batches-py/ (offline here: python ../shared/data/cifar10/build.py DATA_ROOT).
 # CPU scale (scale=cpu_small): VGG-16 at width 1/4, 2,000 steps, batch 128, histograms, ICS and the
-# landscape every 50 steps; the DLN at the paper's own scale (it is small). The sweeps:
-#   paper   standard and BN at lr 0.01, 0.1, 0.5 with ICS and the landscape on   (18 runs: Figs 1, 3, 4)
-#   noisy   noisy BN at lr 0.1, the same measurements                         (3 runs: Figs 2, 8)
-#   lp      l1, l2, l_inf at lr 0.1 with the landscape on                        (9 runs: l_p figures)
-#   dln     the deep linear network, 5 normalisations at lr 1e-6, then at 1e-7   (2 x 15 runs, fp32)
+# landscape every 50 steps; the DLN at the paper's own scale (it is small). The sweeps (seeds as the
+# presets set them):
+#   paper   standard and BN at lr 0.01, 0.1, 0.5, 3 seeds, ICS and the landscape on  (18 runs: Figs 1, 3, 4)
+#   noisy   noisy BN and the noise-only control at lr 0.1, 3 seeds                 (6 runs: Figs 2, 8)
+#   lp      l1, l2, l_inf at lr 0.1, 3 seeds, the landscape on                      (9 runs: l_p figures)
+#   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
+# The paper, noisy and lp presets record the probes at two points (pre_relu and pre_norm).
 # VGG runs use PRECISION (default bf16: 1.7-1.9x faster on a CPU with AMX/AVX512-BF16; at this scale
 # its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
 # the default precision. The DLN always runs in fp32 (its summed loss is ~1e4). Sweeps run one after
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, projected by `scripts/bench.py variants --run-steps 200`:
-# 3.0 min per standard VGG run, 3.2 BN, 3.9-4.4 l_p, 4.4 noisy BN (the counter-based noise and the
-# fused l_p norms; the previous campaign took 2.7, 3.7, ~8 and 14), 0.7-3.6 per DLN run: about 2.5 h.
+# 3.0 min per standard VGG run, 3.5 BN, 4.6 noisy BN, 4.5-4.9 l_p, 0.7-3.6 per DLN run (two at a
+# time): about 3.5 h in all, so it spans sessions on a machine whose processes end with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 #
 # The paper's full scale on one GPU (VGG-16 width 1, 15,000 steps), every figure:
