@@ -13,7 +13,7 @@ from ics_study.probes.activations import QUANTILES, sample_channels
 from ics_study.probes.statistics import histogram, sample_positions
 from ics_study.recording.recorder import Recorder
 from ics_study.train.schedule import itstime
-from tests.conftest import TINY, run_cli
+from tests.conftest import REPO, TINY, run_cli
 from tests.helpers.models import tiny_model
 
 
@@ -336,3 +336,37 @@ def test_a_single_position_unit_is_one_channel_at_one_place_over_the_batch(tmp_p
     run_steps(tmp_path / "plain", plain_model, ActivationProbe(plain_model, ProbeConfig(), seed=0), [1], x)
     default = pd.read_parquet(tmp_path / "plain" / "probe_channels")
     assert (default.h == -1).all() and (default.w == -1).all()  # whole channels by default
+
+
+def test_the_record_layout_round_trips_and_has_one_home():
+    """activation_rows.py packs a flush's records into one tensor and unpacks them on the host; no
+    other module knows the layout (a second copy would drift from it)."""
+    from ics_study.probes.activation_rows import LAYER_STATS, ActivationRows, full_record
+
+    cfg = ProbeConfig(points=["pre_relu", "pre_norm"], hist_bins=4)
+    channels = [torch.tensor([0, 2, 5]), torch.tensor([1, 3])]
+    rows = ActivationRows([(p, k) for p in cfg.points for k in range(2)], channels, cfg)
+    g = torch.Generator().manual_seed(0)
+    sizes = [len(c) for c in rows.channels]  # 3, 2, 3, 2 channels at the four sites
+    moments, fulls, hists = [], [], []
+    for step in range(3):  # three recorded steps, the first and last full
+        current = [(torch.rand(c, generator=g), torch.rand(c, generator=g)) for c in sizes]
+        full = [(full_record(torch.rand(3, generator=g), torch.rand(len(LAYER_STATS) - 3, generator=g),
+                             torch.rand(c, 2, generator=g)), torch.rand(c, 2 * cfg.hist_bins + 2, generator=g))
+                for c in sizes] if step != 1 else None
+        m, f, h = rows.stack(current, full)
+        moments.append(m)
+        if f is not None:
+            fulls.append(f)
+            hists.append(h)
+    got_m, got_f, got_h = rows.unpack(rows.pack(moments, fulls, hists).numpy(), 3, 2)
+    assert np.allclose(got_m, torch.stack(moments).double().numpy())
+    assert [f.shape for f in got_f] == [(2, len(LAYER_STATS) + 2 * c) for c in sizes]
+    assert np.allclose(np.concatenate(got_f, 1), torch.stack(fulls).double().numpy())
+    assert np.allclose(got_h, torch.stack(hists).double().numpy())
+    with pytest.raises(RuntimeError, match="read back"):
+        rows.unpack(np.zeros(5), 3, 2)
+    package = REPO / "ics_study"
+    elsewhere = [str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "activation_rows.py"
+                 and ("LAYER_STATS" in p.read_text() or "hist_bins + 2" in p.read_text())]
+    assert not elsewhere, f"the record layout is read outside activation_rows.py: {elsewhere}"
