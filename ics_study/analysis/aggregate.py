@@ -130,6 +130,14 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[s
     return out
 
 
+def _table(folder: Path, columns: list[str], **read) -> pd.DataFrame:
+    """A run's table, or an empty one with ``columns`` where the folder is missing or holds no part
+    yet (a run that has just started: its folders exist before its first flush)."""
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.read_parquet(folder, **read)
+
+
 def _drift(run: Path, main_point: str) -> dict[str, tuple[float, float, float, float]]:
     """Per probe point, the sampled units' movement over layers #2, #9, #13 (``DRIFT_LAYERS``):
 
@@ -138,15 +146,15 @@ def _drift(run: Path, main_point: str) -> dict[str, tuple[float, float, float, f
       sampled unit (free of the networks' different activation scales; moments only);
     - the Wasserstein-1 distance between each unit's consecutive histograms and from its first one,
       over the unit's fixed spread (``shift.py``: the whole distribution, not two moments)."""
-    if not (run / "probe_channels").exists() or not (run / "activations").exists():
+    chans = _table(run / "probe_channels", ["layer", "rank", "channel"])
+    layers = [("layer", "in", list(DRIFT_LAYERS))]
+    acts = _table(run / "activations", ["step", "layer", "channel", "stat", "value"], filters=layers)
+    if not len(chans) or not len(acts):
         return {}
-    chans = pd.read_parquet(run / "probe_channels")
     rank0 = set(zip(chans[chans["rank"] == 0].layer, chans[chans["rank"] == 0].channel))
-    acts = pd.read_parquet(run / "activations", filters=[("layer", "in", list(DRIFT_LAYERS))])
     acts = acts.assign(stat=acts.stat.astype(str), point=acts.point.astype(str) if "point" in acts else main_point)
     acts = acts[acts.stat.isin(["mean", "var"])]
-    hists = (pd.read_parquet(run / "histograms", filters=[("layer", "in", list(DRIFT_LAYERS))])
-             if (run / "histograms").exists() else pd.DataFrame(columns=["layer", "channel", "step"]))
+    hists = _table(run / "histograms", ["layer", "channel", "step"], filters=layers)
     hists = hists.assign(point=hists.point.astype(str) if "point" in hists else main_point)
     out = {}
     for point, at in acts.groupby("point"):
@@ -183,8 +191,7 @@ def aggregate(path: str | Path) -> pd.DataFrame:
         run = Path(job["path"])
         base = {"job": run.relative_to(root).as_posix() if run != root else ".", "status": job["status"],
                 **identity(run), **{c: job[c] for c in swept}}
-        metrics = pd.read_parquet(run / "metrics") if (run / "metrics").exists() else pd.DataFrame(
-            {"step": [], "metric": [], "value": []})
+        metrics = _table(run / "metrics", ["step", "metric", "value"])
         metrics = metrics.assign(metric=metrics.metric.astype(str))
         for name, g in metrics.sort_values("step").groupby("metric", sort=True):
             rows.append({**base, "metric": name, "step": int(g.step.iloc[-1]), "value": float(g.value.iloc[-1])})

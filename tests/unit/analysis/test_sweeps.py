@@ -77,6 +77,33 @@ def test_aggregate_matches_the_per_job_tables(failing_sweep, tmp_path):
         assert row.value.item() == pytest.approx(summary["train_images_per_s"])
 
 
+def test_a_sweep_aggregates_while_a_job_has_only_just_started(failing_sweep, tmp_path):
+    """A running sweep: the job in progress has its table folders but no part in them yet (found on
+    the reference campaign, where aggregate stopped with a traceback). Its rows are its identity and
+    status; the finished jobs' rows are unchanged."""
+    import shutil
+
+    root, _ = failing_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(root, copy)
+    done = next(j for j in copy.iterdir() if (j / "summary.json").exists())
+    started = copy / "9_started"
+    shutil.copytree(done, started)
+    (started / "summary.json").unlink()
+    (started / "status.json").write_text(json.dumps({"status": "running", "steps": 0}))
+    for table in ("metrics", "activations", "histograms", "probe_channels"):
+        for part in (started / table).glob("*.parquet"):
+            part.unlink()
+    proc = run_cli("aggregate", str(copy), "--out", str(tmp_path / "agg"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    agg = pd.read_parquet(tmp_path / "agg.parquet")
+    assert not len(agg[agg.job == "9_started"].dropna(subset=["value"]))
+    before = aggregate(root).drop(columns="job")
+    after = agg[agg.job != "9_started"].drop(columns="job").reset_index(drop=True)
+    assert before.astype(str).sort_values(list(before.columns)).values.tolist() == \
+        after.astype(str).sort_values(list(after.columns)).values.tolist()
+
+
 def test_a_launcher_without_its_plugin_names_the_extra(tmp_path):
     hide = ("import sys; sys.modules['hydra_plugins.hydra_joblib_launcher'] = None; "
             "from ics_study.cli import main; main()")
