@@ -1,0 +1,108 @@
+"""The curvature measurements against exact Hessians: a quadratic with a known spectrum, and a tiny
+network with BN in training mode in float64 whose Hessian is formed in full."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ics_study.probes import Replay
+from ics_study.probes.curvature import HessianVector, gradient_curvature, hutchinson_trace, top_eigenvalue
+
+
+def quadratic(eigenvalues: list[float], seed: int = 0):
+    """L(w) = w^T A w / 2 + b^T w with A = Q diag(eigenvalues) Q^T: H = A everywhere."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(eigenvalues)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    a = q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T
+    b = torch.randn(n, generator=g, dtype=torch.float64)
+    w = torch.randn(n, generator=g, dtype=torch.float64, requires_grad=True)
+    return a, w, lambda: 0.5 * w @ a @ w + b @ w
+
+
+def test_the_top_eigenvalue_is_the_largest_not_the_largest_in_magnitude():
+    """A spectrum whose most negative eigenvalue outweighs its top: power iteration would give -10,
+    Lanczos gives the top, 3 (the sharpness the edge of stability speaks of)."""
+    spectrum = [-10.0, 3.0, 2.0, 1.0, 0.5, 0.25, 0.1, -0.2, -1.0, 0.0] * 3
+    a, w, loss = quadratic(spectrum)
+    found = top_eigenvalue(HessianVector(loss, [w]), iterations=30, tol=1e-10, generator=torch.Generator().manual_seed(1))
+    assert found.value == pytest.approx(3.0, rel=1e-8) and found.converged
+    assert torch.allclose(a @ found.vector, 3.0 * found.vector, atol=1e-6)  # its vector is the eigenvector
+    v = torch.randn(len(spectrum), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for _ in range(60):  # what power iteration would have said
+        v = a @ v / (a @ v).norm()
+    assert float(v @ a @ v) == pytest.approx(-10.0, rel=1e-6)
+
+
+def test_a_warm_start_at_the_top_vector_converges_at_once():
+    a, w, loss = quadratic([5.0, 4.9, 1.0, 0.5, -3.0, 2.0, 0.1, 0.2])
+    top = torch.linalg.eigh(a).eigenvectors[:, -1]
+    warm = top_eigenvalue(HessianVector(loss, [w]), iterations=8, tol=1e-9, start=top)
+    assert warm.value == pytest.approx(5.0, rel=1e-9) and warm.iterations <= 2
+
+
+def test_gradient_curvature_and_the_trace_of_a_quadratic():
+    a, w, loss = quadratic([4.0, 1.0, -0.5, 2.0, 0.0, 3.0])
+    hvp = HessianVector(loss, [w])
+    g = hvp.flat_grad
+    assert gradient_curvature(hvp) == pytest.approx(float(g @ a @ g / (g @ g)), rel=1e-12)
+    trace, error = hutchinson_trace(hvp, samples=400, generator=torch.Generator().manual_seed(3))
+    assert abs(trace - float(torch.trace(a))) <= 4 * error and error < 0.5
+
+
+class TinyBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.head = nn.Linear(3 * 4 * 4, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def exact_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Hessian and gradient of the batch loss in every parameter, formed in full (train-mode BN)."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def loss_of(v):
+        params, at = {}, 0
+        for n, s in zip(names, shapes):
+            params[n] = v[at : at + math.prod(s)].view(s)
+            at += math.prod(s)
+        return nn.functional.cross_entropy(functional_call(model, params, (x,)), y)
+
+    h = torch.autograd.functional.hessian(loss_of, flat)
+    g = torch.autograd.functional.jacobian(loss_of, flat)
+    model.load_state_dict(saved)  # the functional calls updated BN's running statistics
+    return h, g
+
+
+def test_a_network_with_batchnorm_in_training_mode_matches_its_exact_hessian():
+    torch.manual_seed(0)
+    model = TinyBN().double().train()
+    x, y = torch.randn(6, 2, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    h, g = exact_hessian(model, x, y)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    params = list(model.parameters())
+    with Replay(model, None).isolated():  # as the loop runs it: BN's running statistics restored
+        hvp = HessianVector(lambda: nn.functional.cross_entropy(model(x), y), params)
+        found = top_eigenvalue(hvp, iterations=len(g), tol=1e-12, generator=torch.Generator().manual_seed(0))
+        curvature = gradient_curvature(hvp)
+        trace, error = hutchinson_trace(hvp, samples=300, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items())
+    assert torch.allclose(hvp.flat_grad, g, atol=1e-12)
+    top = float(torch.linalg.eigvalsh(h)[-1])
+    assert found.value == pytest.approx(top, rel=1e-8)
+    assert curvature == pytest.approx(float(g @ h @ g / (g @ g)), rel=1e-8)
+    assert abs(trace - float(torch.trace(h))) <= 4 * error
+    v = torch.randn(len(g), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.allclose(HessianVector(lambda: nn.functional.cross_entropy(model(x), y), params)(v), h @ v, atol=1e-10)
