@@ -39,12 +39,13 @@ def tag_prefix(point: str, cfg: ProbeConfig) -> str:
 
 class ActivationRows:
     def __init__(self, sites: list[tuple[str, int]], layer_channels: list[torch.Tensor], cfg: ProbeConfig,
-                 positions: list | None = None):
+                 positions: list | None = None, tensorboard_rows=None):
         self.sites, self.cfg = sites, cfg  # (point, layer index) of each site, in the probe's record order
         self.layer_channels = layer_channels  # sampled channels of each layer (the same at every point)
         self.positions = positions or [None] * len(layer_channels)  # per layer (h, w) with probe.unit=position
         self.channels = [layer_channels[k] for _, k in sites]  # ... of each site
         self.channels_written = False  # the probe_channels table is written once per run
+        self.tensorboard_rows = tensorboard_rows  # steps -> which become TensorBoard points; None: all
         # per sampled channel of every site, in the probe's record order (fixed for the run)
         self.layer_of = np.concatenate([np.full(len(c), k + 1) for (_, k), c in zip(sites, self.channels)]).astype(np.int16)
         self.chan_of = np.concatenate([c.numpy() for c in self.channels]).astype(np.int32)
@@ -111,7 +112,7 @@ class ActivationRows:
                    np.tile(np.repeat(chan_of, 2), S), np.tile(np.arange(2), S * C),
                    moments.ravel())]  # mean and var of every channel, every step
         first = np.cumsum([0] + [len(c) for c in self.channels])[:-1]  # each site's rank 0 in the channel axis
-        tb = (steps % self.cfg.tb_every == 0) | (steps == 1)  # TensorBoard gets every tb_every-th step
+        tb = self.tensorboard_rows(steps) if self.tensorboard_rows is not None else np.ones(len(steps), bool)
         recorder.tb_scalars(steps[tb], {
             f"{prefix[s]}moments/layer{k + 1:02d}_rank{r}/{stat}": moments[tb, first[s] + r, i]
             for s, ((_, k), c) in enumerate(zip(self.sites, self.channels))

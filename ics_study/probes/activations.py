@@ -65,7 +65,9 @@ def sample_channels(widths: list[int], per_layer: int, seed: int) -> list[torch.
 
 
 class ActivationProbe:
-    def __init__(self, model: nn.Module, cfg: ProbeConfig, seed: int, data=None):
+    def __init__(self, model: nn.Module, cfg: ProbeConfig, seed: int, data=None, tensorboard_rows=None):
+        """``tensorboard_rows(steps)``: which recorded steps also become TensorBoard points (the
+        schedule's ``tensorboard_rows``; None: every one). ``data``: for ``probe.batch=fixed``."""
         self.cfg = cfg
         self.layers = list(model.blocks)
         widths = [_out_features(b) for b in self.layers]
@@ -98,7 +100,7 @@ class ActivationProbe:
         self.captured: dict[bool, tuple | None] = {}
         self._steps: list[int] = []
         self._full_steps: list[int] = []
-        self.rows = ActivationRows(self.sites, self.layer_channels, cfg, self.positions)  # tables, TensorBoard
+        self.rows = ActivationRows(self.sites, self.layer_channels, cfg, self.positions, tensorboard_rows)
         # under torch.compile a noisy BN breaks the graph (its draws run eagerly); the hook after it
         # would then be compiled on its own, once per layer, past Dynamo's recompile limit: run it eagerly
         eager_hooks = bool(noisy_layers(model))

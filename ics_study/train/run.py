@@ -31,6 +31,7 @@ from .clock import Clock
 from .evaluation import NOISY_MODES, NoisyEvaluation, evaluate
 from .graphed_step import wanted as graph_wanted
 from .readback import ReadBack
+from .schedule import tensorboard_rows
 from .step import TrainStep
 
 log = logging.getLogger("ics_study.train")
@@ -66,7 +67,8 @@ class Run:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                          weight_decay=cfg.optim.weight_decay)
         self.batches = self.data.train_batches(cfg.data.batch_size, cfg.seed, cfg.data.drop_last, cfg.data.augment)
-        self.probe = ActivationProbe(self.model, cfg.probe, cfg.seed, self.data) if cfg.probe.enabled else None
+        self.probe = ActivationProbe(self.model, cfg.probe, cfg.seed, self.data,
+                                     tensorboard_rows(cfg.probe)) if cfg.probe.enabled else None
         self.noisy_eval = NoisyEvaluation.build(self.model, self.data, self.task, cfg.eval, cfg.seed, device,
                                                 t.precision, cfg.data.batch_size)
         self.clock = Clock(device)

@@ -30,7 +30,7 @@ from ics_study.models import build_model
 from ics_study.probes import ActivationProbe
 from ics_study.probes.statistics import histogram, sample_positions
 from ics_study.recording.recorder import Recorder
-from ics_study.train.schedule import itstime
+from ics_study.train.schedule import itstime, tensorboard_rows
 
 from .common import alternate, median, rounds, table
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
     def flushes(r: int) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as tmp:
-            probe = ActivationProbe(model, cfg.probe, seed=0)
+            probe = ActivationProbe(model, cfg.probe, seed=0, tensorboard_rows=tensorboard_rows(cfg.probe))
             recorder = Recorder(Path(tmp), cfg.logger)
             spent, cpu = flush_time(probe, recorder, args.steps, cfg.trainer.log_every)
             recorder.flush(force=True)

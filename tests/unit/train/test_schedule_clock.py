@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import ast
 
+import numpy as np
 import torch
 
 from ics_study.train.clock import Clock
-from ics_study.train.schedule import Schedule, itstime
+from ics_study.train.schedule import Schedule, itstime, tensorboard_rows
 from tests.conftest import REPO, TINY, compose
 
 
@@ -83,9 +84,15 @@ def test_only_the_schedule_reads_a_cadence():
     """When something happens is decided in train/schedule.py alone: the probes, the evaluation and
     the loop take ``Due`` and decide nothing about time (validate.py checks the values, no more)."""
     package = REPO / "ics_study"
-    cadences = {"every", "eval_every", "checkpoint_every", "noisy_modes_every"}
+    cadences = {"every", "eval_every", "checkpoint_every", "noisy_modes_every", "tb_every"}
     allowed = {"config.py", "validate.py", "train/schedule.py"}
     found = [f"{p.relative_to(package)}:{node.lineno} .{node.attr}" for p in package.rglob("*.py")
              if str(p.relative_to(package)) not in allowed for node in ast.walk(ast.parse(p.read_text()))
              if isinstance(node, ast.Attribute) and node.attr in cadences]
     assert not found, "a cadence read outside the schedule: " + ", ".join(found)
+
+
+def test_tensorboard_points_are_step_one_and_every_tb_every_th():
+    rows = tensorboard_rows(compose([*TINY, "probe.tb_every=10"]).probe)
+    steps = np.arange(1, 31)
+    assert steps[rows(steps)].tolist() == [1, 10, 20, 30]
