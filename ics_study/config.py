@@ -38,6 +38,22 @@ class NoiseConfig:
     # "auto": counter on a CPU, generator on a GPU (registered with CUDA graphs). A seed gives one
     # trajectory per choice
     rng: str = "auto"
+    # --- ablations beyond the paper (experiment=noise_strength, noise_granularity); the defaults are Algorithm 1
+    # strength k: n_mu, n_sigma - 1, r_mu and r_sigma are scaled by k. 0 = plain BN (s = 1, m = 0), 1 = the paper
+    strength: float = 1.0
+    # who shares one (mu_t, sigma_t): "channel" (PROTOCOL.md's reading), "layer" (one pair per layer: the
+    # other reading of Algorithm 1), "position" (one pair per (channel, h, w), shared by the batch's
+    # samples [I]; a linear layer's positions are its channels). The per-element m, s stay per element
+    granularity: str = "channel"
+    # mu_t, sigma_t are redrawn every this many training steps: 1 = every step (the paper), K > 1 = held
+    # for K steps, 0 = drawn once and held for the whole run (a constant shift). The per-element m, s are
+    # fresh at every step whatever this says [I]. Held numbers are buffers: checkpointed, replayed by
+    # the measurements
+    redraw_every: int = 1
+    # true: the noise also in evaluation mode (with BN's running statistics): test/* then measures the
+    # noisy network as trained. Its per-element numbers come from an evaluation stream restarted at
+    # every evaluation, so evaluations differ only by the weights [I]. false: the paper (noise off)
+    in_eval: bool = False
 
 
 @dataclass
@@ -58,7 +74,10 @@ class ModelConfig:
     arch: str = "vgg"
     depth: int = 16  # VGG: 11, 13, 16 or 19 (16: the paper plots a 13th normalised layer [I]); DLN: layers
     width: float = 1.0  # channel multiplier: 0.25 gives 16..128 channels
-    norm: str = "none"  # "none", "batch", "noisy_batch" (see ics_study/models/norms.py)
+    # "none", "batch", "noisy_batch", "noise", "lp1", "lp2", "lpinf"; beyond the paper "layer", "group",
+    # "ws_group", "batch_center", "batch_scale", "batch_running" (ics_study/models/norms.py)
+    norm: str = "none"
+    groups: int = 32  # GroupNorm (norm=group, ws_group): groups per layer, at most the layer's channels [I]
     num_classes: int = 10
     head_hidden: list[int] = field(default_factory=list)  # hidden Linear layers before the output [I]: none
     # conv layers keep a (zero-initialised) bias, also before BN [I]; false drops it: the same network

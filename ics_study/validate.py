@@ -8,6 +8,7 @@ from .errors import UserError
 from .models import ARCHS, NORMS, PLANS
 from .models.blocks import POINTS as PROBE_POINTS
 from .models.noise_stream import NOISE_RNGS
+from .models.noisy_bn import GRANULARITIES
 
 
 def _one_of(key: str, value, allowed) -> None:
@@ -37,12 +38,16 @@ def _model(m) -> None:
         raise UserError(f"model.depth={m.depth} must be at least 2")
     _one_of("model.norm", m.norm, sorted(NORMS))
     _positive("model.width", m.width)
+    _positive("model.groups", m.groups)
     _positive("model.num_classes", m.num_classes)
     if m.noise.n_sigma < 1:
         raise UserError(f"model.noise.n_sigma={m.noise.n_sigma} must be >= 1 (sigma_j ~ U(1, n_sigma))")
     for key in ("n_mu", "r_mu", "r_sigma"):
         _positive(f"model.noise.{key}", getattr(m.noise, key), strict=False)
     _one_of("model.noise.rng", m.noise.rng, NOISE_RNGS)
+    _positive("model.noise.strength", m.noise.strength, strict=False)
+    _one_of("model.noise.granularity", m.noise.granularity, GRANULARITIES)
+    _positive("model.noise.redraw_every", m.noise.redraw_every, strict=False)
     _positive("model.features", m.features)
     _positive("model.bn_eps", m.bn_eps)
     _positive("model.lp.eps", m.lp.eps)

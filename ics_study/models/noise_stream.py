@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -100,6 +101,7 @@ def _uniforms(position: torch.Tensor, base: torch.Tensor, c: torch.Tensor) -> tu
     return tuple((f.to(torch.float32) + 0.5) * 2.0**-bits for f, bits in zip(_fields(position, base, c), _BITS))
 
 
+Hold = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (mu, sigma) -> the pair used
 _CONSTS = (_GOLDEN, _MIX1, _MIX2)  # constants of the compiled code (a tensor would be an input, and a size to guard)
 _NP_CONSTS = np.array(_CONSTS, dtype=np.int64).view(np.uint64)
 
@@ -227,17 +229,20 @@ class CounterStream:
         return _wrap(self._key + (draw << ELEMENT_BITS) * 0x9E3779B97F4A7C15)
 
     def noise(self, n: int, channels: int, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float,
-              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next draw: (s, m), each ``n`` values in (..., channels) order; advances the stream."""
+              dtype: torch.dtype, units: int | None = None, hold: Hold | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next draw: (s, m), each ``n`` values in (..., channels) order; advances the stream.
+        ``units``: how many (mu, sigma) pairs the rows share (``channels``, or 1: one for every element);
+        ``hold``: maps the draw's pairs to the ones used (a layer that holds them over steps)."""
         with self._fixed_mode():
-            args = self._next(n, channels, n_mu, n_sigma, r_mu, r_sigma)
+            args = self._next(n, channels, n_mu, n_sigma, r_mu, r_sigma, units, hold)
             return self._kernel(0)(n, *args, dtype)
 
-    def add_noise(self, a: torch.Tensor, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float) -> torch.Tensor:
+    def add_noise(self, a: torch.Tensor, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float,
+                  units: int | None = None, hold: Hold | None = None) -> torch.Tensor:
         """s a + m for ``a`` of shape (rows, C) in the draw's order, with the (s, m) that ``noise``
         would return for this draw; differentiable in a, advances the stream. One pass over a."""
         with self._fixed_mode():  # the arguments too: an inference tensor would be another variant
-            args = self._next(a.numel(), a.shape[1], n_mu, n_sigma, r_mu, r_sigma)
+            args = self._next(a.numel(), a.shape[1], n_mu, n_sigma, r_mu, r_sigma, units, hold)
         return _Noisy.apply(a, self._kernel(1), args)
 
     def _kernel(self, which: int):
@@ -249,15 +254,18 @@ class CounterStream:
         # ulps off). Left to vary: the dtype and the thread count, a variant each.
         return _fixed_mode(self.device.type)
 
-    def _next(self, n: int, channels: int, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float) -> tuple:
+    def _next(self, n: int, channels: int, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float,
+              units: int | None = None, hold: Hold | None = None) -> tuple:
         """The next draw's kernel arguments, with its per-channel numbers."""
         if n >= CHANNELS_AT or self.draws >= 1 << (63 - ELEMENT_BITS):
             raise ValueError(f"a noise draw of {n} elements (draw {self.draws}) exceeds the counter's range")
         base = self._base(self.draws)
         self.draws += 1
-        mu, sigma = _channel_numbers(base, channels, n_mu, n_sigma)
-        return (torch.tensor(base, device=self.device), _CONSTS, mu.to(self.device),
-                sigma.to(self.device), float(r_mu), float(r_sigma))
+        mu, sigma = _channel_numbers(base, channels if units is None else units, n_mu, n_sigma)
+        mu, sigma = mu.to(self.device), sigma.to(self.device)
+        if hold is not None:
+            mu, sigma = hold(mu, sigma)
+        return torch.tensor(base, device=self.device), _CONSTS, mu, sigma, float(r_mu), float(r_sigma)
 
 
 @contextlib.contextmanager

@@ -12,11 +12,14 @@ from collections.abc import Callable
 from torch import nn
 
 from ..config import ModelConfig
+from .batch_parts import PartialBatchNorm
+from .group_norm import GroupNorm
 from .lp_norm import LpNorm
 from .noisy_bn import NoiseOnly, NoisyBatchNorm
 
 NormBuilder = Callable[[int, ModelConfig], nn.Module]
 NORMS: dict[str, NormBuilder] = {}
+WEIGHT_STANDARDIZED = {"ws_group"}  # norms whose network standardises its conv weights (group_norm.WSConv2d)
 
 
 def register(name: str) -> Callable[[NormBuilder], NormBuilder]:
@@ -64,6 +67,36 @@ def _lp2(channels: int, cfg: ModelConfig) -> nn.Module:
 @register("lpinf")
 def _lpinf(channels: int, cfg: ModelConfig) -> nn.Module:
     return LpNorm(channels, float("inf"), cfg.lp)
+
+
+@register("layer")
+def _layer(channels: int, cfg: ModelConfig) -> nn.Module:
+    return GroupNorm(channels, 1, eps=cfg.bn_eps)  # LayerNorm over (C, H, W), per-channel affine
+
+
+@register("group")
+def _group(channels: int, cfg: ModelConfig) -> nn.Module:
+    return GroupNorm(channels, cfg.groups, eps=cfg.bn_eps)
+
+
+@register("ws_group")
+def _ws_group(channels: int, cfg: ModelConfig) -> nn.Module:
+    return GroupNorm(channels, cfg.groups, eps=cfg.bn_eps)  # the convs before it: WEIGHT_STANDARDIZED
+
+
+@register("batch_center")
+def _batch_center(channels: int, cfg: ModelConfig) -> nn.Module:
+    return PartialBatchNorm(channels, "center", eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
+@register("batch_scale")
+def _batch_scale(channels: int, cfg: ModelConfig) -> nn.Module:
+    return PartialBatchNorm(channels, "scale", eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
+@register("batch_running")
+def _batch_running(channels: int, cfg: ModelConfig) -> nn.Module:
+    return PartialBatchNorm(channels, "running", eps=cfg.bn_eps, momentum=cfg.bn_momentum)
 
 
 class _BatchNorm(nn.BatchNorm2d):

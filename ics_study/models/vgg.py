@@ -16,7 +16,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from .blocks import Block, NumberedModel
-from .norms import build_norm
+from .group_norm import WSConv2d
+from .norms import WEIGHT_STANDARDIZED, build_norm
 
 M = "M"  # 2x2 max-pool
 PLANS: dict[int, list] = {
@@ -37,7 +38,7 @@ class VGG(NumberedModel):
                 features.append(nn.MaxPool2d(2))
                 continue
             out = max(1, round(item * cfg.width))
-            conv = nn.Conv2d(channels, out, kernel_size=3, padding=1)
+            conv = (WSConv2d if cfg.norm in WEIGHT_STANDARDIZED else nn.Conv2d)(channels, out, kernel_size=3, padding=1)
             if not cfg.conv_bias:  # built with one and dropped: a seed gives the same weights either way
                 conv.bias = None
             features.append(Block(conv, build_norm(cfg.norm, out, cfg)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from ..models.noise_stream import stream_like
-from ..models.noisy_bn import noisy_layers
+from ..models.noisy_bn import noise_from, noisy_layers
 from .replay import Replay
 
 
@@ -32,16 +34,9 @@ class FixedBatch:
             self.noise = stream_like(noisy[0].generator, noisy[0].generator.initial_seed() + 7)
             if self.saved_noise is not None:
                 self.noise.set_state(self.saved_noise)
-        train_streams = [m.generator for m in noisy]
-        with Replay(model, None).isolated():
-            for m in noisy:
-                m.generator = self.noise
-            try:
-                with recording():
-                    model(self.images.to(next(model.parameters()).device))
-            finally:
-                for m, g in zip(noisy, train_streams):
-                    m.generator = g
+        with Replay(model, None).isolated(), noise_from(model, self.noise) if noisy else contextlib.nullcontext(), \
+                recording():
+            model(self.images.to(next(model.parameters()).device))
 
     def noise_state(self) -> torch.Tensor | None:
         return self.noise.get_state() if self.noise is not None else self.saved_noise

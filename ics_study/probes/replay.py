@@ -1,10 +1,11 @@
 """Run extra forward passes at a training step without disturbing training.
 
 A measurement (ICS, landscape) re-evaluates the loss of the step's batch at other weights. Inside
-``Replay.isolated()`` every such pass sees exactly the noise the training forward of the step saw
-(``rewind()`` puts the noise generator back to its state at the start of the step), BN runs in
-training mode (batch statistics) while its running statistics are saved and restored, and on exit
-every random generator (noise, torch CPU, CUDA) is back where training left it.
+``Replay.isolated()`` every such pass sees exactly what the training forward of the step saw:
+``rewind()`` puts the noise generator and every buffer back to their state at the start of the step
+(a held noise pair, and the running statistics of a norm that normalises with them in training).
+BN runs in training mode (batch statistics), and on exit every buffer and random generator (noise,
+torch CPU, CUDA) is back where training left it.
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ class Replay:
     def __init__(self, model: nn.Module, noise_gen: torch.Generator | None):
         self.model, self.noise_gen = model, noise_gen
         self.step_start: torch.Tensor | None = None
+        self.step_start_buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def mark_step_start(self) -> None:
-        """Call before the training forward of a step that will be measured."""
+        """Call before the training forward of a step that will be measured. Copies every buffer: a few
+        kB for VGG-16 (running statistics), once per measured step."""
         if self.noise_gen is not None:
             self.step_start = self.noise_gen.get_state()
+        self.step_start_buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
 
     def rewind(self) -> None:
         if self.noise_gen is not None and self.step_start is not None:
             self.noise_gen.set_state(self.step_start)
+        with torch.no_grad():
+            for b, saved in self.step_start_buffers:
+                b.copy_(saved)
 
     @contextlib.contextmanager
     def isolated(self):

@@ -1,7 +1,7 @@
 """Test-set evaluation, and the three readings of a noisy network's test accuracy.
 
-``evaluate`` is the one every run gets: evaluation mode (BN with its running statistics, no noise),
-the whole test set. For a noisy-BN network that number mixes two things: the noise is off, but BN's
+``evaluate`` is the one every run gets: evaluation mode (BN with its running statistics, no noise
+unless ``model.noise.in_eval``), the whole test set. For a noisy-BN network that number mixes two things: the noise is off, but BN's
 running statistics were gathered while every upstream layer was noisy. So noisy networks are also
 evaluated (``eval.noisy_modes``), side by side, as
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data.tasks import Task
 from ..models.noise_stream import stream_like
-from ..models.noisy_bn import noisy_layers
+from ..models.noisy_bn import noise_from, noise_off, noisy_layers
 from ..probes.replay import Replay
 from .precision import autocast
 
@@ -35,11 +35,18 @@ NOISY_MODES = ("recalibrated", "noise_on")  # metric prefixes test_<mode>/loss, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data, task: Task, batch_size: int, device, precision: str) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN without one) over the whole test set, in evaluation mode."""
+def evaluate(model: nn.Module, data, task: Task, batch_size: int, device, precision: str,
+             seed: int = 0) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN without one) over the whole test set, in evaluation mode. A noise
+    that also acts in evaluation (``model.noise.in_eval``) is drawn from a stream of its own, seeded by
+    ``seed`` and restarted at every call: the training stream never moves, and evaluations differ
+    only by their weights."""
     model.eval()
+    layers = [m for m in noisy_layers(model) if m.in_eval]
+    stream = stream_like(layers[0].generator, seed * 1000 + 11) if layers else None
     try:
-        return _test_set(model, data, task, batch_size, device, precision)
+        with noise_from(model, stream) if stream is not None else contextlib.nullcontext():
+            return _test_set(model, data, task, batch_size, device, precision)
     finally:
         model.train()
 
@@ -76,12 +83,14 @@ class NoisyEvaluation:
     def measure(self, eval_batch_size: int) -> dict[str, tuple[float, float]]:
         """{mode: (test loss, test accuracy)} for every mode of ``NOISY_MODES``."""
         out = {}
-        with Replay(self.model, None).isolated(), self._noise_from(self.noise):
+        with Replay(self.model, None).isolated(), noise_from(self.model, self.noise):
             self.model.train()
             out["noise_on"] = self._test_set_in_training_mode()
             self._recalibrate()
             self.model.eval()
-            out["recalibrated"] = _test_set(self.model, self.data, self.task, eval_batch_size, self.device, self.precision)
+            with noise_off(self.model):  # a plain BN network, also where model.noise.in_eval adds the noise
+                out["recalibrated"] = _test_set(self.model, self.data, self.task, eval_batch_size, self.device,
+                                                self.precision)
         self.model.train()
         return out
 
@@ -91,37 +100,21 @@ class NoisyEvaluation:
 
     def _recalibrate(self) -> None:
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        noisy = noisy_layers(self.model)
         saved = [m.momentum for m in norms]
         try:
             for m in norms:
                 m.reset_running_stats()
                 m.momentum = None  # cumulative average over the recalibration batches
-            for m in noisy:
-                m.noise_enabled = False
             self.model.train()
             n = len(self.data.y_train)
-            for _ in range(self.cfg.recalibration_batches):
-                idx = torch.randint(n, (self.batch_size,), generator=self.batches).to(self.data.x_train.device)
-                with autocast(self.device, self.precision):
-                    self.model(self.data.normalize(self.data.x_train[idx]))
+            with noise_off(self.model):
+                for _ in range(self.cfg.recalibration_batches):
+                    idx = torch.randint(n, (self.batch_size,), generator=self.batches).to(self.data.x_train.device)
+                    with autocast(self.device, self.precision):
+                        self.model(self.data.normalize(self.data.x_train[idx]))
         finally:
             for m, momentum in zip(norms, saved):
                 m.momentum = momentum
-            for m in noisy:
-                m.noise_enabled = True
-
-    @contextlib.contextmanager
-    def _noise_from(self, generator: torch.Generator):
-        layers = noisy_layers(self.model)
-        training = [m.generator for m in layers]
-        for m in layers:
-            m.generator = generator
-        try:
-            yield
-        finally:
-            for m, g in zip(layers, training):
-                m.generator = g
 
     def state_dict(self) -> dict:
         return {"noise": self.noise.get_state(), "batches": self.batches.get_state()}

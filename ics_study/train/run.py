@@ -171,7 +171,7 @@ class Run:
         cfg = self.cfg
         with self.clock.pause("eval"):
             self.last_test = list(evaluate(self.model, self.data, self.task, cfg.data.eval_batch_size, self.device,
-                                           cfg.trainer.precision))
+                                           cfg.trainer.precision, cfg.seed))
             values = dict(zip(("test/loss", "test/acc"), ([v] for v in self.last_test)))
             if self.task.accuracy is None:
                 del values["test/acc"]

@@ -27,7 +27,8 @@ def test_compiled_and_eager_models_agree_on_cpu():
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf"])
+@pytest.mark.parametrize("model", ["vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf", "vgg_noise",
+                                   "vgg_ln", "vgg_gn", "vgg_ws_gn", "vgg_bn_center", "vgg_bn_scale", "vgg_bn_running"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fp32_and_bf16_training_both_run(tiny_cfg, tmp_path, precision, model):
     """Every network in both precisions (the l_p nets once failed at their first bf16 step)."""

@@ -42,7 +42,9 @@ def test_the_detector_sees_a_mixed_layout_product():
     assert seen.found == {"aten.mul.Tensor": 1}
 
 
-VARIANTS = [[f"model={m}"] for m in ("vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf")] + [
+VARIANTS = [[f"model={m}"] for m in ("vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf", "vgg_noise",
+                                     "vgg_ln", "vgg_gn", "vgg_ws_gn", "vgg_bn_center", "vgg_bn_scale", "vgg_bn_running")] + [
+    ["model=vgg_bn_noise", f"model.noise.granularity={g}", "model.noise.redraw_every=2"] for g in ("layer", "position")] + [
     ["model=vgg_bn_noise", *extra] for extra in (
         ["data.augment.flip=true", "data.augment.crop=true"],  # the crop's gather comes out NCHW
         ["probe.batch=fixed"], ["probe.points=[post_relu]"], ["trainer.precision=bf16"])]

@@ -18,6 +18,7 @@ import torch
 from ics_study.errors import UserError
 from ics_study.models.noise_stream import CHANNELS_AT, ELEMENT_BITS, CounterStream
 from ics_study.models.vgg import PLANS
+from tests.helpers.stats import ks, ks_limit, normal_cdf, uniform_cdf
 
 WIDTH, BATCH = 0.25, 128
 
@@ -38,26 +39,6 @@ def draw(stream, shape, n_mu=0.5, n_sigma=1.25, r_mu=0.1, r_sigma=0.1, dtype=tor
     n, c = math.prod(shape), shape[1]
     s, m = stream.noise(n, c, n_mu, n_sigma, r_mu, r_sigma, dtype)
     return s.view(-1, c), m.view(-1, c)
-
-
-def ks(sample: torch.Tensor, cdf) -> float:
-    x = sample.double().flatten().sort().values
-    n = len(x)
-    f = cdf(x)
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    return max((i / n - f).max().item(), (f - (i - 1) / n).max().item())
-
-
-def ks_limit(n: int, alpha: float = 1e-6) -> float:
-    return math.sqrt(-math.log(alpha / 2) / (2 * n))
-
-
-def uniform_cdf(lo, hi):
-    return lambda x: ((x - lo) / (hi - lo)).clamp(0, 1)
-
-
-def normal_cdf(x):
-    return torch.special.ndtr(x)
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])

@@ -89,10 +89,14 @@ def test_eta_grid_from_list_or_range():
     assert grid[0] == pytest.approx(1e-8) and grid[-1] == pytest.approx(3e-5) and len(grid) == 5
 
 
-@pytest.mark.parametrize("model", ["vgg", "vgg_bn_noise"])
+@pytest.mark.parametrize("model", ["vgg", "vgg_bn_noise", "vgg_bn_running", "vgg_ws_gn",
+                                   "vgg_bn_noise model.noise.redraw_every=3 model.noise.granularity=position"])
 def test_measurements_leave_training_unchanged(tiny_cfg, tmp_path, model):
-    train(tiny_cfg(f"model={model}"), tmp_path / "off")
-    train(tiny_cfg(f"model={model}", "ics.enabled=true", "ics.every=3", "ics.layers=[2,5]", "landscape.enabled=true",
+    """Also for what holds state that the training forward reads: running statistics used in training,
+    a noise pair held over steps (Replay.rewind puts both back for each measuring pass)."""
+    model, *extra = model.split()
+    train(tiny_cfg(f"model={model}", *extra), tmp_path / "off")
+    train(tiny_cfg(f"model={model}", *extra, "ics.enabled=true", "ics.every=3", "ics.layers=[2,5]", "landscape.enabled=true",
                    "landscape.every=4"), tmp_path / "on")
     off, on = (pd.read_parquet(tmp_path / d / "metrics") for d in ("off", "on"))
     losses = lambda m: m[m.metric == "train/loss"].sort_values("step").value.to_numpy()  # noqa: E731

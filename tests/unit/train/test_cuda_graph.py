@@ -162,6 +162,22 @@ def test_the_loop_around_the_graph_trains_exactly_like_eager(tiny_cfg, tmp_path,
         assert {"ics/layer02/l2_diff", "landscape/loss_max"} <= set(pd.read_parquet(tmp_path / "graphed" / "metrics").metric.astype(str))
 
 
+@pytest.mark.parametrize("model", ["vgg_bn_running", "vgg_ws_gn", "vgg_ln",
+                                   "vgg_bn_noise model.noise.redraw_every=3 model.noise.granularity=layer"])
+def test_the_normalisers_and_noise_options_beyond_the_paper_take_the_graphed_path(tiny_cfg, tmp_path, monkeypatch, model):
+    """What the graph replays includes their state (running statistics read in training, a held noise
+    pair and its age): the graphed loop trains exactly as eager, measurements on."""
+    model, *extra = model.split()
+    run = [f"model={model}", *extra, "trainer.max_steps=14", *MEASURED]
+    train(tiny_cfg(*run), tmp_path / "eager")
+    monkeypatch.setattr(ReplayByRerun, "runs", {False: 0, True: 0})
+    graphed = train(tiny_cfg(*run), tmp_path / "graphed", graphed_step=ReplayByRerun)
+    assert graphed["cuda_graph"] and ReplayByRerun.runs[False] > 0
+    a, b = (pd.read_parquet(tmp_path / r / "metrics").sort_values(["step", "metric"]).reset_index(drop=True)
+            for r in ("graphed", "eager"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
 @pytest.mark.slow
 def test_a_compiled_model_inside_the_graphed_step_trains_like_compiled_eager(tiny_cfg, tmp_path, monkeypatch):
     """trainer.compile=true with trainer.cuda_graph=on: the compiled forward and backward are what the
