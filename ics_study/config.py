@@ -24,6 +24,10 @@ def cuda_graph_setting(value) -> str:
     return {"True": "on", "False": "off"}.get(str(value), str(value))
 
 
+NOISY_NORMS = ("noisy_batch", "noise")  # the model.norm values that add NoiseConfig's noise
+ABLATIONS = ("strength", "granularity", "redraw_every", "in_eval")  # NoiseConfig's options beyond the paper
+
+
 @dataclass
 class NoiseConfig:
     """Algorithm 1 of the paper: the noise injected after every BN layer of ``vgg_bn_noise``."""

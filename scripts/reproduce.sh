@@ -12,6 +12,13 @@
 #   noisy   noisy BN and the noise-only control at lr 0.1, 3 seeds                 (6 runs: Figs 2, 8)
 #   lp      l1, l2, l_inf at lr 0.1, 3 seeds, the landscape on                      (9 runs: l_p figures)
 #   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
+# and beyond the paper (issue 29; EXTENSIONS=0 skips them), lr 0.1, 3 seeds, beside the paper sweep's
+# BN and standard runs; a training the paper or noisy sweep already holds is not run again:
+#   noise_strength     noisy BN at k = 0, 0.5, 2, 4 (k = 1: the noisy sweep)         (12 runs)
+#   noise_granularity  (mu, sigma) per layer or position x redrawn every step, every 100 steps or
+#                      held; per channel held for 100 steps or the run (every step: the noisy sweep) (24 runs)
+#   normalisers        LN, GN, WS+GN, BN centring/scaling only, BN on running statistics, ICS and the
+#                      landscape on                                                  (18 runs)
 # The paper, noisy and lp presets record the probes at two points (pre_relu and pre_norm).
 # VGG runs use PRECISION (default bf16: 1.7-1.9x faster on a CPU with AMX/AVX512-BF16; at this scale
 # its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
@@ -19,7 +26,8 @@
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, projected by `scripts/bench.py variants --run-steps 200`:
 # 3.0 min per standard VGG run, 3.5 BN, 4.6 noisy BN, 4.5-4.9 l_p, 0.7-3.6 per DLN run (two at a
-# time): about 3.5 h in all, so it spans sessions on a machine whose processes end with them.
+# time): about 3.5 h for the paper, about 3.5 h more for the extensions (54 runs of 3.5-4.5 min), so it
+# spans sessions on a machine whose processes end with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 #
 # The paper's full scale on one GPU (VGG-16 width 1, 15,000 steps), every figure:
@@ -49,8 +57,18 @@ for lr in 1e-6 1e-7; do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sweep stops the script here
+sweeps=(paper noisy lp dln_lr1e-6 dln_lr1e-7)
+if [[ ${EXTENSIONS:-1} != 0 ]]; then
+  ics-study train -m experiment=noise_strength model.noise.strength=0,0.5,2,4 "${vgg[@]}" "hydra.sweep.dir=$runs/noise_strength"
+  ics-study train -m experiment=noise_granularity model.noise.granularity=layer,position "${vgg[@]}" \
+    "hydra.sweep.dir=$runs/noise_granularity"
+  ics-study train -m experiment=noise_granularity model.noise.granularity=channel model.noise.redraw_every=100,0 \
+    "${vgg[@]}" "hydra.sweep.dir=$runs/noise_held"
+  ics-study train -m experiment=normalisers "${vgg[@]}" "hydra.sweep.dir=$runs/normalisers"
+  sweeps+=(noise_strength noise_granularity noise_held normalisers)
+fi
 echo "all runs done in $(( ($(date +%s) - start) / 60 )) min" >&2
 
-for sweep in paper noisy lp dln_lr1e-6 dln_lr1e-7; do ics-study aggregate "$runs/$sweep"; done
+for sweep in "${sweeps[@]}"; do ics-study aggregate "$runs/$sweep"; done
 ics-study figures "$runs" --out "$out" --format png,pdf
 ics-study report "$runs" --out "$out" --notes "$here/../results/reference/NOTES.md"

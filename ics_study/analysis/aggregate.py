@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..config import ABLATIONS, NOISY_NORMS, ModelConfig, NoiseConfig
 from ..errors import UserError
 from .run_records import read_summary
 from .shift import unit_shift
@@ -53,8 +54,11 @@ DRIFT_LAYERS = (2, 9, 13)
 TRANSIENT = 0.1  # [I] the first 10% of steps: the standard net's gradients start vanishingly small (~150 of
 # 2,000 steps at cpu_small), which makes its gradient look 100x more predictive; Figure 4 is judged after it
 IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "probe_point",
-            "probe_unit", "ics", "landscape", "steps", "diverged_at", "device")  # the keys of identity()
+            "probe_unit", "ics", "landscape", "steps", "diverged_at", "device",
+            *(f"noise_{k}" for k in ABLATIONS))  # the keys of identity()
 FLAGS = ("probe", "ics", "landscape")
+# the dtype of identity's noise_<option> column for each of config.ABLATIONS (missing: a run without the noise)
+NOISE_DTYPES = {"strength": "float64", "granularity": "string", "redraw_every": "float64", "in_eval": "boolean"}
 PER_RUN = {"final/train_acc": "final_train_acc", "final/test_acc": "final_test_acc",
            "final/test_acc_last3": "final_test_acc_last3", "auc/train_acc": "auc_train_acc",
            "final/test_acc_recalibrated": "final_test_acc_recalibrated", "final/test_acc_noise_on": "final_test_acc_noise_on",
@@ -65,14 +69,37 @@ def identity(run: Path) -> dict:
     """Who the run is, from its resolved ``config.yaml`` (and ``summary.json`` for its steps)."""
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     model, trainer = cfg.get("model") or {}, cfg.get("trainer") or {}
-    variant = model.get("name") if model.get("arch") != "dln" else f"dln_{model.get('norm')}"
     summary = read_summary(run)
-    return {"variant": variant, "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
+    return {"variant": variant_of(model), "norm": model.get("norm"), "lr": float((cfg.get("optim") or {}).get("lr", np.nan)),
             "seed": cfg.get("seed"), "width": float(model.get("width", 1.0)), "precision": trainer.get("precision"),
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
             "probe_point": _points(cfg)[0], "probe_unit": (cfg.get("probe") or {}).get("unit", "channel"),
             **{group: bool((cfg.get(group) or {}).get("enabled")) for group in FLAGS},
-            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"), "device": summary.get("device")}
+            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"), "device": summary.get("device"),
+            **_noise_options(model)}
+
+
+def _noise_options(model: dict) -> dict:
+    """``noise_<option>`` of NoiseConfig's ablations for a network with the noise (its default where the
+    saved config predates the option); None for the others."""
+    noisy, noise, defaults = model.get("norm") in NOISY_NORMS, model.get("noise") or {}, NoiseConfig()
+    return {f"noise_{k}": noise.get(k, getattr(defaults, k)) if noisy else None for k in ABLATIONS}
+
+
+def variant_of(model: dict) -> str:
+    """What a run is, from its saved ``model`` config: the model's name, with any option beyond the
+    paper that differs from its default, e.g. ``vgg_bn_noise[strength=2]`` or
+    ``vgg_bn_noise[granularity=layer,redraw_every=0]``; ``dln_<norm>`` for the deep linear network."""
+    if model.get("arch") == "dln":
+        return f"dln_{model.get('norm')}"
+    options = {}
+    if model.get("norm") in NOISY_NORMS:
+        noise, defaults = model.get("noise") or {}, NoiseConfig()
+        options = {k: noise[k] for k in ABLATIONS if k in noise and noise[k] != getattr(defaults, k)}
+    if model.get("norm") in ("group", "ws_group") and model.get("groups", ModelConfig.groups) != ModelConfig.groups:
+        options["groups"] = model["groups"]
+    label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={str(v).lower()}" for k, v in options.items())
+    return f"{model.get('name')}[{label}]" if label else str(model.get("name"))
 
 
 def _points(cfg: dict) -> list[str]:
@@ -251,6 +278,19 @@ def load(paths) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+TRAJECTORY = ("variant", "lr", "seed", "width", "max_steps", "precision", "data")  # what fixes a run's training
+
+
+def one_per_seed(table: pd.DataFrame, prefer: str | None = None) -> pd.DataFrame:
+    """Each training once: runs that share ``TRAJECTORY`` trained alike (measurements never change
+    training), such as a noisy-BN seed in both the paper sweep and the noise_strength preset. Keeps,
+    of each such group, a run that has ``prefer`` (a statistic) where one has it."""
+    keys = [k for k in TRAJECTORY if k in table]
+    if prefer is not None and prefer in table:
+        table = table.assign(_missing=table[prefer].isna()).sort_values("_missing", kind="stable").drop(columns="_missing")
+    return table.drop_duplicates(keys).sort_index()
+
+
 def per_run(agg: pd.DataFrame) -> pd.DataFrame:
     """One row per run (``path``): its identity and status, and every metric as a column (the
     derived ones under the names of ``PER_RUN``), sorted by variant, lr and seed."""
@@ -258,6 +298,9 @@ def per_run(agg: pd.DataFrame) -> pd.DataFrame:
     table = info[["status", *(c for c in IDENTITY if c in info)]].copy()
     for flag in FLAGS:  # absent from aggregate files of older versions: off
         table[flag] = table[flag].astype("boolean").fillna(False).astype(bool) if flag in table else False
+    for option, kind in NOISE_DTYPES.items():  # one dtype whether rows came from a file or from memory
+        if f"noise_{option}" in table:
+            table[f"noise_{option}"] = table[f"noise_{option}"].astype(kind)
     values = agg.pivot_table(index="path", columns="metric", values="value", aggfunc="first")
     table = table.join(values).rename(columns=PER_RUN)
     for col in PER_RUN.values():

@@ -11,9 +11,12 @@ with runs of variant ``b`` at one learning rate, by one of the rules of ``verdic
 - ``at_least`` / ``at_most``: every run of a is at least / at most ``tolerance`` (an absolute level,
   such as "a cosine near 1"); b is not used.
 
-Each claim is of a ``kind``: ``paper`` (a statement of the paper, counted in the report's headline)
-or ``check`` (it follows from how a network or probe is built, so it tests our code, not the paper;
-the report lists checks apart and never counts them as reproduced). A claim may state
+Each claim is of a ``kind``: ``paper`` (a statement of the paper, counted in the report's headline),
+``check`` (it follows from how a network or probe is built, so it tests our code, not the paper;
+the report lists checks apart and never counts them as reproduced) or ``extension`` (a question
+beyond the paper, issue 29: the noise's strength, granularity and persistence, BN's parts and other
+normalisers; judged by the same rules, shown in the report's "Beyond the paper" section, never
+counted with the paper's). An extension's ``paper`` field says what prompted the question. A claim may state
 ``requires``: preconditions on the runs of both sides (for example that both networks converged,
 for a statement about converged networks); where one fails, the verdict is "not testable at this
 scale" with the reason. ``about_equal`` verdicts also state the ordering beyond the seed spread.
@@ -72,7 +75,7 @@ class Claim:
     ref: str | None = None  # about_equal: the variant whose gap to b sets the tolerance
     tolerance: float = 0.0  # not_lower (relative), not_higher_by (absolute)
     note: str = ""  # what the comparison can and cannot show
-    kind: str = "paper"  # paper | check (holds by construction: tests our code, never counted as reproduced)
+    kind: str = "paper"  # paper | check (holds by construction: tests our code) | extension (beyond the paper)
     requires: tuple[Requires, ...] = ()  # unmet: "not testable at this scale"
 
 
@@ -187,4 +190,52 @@ for _k in (9, 17):
         Claim(f"dln.ics_cos.layer{_k}", "fig_dln", f"In the DLN, BN does not reduce ICS: cos(G, G'), layer #{_k}",
               "Figure 3b", f"mean/ics/layer{_k:02d}/cosine", "not_higher_by", "dln_batch", "dln_none", lr=1e-6,
               tolerance=COSINE_MARGIN),
+    ]
+
+# --- beyond the paper (issue 29), all at lr 0.1, against the paper preset's BN and standard runs ---
+_EXT, _KS = "extension", (0.5, 2, 4)
+_GRAIN = {"layer": "one pair per layer (the other reading of Algorithm 1)", "position": "one pair per (c, h, w)"}
+_TIME = {"redraw_every=100": "held for 100 steps", "redraw_every=0": "held for the whole run (a constant shift)"}
+CLAIMS += [
+    Claim("ext.noise.k0_is_bn", "fig_noise_strength", "Noise of strength 0 is plain BN",
+          "(construction: s = 1, m = 0)", SPEED, "about_equal", f"{_NOISY}[strength=0]", _BN, ref=_STD, kind="check"),
+    *(Claim(f"ext.noise.k{k:g}.faster_than_std", "fig_noise_strength",
+            f"Noisy BN at strength k = {k:g} still trains faster than the standard net",
+            "the paper tests k = 1 only", SPEED, "higher", f"{_NOISY}[strength={k:g}]", _STD, kind=_EXT) for k in _KS),
+    *(Claim(f"ext.noise.k{k:g}.as_fast_as_bn", "fig_noise_strength",
+            f"Noisy BN at strength k = {k:g} trains about as fast as BN", "the paper tests k = 1 only", SPEED,
+            "about_equal", f"{_NOISY}[strength={k:g}]", _BN, ref=_STD, kind=_EXT) for k in _KS),
+    *(Claim(f"ext.noise.{g}_as_channel", "fig_noise_granularity",
+            f"Noise with {text} trains about as fast as the per-channel noise", "Algorithm 1 read two ways",
+            SPEED, "about_equal", f"{_NOISY}[granularity={g}]", _NOISY, ref=_STD, kind=_EXT)
+      for g, text in _GRAIN.items()),
+    *(Claim(f"ext.noise.{t.replace('=', '')}_as_fresh", "fig_noise_granularity",
+            f"Noise whose (mu, sigma) are {text} trains about as fast as noise redrawn every step",
+            "the paper redraws every step", SPEED, "about_equal", f"{_NOISY}[{t}]", _NOISY, ref=_STD, kind=_EXT)
+      for t, text in _TIME.items()),
+]
+_NORMALISERS = {"vgg_ln": "LayerNorm", "vgg_gn": "GroupNorm", "vgg_ws_gn": "Weight standardisation + GroupNorm",
+                "vgg_bn_center": "BN that only centres", "vgg_bn_scale": "BN that only scales",
+                "vgg_bn_running": "BN with running statistics in training"}
+_PROMPTS = {"vgg_ln": "Ba et al. 2016", "vgg_gn": "Wu and He 2018; Lubana et al. 2021",
+            "vgg_ws_gn": "Qiao et al. 2019: claims a smoother landscape", "vgg_bn_center": "Kohler et al. 2019",
+            "vgg_bn_scale": "Kohler et al. 2019", "vgg_bn_running": "Daneshmand et al. 2020: batch statistics"}
+for _v, _name in _NORMALISERS.items():
+    CLAIMS += [
+        Claim(f"ext.norm.{_v}.faster_than_std", "fig_normalisers", f"{_name} trains faster than the standard net",
+              _PROMPTS[_v], SPEED, "higher", _v, _STD, kind=_EXT),
+        Claim(f"ext.norm.{_v}.as_fast_as_bn", "fig_normalisers", f"{_name} trains about as fast as BN",
+              _PROMPTS[_v], SPEED, "about_equal", _v, _BN, ref=_STD, kind=_EXT),
+        Claim(f"ext.norm.{_v}.smoother", "fig_normalisers", f"{_name} lowers the effective beta-smoothness",
+              _PROMPTS[_v], "settled/landscape/beta_smoothness", "lower", _v, _STD, kind=_EXT, note=_SETTLED),
+        Claim(f"ext.norm.{_v}.ics_l2", "fig_normalisers", f"{_name} does not reduce ICS: ||G - G'||, layer #10",
+              "the paper's Figure 3 for BN", "mean/ics/layer10/l2_diff", "not_lower", _v, _STD,
+              tolerance=SIMILAR_RATIO, kind=_EXT),
+        Claim(f"ext.norm.{_v}.ics_cos", "fig_normalisers", f"{_name} does not reduce ICS: cos(G, G'), layer #10",
+              "the paper's Figure 3 for BN", "mean/ics/layer10/cosine", "not_higher_by", _v, _STD,
+              tolerance=COSINE_MARGIN, kind=_EXT),
+        Claim(f"ext.norm.{_v}.not_stabilised", "fig_normalisers",
+              f"{_name} does not stabilise the distributions before the norm", "the paper's Figure 1c for BN",
+              STABILITY, "not_lower", _v, _STD, tolerance=NOT_MUCH_RATIO, kind=_EXT,
+              note="the layer inputs before the norm, as for BN"),
     ]

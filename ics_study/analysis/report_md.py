@@ -37,11 +37,12 @@ def render(data) -> str:
     """report.md's text from a ``report.ReportData``."""
     res, cl, figures = data.results, data.claims, data.figures
     lines = ["# ics-study report", "", f"{data.runs_count} runs from: " + ", ".join(data.folders), ""]
-    paper, checks = cl[cl.kind == "paper"], cl[cl.kind == "check"]
+    paper, checks, beyond = (cl[cl.kind == k] for k in ("paper", "check", "extension"))
     counts = paper.verdict.str.split(" \\(").str[0].value_counts()
     lines += ["Settings: " + "; ".join(data.settings), "",
               "Verdicts on the paper's claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-              + f" (and {len(checks)} checks of our implementation, not counted)", ""]
+              + f" (and {len(checks)} checks of our implementation and {len(beyond)} questions beyond the paper, "
+              "not counted)", ""]
     for kind, _, title, intro in data.sections:
         rows = cl[cl.kind == kind]
         if not len(rows):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import IDENTITY, load, per_run
+from .aggregate import load, per_run
 
 ENDED = ("completed", "diverged")  # runs that figures and the report use
 
@@ -93,7 +93,7 @@ def at_point(table: pd.DataFrame, point: str) -> pd.DataFrame:
 def find_runs(paths) -> Runs:
     """Every finished run under ``paths`` (run dirs or sweep dirs, searched recursively), as the
     aggregate table lists them (``aggregate.load``: a sweep's current ``aggregate.parquet``, or the
-    same rows built in memory): one row per run with its identity, status and final accuracies."""
+    same rows built in memory): one row per run with its identity, status and every per-run statistic
+    (``aggregate.per_run``: final accuracies, speed, the means of ICS and the landscape, ...)."""
     table = per_run(load(paths))
-    table = table[table.status.isin(ENDED)]  # an interrupted run is half a curve: it waits for its resume
-    return Runs(table[["path", "status", *(c for c in IDENTITY if c in table), "final_train_acc", "final_test_acc"]])
+    return Runs(table[table.status.isin(ENDED)])  # an interrupted run is half a curve: it waits for its resume

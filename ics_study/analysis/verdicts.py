@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .aggregate import one_per_seed
 from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, TRAIN_ACC, Claim
 
 MIN_SEEDS = 3
@@ -40,7 +41,7 @@ def rule_text(c: Claim) -> str:
 def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_diverged: bool) -> tuple[np.ndarray, int]:
     """The variant's values of ``statistic`` at ``lr`` (NaN where a run has none) and how many of
     its runs diverged (left out unless ``keep_diverged``)."""
-    t = table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)]
+    t = one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)], statistic)
     diverged = int((t.status == "diverged").sum())
     if not keep_diverged:
         t = t[t.status != "diverged"]

@@ -2,7 +2,7 @@
 
 Reads the tidy tables of finished runs (any mix of run and sweep dirs), groups runs by variant and
 learning rate, aggregates seeds (mean line, min-max band; single runs drawn plain) and writes the
-paper's figures. A figure whose runs are missing is skipped with one line naming what it needs.
+paper's figures and those beyond it (``extensions.py``). A figure whose runs are missing is skipped with one line naming what it needs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from pathlib import Path
 
 from ...errors import UserError
 from ..runs import find_runs
-from .paper import FIGURES, MissingRuns
+from . import extensions, paper
+from .paper import MissingRuns
 from .style import RC
+
+FIGURES = {**paper.FIGURES, **extensions.FIGURES}  # the paper's, then those beyond it
 
 _NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # matplotlib stamps these with the time
 

@@ -18,6 +18,8 @@ COLORS = {
     "vgg": "#1f77b4", "vgg_bn": "#d62728", "vgg_bn_noise": "#2ca02c", "vgg_noise": "#ff7f0e",
     "vgg_lp1": "#9467bd", "vgg_lp2": "#8c564b", "vgg_lpinf": "#e377c2",
     "dln_none": "#1f77b4", "dln_batch": "#d62728", "dln_lp1": "#9467bd", "dln_lp2": "#8c564b", "dln_lpinf": "#e377c2",
+    "vgg_ln": "#17becf", "vgg_gn": "#bcbd22", "vgg_ws_gn": "#7f7f00", "vgg_bn_center": "#ff9896",
+    "vgg_bn_scale": "#c49c94", "vgg_bn_running": "#8b0000",
 }
 LABELS = {
     "vgg": "Standard", "vgg_bn": "Standard + BatchNorm", "vgg_bn_noise": 'Standard + "Noisy" BatchNorm',
@@ -25,6 +27,8 @@ LABELS = {
     "vgg_lp1": "Standard + L1", "vgg_lp2": "Standard + L2", "vgg_lpinf": r"Standard + L$\infty$",
     "dln_none": "DLN", "dln_batch": "DLN + BatchNorm", "dln_lp1": "DLN + L1", "dln_lp2": "DLN + L2",
     "dln_lpinf": r"DLN + L$\infty$",
+    "vgg_ln": "LayerNorm", "vgg_gn": "GroupNorm", "vgg_ws_gn": "WS + GroupNorm", "vgg_bn_center": "BN, centring only",
+    "vgg_bn_scale": "BN, scaling only", "vgg_bn_running": "BN, running statistics",
 }
 LR_STYLES = ["-", "--", ":", "-."]
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper

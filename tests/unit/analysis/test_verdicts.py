@@ -86,8 +86,9 @@ def test_other_learning_rates_never_enter():
 
 
 def test_the_registry_covers_every_figure_and_each_entry_is_judged():
-    figures = {c.figure for c in CLAIMS}
-    assert figures == {"fig1", "fig2", "fig3", "fig4", "fig8", "fig_lp", "fig_dln"}
+    from ics_study.analysis.figures import FIGURES
+
+    assert {c.figure for c in CLAIMS} == set(FIGURES)  # every figure judged, every claim drawn
     assert len({c.id for c in CLAIMS}) == len(CLAIMS)
     ics = [c for c in CLAIMS if c.figure == "fig3"]
     assert {c.lr for c in ics} == {0.1, 0.01} and {c.statistic.split("/")[-1] for c in ics} == {"l2_diff", "cosine"}
@@ -145,7 +146,8 @@ def test_checks_are_apart_from_the_paper_s_claims_and_never_counted(tmp_path):
                          "path": [str(tmp_path / "run")], "variant": ["vgg"], "status": ["completed"]})
     text = render(ReportData(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
                              cl, runs, []))
-    assert "Verdicts on the paper's claims: 1 inconclusive (and 1 checks of our implementation, not counted)" in text
+    assert ("Verdicts on the paper's claims: 1 inconclusive (and 1 checks of our implementation and 0 questions "
+            "beyond the paper, not counted)") in text
     paper_part, check_part = text.split("## Checks of our implementation")
     assert "| P (lr 0.1)" in paper_part and "| C (lr 0.1)" in check_part and "| C (lr 0.1)" not in paper_part
 
@@ -192,3 +194,14 @@ def test_absolute_levels_judge_one_variant_alone():
     kinds = {c.id: c for c in CLAIMS}
     assert kinds["dln.std_no_ics.layer17.lr1e-07"].rule == "at_least"
     assert kinds["dln.bn_uncorrelated.layer9.lr1e-06"].rule == "at_most" and kinds["dln.bn_uncorrelated.layer9.lr1e-06"].lr == 1e-6
+
+
+def test_a_seed_run_in_two_sweeps_counts_once_with_its_measurement():
+    """The same training in two sweeps (the paper sweep's noisy BN with ICS on, the noise_strength
+    preset's k = 1 without): one run per seed, the one that measured the statistic."""
+    t = table({"a": [0.7, 0.8, 0.9], "b": [0.4, 0.5, 0.6]})
+    twice = pd.concat([t, t.assign(s=np.nan)], ignore_index=True)  # seeds again, without the statistic
+    row = judge(HIGHER, twice)
+    assert row["verdict"] == "reproduced" and "n=3" in row["evidence"] and "0.8" in row["evidence"]
+    other = pd.concat([t, t[t.variant == "a"].assign(width=0.5)], ignore_index=True)  # another width: not the same run
+    assert "n=6" in judge(HIGHER, other.assign(width=other.width.fillna(0.25)))["evidence"].split(";")[0]

@@ -1,0 +1,152 @@
+"""Figures beyond the paper (issue 29), each ``Runs -> matplotlib Figure`` from the per-run table only:
+
+- ``fig_noise_strength``: speed and accuracy of the noisy BN against the noise's strength k;
+- ``fig_noise_granularity``: the same against who shares a shift (channel, layer, position) and how
+  long it is held (every step, 100 steps, the whole run);
+- ``fig_normalisers``: speed, ICS, beta-smoothness and the stability statistic, one column per normaliser.
+
+Every panel shows each seed as a dot and the mean over seeds with a min-max bar; BN and the standard
+net at the same learning rate are dashed reference lines with their seed range shaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ..aggregate import one_per_seed
+from ..runs import Runs
+from .paper import PAPER_LR, MissingRuns
+from .style import color, figure, finish, label
+
+REFERENCES = ("vgg", "vgg_bn")  # the standard and BN nets: every extension figure's reference lines
+NOISY = "vgg_bn_noise"
+NORMALISERS = ["vgg_ln", "vgg_gn", "vgg_ws_gn", "vgg_bn_center", "vgg_bn_scale", "vgg_bn_running"]
+TIMES = {1: "redrawn every step", 100: "redrawn every 100 steps", 0: "held for the run"}  # redraw_every -> text
+SPEED = [("auc_train_acc", "train-curve area (mean training accuracy)", False),
+         ("steps_to_50", "steps to 50% training accuracy", False),
+         ("final_test_acc_last3", "test accuracy (mean of the last 3 evaluations)", False)]
+
+
+def _at_lr(runs: Runs) -> pd.DataFrame:
+    """The runs at lr 0.1, each training once (``one_per_seed``: a seed in two sweeps is one dot)."""
+    t = runs.table
+    return one_per_seed(t[t.lr == PAPER_LR])
+
+
+def _noisy(table: pd.DataFrame) -> pd.DataFrame:
+    """The noisy-BN runs with their ablation options (defaults where the table predates them)."""
+    t = table[table.variant.str.startswith(NOISY + "[") | (table.variant == NOISY)].copy()
+    for column, default in (("noise_strength", 1.0), ("noise_granularity", "channel"), ("noise_redraw_every", 1)):
+        t[column] = t[column].fillna(default) if column in t else default
+    return t.astype({"noise_strength": float, "noise_redraw_every": int})
+
+
+def _references(ax, table: pd.DataFrame, column: str) -> None:
+    """BN and the standard net: dashed lines at their mean, their seed range shaded."""
+    for variant in REFERENCES:
+        v = table[table.variant == variant][column].astype(float).dropna()
+        if len(v):
+            ax.axhline(v.mean(), color=color(variant), ls="--", lw=0.8, label=f"{label(variant)} (lr {PAPER_LR:g})")
+            ax.axhspan(v.min(), v.max(), color=color(variant), alpha=0.12, lw=0)
+
+
+def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = None, marker: str = "o") -> None:
+    """Each seed a dot, the mean a larger marker with a min-max bar."""
+    v = values.astype(float).dropna()
+    if not len(v):
+        return
+    ax.scatter(np.full(len(v), x), v, s=4, color=colour, alpha=0.6, lw=0)
+    low, high = max(v.mean() - v.min(), 0.0), max(v.max() - v.mean(), 0.0)  # equal seeds: rounding below 0
+    ax.errorbar([x], [v.mean()], yerr=[[low], [high]], color=colour, marker=marker,
+                ms=3.5, capsize=2, lw=0.9, label=name)
+
+
+def fig_noise_strength(runs: Runs):
+    """Speed and final accuracy of the noisy BN against the strength k of its noise."""
+    table = _at_lr(runs)
+    noisy = _noisy(table)
+    if noisy.noise_strength.nunique() < 2:
+        raise MissingRuns("noisy-BN runs at two or more noise strengths (experiment=noise_strength)")
+    ks = sorted(noisy.noise_strength.unique())
+    fig, axes = figure(1, 3, height_per_row=2.0)
+    for ax, (column, ylabel, _) in zip(axes[0], SPEED):
+        _references(ax, table, column)
+        for k in ks:
+            _points(ax, k, noisy[noisy.noise_strength == k][column], color(NOISY),
+                    label(NOISY) + " (mean, seed range)" if k == ks[0] else None)
+        means = [noisy[noisy.noise_strength == k][column].astype(float).mean() for k in ks]
+        ax.plot(ks, means, color=color(NOISY), lw=0.8)
+        ax.set(xlabel="noise strength k (0: plain BN, 1: the paper)", title=ylabel, xticks=ks)
+    return finish(fig, axes[0][0], f"Beyond the paper: how strong must the shift be? Noisy BN at lr {PAPER_LR:g}, "
+                  f"every range of Algorithm 1 scaled by k ({_seeds(noisy)})")
+
+
+def fig_noise_granularity(runs: Runs):
+    """Speed and final accuracy against who shares (mu_t, sigma_t) and how long they are held."""
+    table = _at_lr(runs)
+    noisy = _noisy(table)
+    if len(noisy[["noise_granularity", "noise_redraw_every"]].drop_duplicates()) < 2:
+        raise MissingRuns("noisy-BN runs at two or more granularities or redraw intervals (experiment=noise_granularity)")
+    noisy = noisy[noisy.noise_strength == 1.0]
+    grains = [g for g in ("channel", "layer", "position") if g in set(noisy.noise_granularity)]
+    times = [t for t in TIMES if t in set(noisy.noise_redraw_every)]
+    colours = dict(zip(TIMES, ("#2ca02c", "#17becf", "#bcbd22")))
+    fig, axes = figure(1, 3, height_per_row=2.0)
+    for ax, (column, ylabel, _) in zip(axes[0], SPEED):
+        _references(ax, table, column)
+        for j, every in enumerate(times):
+            for i, grain in enumerate(grains):
+                cell = noisy[(noisy.noise_granularity == grain) & (noisy.noise_redraw_every == every)]
+                _points(ax, i + (j - (len(times) - 1) / 2) * 0.2, cell[column], colours[every],
+                        f"(mu, sigma) {TIMES[every]}" if i == 0 else None, marker="os^"[j % 3])
+        ax.set(xticks=range(len(grains)), xticklabels=[f"per {g}" for g in grains], title=ylabel,
+               xlabel="who shares one (mu, sigma)", xlim=(-0.6, len(grains) - 0.4))
+    return finish(fig, axes[0][0], f"Beyond the paper: who shares the shift, and how long it is held. Noisy BN at "
+                  f"lr {PAPER_LR:g}, k = 1; per-element parts fresh at every step ({_seeds(noisy)})")
+
+
+NORMALISER_PANELS = [("auc_train_acc", "train-curve area", False),
+                     ("mean/ics/layer05/l2_diff", r"ICS $\|G - G'\|$, layer #5", True),
+                     ("mean/ics/layer10/l2_diff", r"ICS $\|G - G'\|$, layer #10", True),
+                     ("final_test_acc_last3", "test accuracy (last 3 evaluations)", False),
+                     ("mean/ics/layer05/cosine", r"ICS $\cos(G, G')$, layer #5", False),
+                     ("mean/ics/layer10/cosine", r"ICS $\cos(G, G')$, layer #10", False),
+                     ("settled/landscape/beta_smoothness", r"effective $\beta$-smoothness", True),
+                     ("shift/pre_norm/w1_lag", "shift before the norm (W1)", True)]
+
+
+def fig_normalisers(runs: Runs):
+    """One column per normaliser, BN and the standard net first: speed, ICS, smoothness, stability."""
+    table = _at_lr(runs)
+    present = [v for v in NORMALISERS if v in set(table.variant)]
+    if not present:
+        raise MissingRuns(f"runs of {'/'.join(NORMALISERS)} (experiment=normalisers)")
+    columns = [v for v in REFERENCES if v in set(table.variant)] + present
+    fig, axes = figure(2, 4, height_per_row=2.0)
+    for n, (ax, (column, title, log)) in enumerate(zip(axes.flat, NORMALISER_PANELS)):
+        if column not in table:
+            ax.set_axis_off()
+            continue
+        _references(ax, table, column)
+        for i, variant in enumerate(columns):
+            _points(ax, i, table[table.variant == variant][column], color(variant))
+        ax.set_xticks(range(len(columns)), [label(v) for v in columns] if n >= 4 else [], rotation=60, ha="right")
+        ax.set(title=title, yscale="log" if log else "linear", xlim=(-0.6, len(columns) - 0.4))
+        if log:  # labels at 1, 2, 5 x 10^k: a decade's minor labels crowded the axis, a short range had none
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    return finish(fig, axes[0][0], f"Beyond the paper: BN's parts and other normalisers at lr {PAPER_LR:g} (ICS: "
+                  "mean after step 1; beta-smoothness: after the first 10% of steps; shift: Wasserstein-1 between a "
+                  f"unit's histograms 100 steps apart before the norm, over its spread; {_seeds(table)})")
+
+
+def _seeds(table: pd.DataFrame) -> str:
+    n = table.groupby("variant").seed.nunique() if len(table) else pd.Series(dtype=int)
+    return f"{n.min()}-{n.max()} seeds per setting" if len(n) and n.min() != n.max() else f"{n.max() if len(n) else 0} seeds"
+
+
+FIGURES = {"fig_noise_strength": fig_noise_strength, "fig_noise_granularity": fig_noise_granularity,
+           "fig_normalisers": fig_normalisers}

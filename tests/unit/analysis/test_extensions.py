@@ -1,0 +1,143 @@
+"""Beyond the paper (issue 29): the presets make the variants the claims name, the report shows the
+extension claims apart, and each figure plots what a hand-made per-run table says."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ics_study.analysis.aggregate import variant_of
+from ics_study.analysis.claims import CLAIMS
+from ics_study.analysis.figures import FIGURES
+from ics_study.analysis.figures.extensions import (
+    NORMALISERS,
+    fig_noise_granularity,
+    fig_noise_strength,
+    fig_normalisers,
+)
+from ics_study.analysis.runs import Runs
+from ics_study.compose import compose
+from tests.conftest import REPO
+
+PRESETS = ("paper", "noise_strength", "noise_granularity", "normalisers")
+
+
+def preset_variants(name: str) -> set[str]:
+    """The variant of every run of a preset's sweep (seeds left out), as the report names it."""
+    params = yaml.safe_load((REPO / "configs" / "experiment" / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    grid = {k: str(v).split(",") for k, v in params.items() if k != "seed"}
+    out = set()
+    for values in itertools.product(*grid.values()):
+        cfg = compose([f"experiment={name}", *(f"{k}={v}" for k, v in zip(grid, values))])
+        out.add(variant_of(dataclasses.asdict(cfg.model)))
+    return out
+
+
+def test_every_noise_option_has_a_column_type():
+    from ics_study.analysis.aggregate import NOISE_DTYPES
+    from ics_study.config import ABLATIONS, NoiseConfig
+
+    assert set(NOISE_DTYPES) == set(ABLATIONS) and all(hasattr(NoiseConfig, k) for k in ABLATIONS)
+
+
+def test_every_extension_claim_names_variants_that_the_presets_make():
+    made = set().union(*(preset_variants(p) for p in PRESETS))
+    assert {"vgg_bn_noise[strength=0]", "vgg_bn_noise[granularity=layer,redraw_every=0]",
+            "vgg_bn_noise[redraw_every=100]", *NORMALISERS} <= made
+    beyond = [c for c in CLAIMS if c.kind == "extension" or c.id.startswith("ext.")]
+    assert len(beyond) > 40
+    for c in beyond:
+        assert {c.a, c.b, c.ref} - {None, ""} <= made, c.id
+        assert c.lr == 0.1 and c.figure in FIGURES
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    base = {"lr": 0.1, "status": "completed", "path": "-", "noise_strength": np.nan, "noise_granularity": None,
+            "noise_redraw_every": np.nan}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def _reference_rows(stat: dict) -> list[dict]:
+    return [{"variant": v, "seed": s, **{k: x + 0.01 * s for k, x in vals.items()}}
+            for v, vals in stat.items() for s in range(3)]
+
+
+def _seed_dots(ax):
+    from matplotlib.collections import PathCollection
+
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def test_the_strength_figure_plots_each_setting_s_seeds_and_mean():
+    rows = _reference_rows({"vgg": {"auc_train_acc": 0.3}, "vgg_bn": {"auc_train_acc": 0.6}})
+    for k, auc in ((0.0, 0.6), (1.0, 0.55), (4.0, 0.2)):
+        rows += [{"variant": "vgg_bn_noise" + (f"[strength={k:g}]" if k != 1 else ""), "seed": s, "noise_strength": k,
+                  "noise_granularity": "channel", "noise_redraw_every": 1, "auc_train_acc": auc + 0.01 * s,
+                  "steps_to_50": 100.0 * (s + 1), "final_test_acc_last3": 0.5} for s in range(3)]
+    fig = fig_noise_strength(Runs(_table(rows)))
+    ax = fig.axes[0]
+    means = ax.lines[-1]  # the line through the means over seeds
+    np.testing.assert_allclose(means.get_xdata(), [0, 1, 4])
+    np.testing.assert_allclose(means.get_ydata(), [0.61, 0.56, 0.21])
+    refs = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
+    np.testing.assert_allclose(refs, [0.31, 0.61])  # the standard net's and BN's means
+
+
+def test_the_granularity_figure_has_a_column_per_granularity_and_a_series_per_time():
+    rows = []
+    for g, every in itertools.product(("channel", "layer", "position"), (1, 100, 0)):
+        rows += [{"variant": f"vgg_bn_noise[g={g},t={every}]", "seed": s, "noise_strength": 1.0, "noise_granularity": g,
+                  "noise_redraw_every": every, "auc_train_acc": {"channel": 0.5, "layer": 0.4, "position": 0.3}[g]
+                  + {1: 0.0, 100: 0.01, 0: 0.02}[every], "steps_to_50": 300.0, "final_test_acc_last3": 0.5}
+                 for s in range(3)]
+    fig = fig_noise_granularity(Runs(_table(rows)))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["per channel", "per layer", "per position"]
+    labels = ax.get_legend_handles_labels()[1]
+    assert [x for x in labels if x.startswith("(mu")] == [f"(mu, sigma) {t}" for t in
+                                                          ("redrawn every step", "redrawn every 100 steps", "held for the run")]
+    got = sorted(round(float(c.get_offsets()[0][1]), 3) for c in _seed_dots(ax))
+    assert got[0] == 0.3 and got[-1] == 0.52  # position/every step's first seed ... channel/held's first seed
+
+
+def test_the_normaliser_figure_has_one_column_per_normaliser_after_bn_and_standard():
+    stats = {"auc_train_acc": 0.5, "settled/landscape/beta_smoothness": 10.0, "shift/pre_norm/w1_lag": 0.1,
+             "mean/ics/layer05/l2_diff": 1.0, "mean/ics/layer10/l2_diff": 1.0, "mean/ics/layer05/cosine": 0.9,
+             "mean/ics/layer10/cosine": 0.9, "final_test_acc_last3": 0.6}
+    rows = _reference_rows({v: dict(stats) for v in ["vgg", "vgg_bn", *NORMALISERS[:3]]})
+    rows[-1]["settled/landscape/beta_smoothness"] = 99.0  # the last seed of the third normaliser
+    fig = fig_normalisers(Runs(_table(rows)))
+    beta = fig.axes[6]
+    assert [t.get_text() for t in beta.get_xticklabels()] == ["Standard", "Standard + BatchNorm", "LayerNorm",
+                                                               "GroupNorm", "WS + GroupNorm"]
+    assert beta.get_yscale() == "log" and max(float(c.get_offsets()[:, 1].max()) for c in _seed_dots(beta)) == 99.0
+
+
+@pytest.mark.parametrize("figure", [fig_noise_strength, fig_noise_granularity, fig_normalisers])
+def test_without_their_runs_the_extension_figures_say_which_preset_makes_them(figure):
+    from ics_study.analysis.figures.paper import MissingRuns
+
+    with pytest.raises(MissingRuns, match="experiment=(noise_strength|noise_granularity|normalisers)"):
+        figure(Runs(_table(_reference_rows({"vgg": {"auc_train_acc": 0.3}, "vgg_bn": {"auc_train_acc": 0.6}}))))
+
+
+def test_the_report_shows_the_extension_claims_in_their_own_section(tmp_path):
+    from ics_study.analysis.report import ReportData
+    from ics_study.analysis.report_md import render
+
+    cl = pd.DataFrame([{"id": i, "kind": k, "figure": "fig1", "claim": i.upper(), "paper": "-", "statistic": "s",
+                        "lr": 0.1, "rule": "r", "evidence": "e", "verdict": v, "ordering": "", "note": ""}
+                       for i, k, v in (("p", "paper", "reproduced"), ("x", "extension", "not reproduced"))])
+    runs = pd.DataFrame({"data": ["cifar10"], "width": [0.25], "max_steps": [10], "precision": ["bf16"],
+                         "path": [str(tmp_path / "run")], "variant": ["vgg"], "status": ["completed"]})
+    text = render(ReportData(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
+                             cl, runs, []))
+    assert "1 reproduced (and 0 checks of our implementation and 1 questions beyond the paper, not counted)" in text
+    before, beyond = text.split("## Beyond the paper")
+    assert "| X (lr 0.1)" in beyond and "| X (lr 0.1)" not in before and "Never counted" in beyond
+    assert "Where our runs and the paper disagree" not in text  # an extension is no disagreement with the paper
