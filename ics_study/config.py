@@ -208,6 +208,20 @@ class LandscapeConfig:
 
 
 @dataclass
+class SharpnessConfig:
+    """The loss's curvature (issue 30, ics_study/probes/curvature.py), on the step's batch at the
+    landscape's weights (before the update), BN in training mode, in fp32: the top Hessian eigenvalue
+    (Lanczos), the curvature along the gradient gT H g / |g|^2, and optionally tr(H)."""
+
+    # costs ~2 training steps per Hessian-vector product: (iterations or fewer) + 1 + trace_samples of them
+    enabled: bool = False
+    every: int = 100
+    iterations: int = 20  # Lanczos: at most this many H v products, warm-started from the last top vector [I]
+    tol: float = 1e-3  # ... stopping once the top eigenvalue moves by less than this (relative) [I]
+    trace_samples: int = 0  # Hutchinson's Rademacher vectors for tr(H); 0: no trace
+
+
+@dataclass
 class EvalConfig:
     """Test-set evaluation (ics_study/train/evaluation.py). Every run: evaluation mode, noise off, BN's
     running statistics (``test/acc``). Noisy-BN networks also get two more readings side by side."""
@@ -242,6 +256,7 @@ class TrainConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     ics: IcsConfig = field(default_factory=IcsConfig)
     landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
+    sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -97,6 +97,10 @@ def _trainer(t, o) -> None:
 def _measurements(cfg: TrainConfig) -> None:
     _positive("ics.every", cfg.ics.every)
     _positive("landscape.every", cfg.landscape.every)
+    _positive("sharpness.every", cfg.sharpness.every)
+    _positive("sharpness.iterations", cfg.sharpness.iterations)
+    _positive("sharpness.tol", cfg.sharpness.tol, strict=False)
+    _positive("sharpness.trace_samples", cfg.sharpness.trace_samples, strict=False)
     if cfg.landscape.eta_range:
         lo_hi = cfg.landscape.eta_range
         if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:

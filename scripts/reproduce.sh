@@ -19,6 +19,9 @@
 #                      held; per channel held for 100 steps or the run (every step: the noisy sweep) (24 runs)
 #   normalisers        LN, GN, WS+GN, BN centring/scaling only, BN on running statistics, ICS and the
 #                      landscape on                                                  (18 runs)
+#   edge_of_stability  (issue 30) standard and BN at lr 0.02, 0.05, 0.1, 0.2, BN also at 0.5, the
+#                      landscape and the curvature probe on (LN and GN: the preset, not run here) (27 runs)
+# The DLN sweeps carry the curvature probe too (its Hessian has 2,500 rows: cheap).
 # The paper, noisy and lp presets record the probes at two points (pre_relu and pre_norm).
 # VGG runs use PRECISION (default bf16: 1.7-1.9x faster on a CPU with AMX/AVX512-BF16; at this scale
 # its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
@@ -26,7 +29,7 @@
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, projected by `scripts/bench.py variants --run-steps 200`:
 # 3.0 min per standard VGG run, 3.5 BN, 4.6 noisy BN, 4.5-4.9 l_p, 0.7-3.6 per DLN run (two at a
-# time): about 3.5 h for the paper, about 3.5 h more for the extensions (54 runs of 3.5-4.5 min), so it
+# time): about 3.5 h for the paper, about 6 h more for the extensions (54 runs of 3.5-4.5 min, 27 of ~5-6 with the curvature probe), so it
 # spans sessions on a machine whose processes end with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 #
@@ -65,7 +68,10 @@ if [[ ${EXTENSIONS:-1} != 0 ]]; then
   ics-study train -m experiment=noise_granularity model.noise.granularity=channel model.noise.redraw_every=100,0 \
     "${vgg[@]}" "hydra.sweep.dir=$runs/noise_held"
   ics-study train -m experiment=normalisers "${vgg[@]}" "hydra.sweep.dir=$runs/normalisers"
-  sweeps+=(noise_strength noise_granularity noise_held normalisers)
+  ics-study train -m experiment=edge_of_stability model=vgg,vgg_bn optim.lr=0.02,0.05,0.1,0.2 "${vgg[@]}" \
+    "hydra.sweep.dir=$runs/edge_of_stability"
+  ics-study train -m experiment=edge_of_stability model=vgg_bn optim.lr=0.5 "${vgg[@]}" "hydra.sweep.dir=$runs/eos_bn_lr0.5"
+  sweeps+=(noise_strength noise_granularity noise_held normalisers edge_of_stability eos_bn_lr0.5)
 fi
 echo "all runs done in $(( ($(date +%s) - start) / 60 )) min" >&2
 

@@ -16,10 +16,12 @@ Metrics:
   ``final/train_acc`` the mean batch accuracy over the last 5% of steps, ``final/test_acc`` the test
   accuracy after the last step, ``steps_to/90`` and ``steps_to/99`` the first step at which the
   100-step rolling mean of the batch accuracy reaches 90% / 99% (NaN: never), ``mean/<series>`` the
-  mean over the probed steps after step 1 of every ICS and landscape series (step 1 is the
-  initialisation, where BN's ICS is ~10x its later value), ``settled/landscape/<series>`` the same
-  after the first ``TRANSIENT`` of the run (Figure 4's claims; with ``log_loss_range`` =
-  log10(loss_max / loss_min) and ``gradpred_relative`` = gradpred_max / grad_norm, step by step),
+  mean over the probed steps after step 1 of every ICS, landscape and sharpness series (step 1 is
+  the initialisation, where BN's ICS is ~10x its later value), ``settled/landscape/<series>`` and
+  ``settled/sharpness/<series>`` the same after the first ``TRANSIENT`` of the run (Figure 4's
+  claims; with ``log_loss_range`` = log10(loss_max / loss_min) and ``gradpred_relative`` =
+  gradpred_max / grad_norm, step by step; ``beta_over_2_lr`` and ``top_over_2_lr``, the settled
+  beta-smoothness and top Hessian eigenvalue x lr / 2: 1 is the edge of stability),
   ``drift/<point>/unit_mean`` the mean over layers #2, #9, #13 and steps of |mu(t+1) - mu(t)|
   of the rank-0 sampled unit (the paper's "random activation") at the run's ``probe.point``,
   ``drift/<point>/relative`` the same over each unit's spread, and ``shift/<point>/w1_lag`` and
@@ -51,6 +53,8 @@ FILENAME = "aggregate.parquet"
 THRESHOLDS = (0.5, 0.8, 0.9, 0.99)  # steps_to/50 ... steps_to/99
 LAST_EVALS = 3  # final/test_acc_last3: test accuracy averaged over the last evaluations
 DRIFT_LAYERS = (2, 9, 13)
+EDGE_OF_STABILITY = {"landscape/beta_smoothness": "landscape/beta_over_2_lr",
+                     "sharpness/top_eigenvalue": "sharpness/top_over_2_lr"}  # settled value x lr / 2 (Cohen et al. 2021)
 TRANSIENT = 0.1  # [I] the first 10% of steps: the standard net's gradients start vanishingly small (~150 of
 # 2,000 steps at cpu_small), which makes its gradient look 100x more predictive; Figure 4 is judged after it
 IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "probe_point",
@@ -108,9 +112,10 @@ def _points(cfg: dict) -> list[str]:
     return list(probe.get("points") or [probe.get("point", "pre_relu")])
 
 
-def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[str, tuple[int | None, float]]:
+def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu", lr: float = np.nan) -> dict[str, tuple[int | None, float]]:
     """The report's per-run numbers: metric -> (step, value); ``point``: the run's main probe point
-    (the one its probe tables are at when they have no point column)."""
+    (the one its probe tables are at when they have no point column); ``lr``: the run's learning rate
+    (the edge-of-stability ratios, curvature x lr / 2)."""
     out: dict[str, tuple[int | None, float]] = {}
     acc = metrics[metrics.metric == "train/acc"].sort_values("step")
     if len(acc):
@@ -133,7 +138,7 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[s
         value = (summary.get("final") or {}).get(key)
         if value is not None:
             out[f"final/{key}"] = (summary.get("steps"), float(value))
-    probed = metrics[metrics.metric.str.startswith(("ics/", "landscape/")) & (metrics.step > 1)]
+    probed = metrics[metrics.metric.str.startswith(("ics/", "landscape/", "sharpness/")) & (metrics.step > 1)]
     for name, g in probed.groupby("metric"):
         out[f"mean/{name}"] = (None, float(g.value.mean()))
     landscape = probed[probed.metric.str.startswith("landscape/")].pivot_table(index="step", columns="metric",
@@ -145,10 +150,16 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu") -> dict[s
             landscape["landscape/log_loss_range"] = np.log10(landscape["landscape/loss_max"] / landscape["landscape/loss_min"])
     if "landscape/gradpred_max" in landscape and "landscape/grad_norm" in landscape:
         landscape["landscape/gradpred_relative"] = landscape["landscape/gradpred_max"] / landscape["landscape/grad_norm"]
-    if len(acc) and len(landscape):
-        settled = landscape[landscape.index > TRANSIENT * int(acc.step.max())]
+    curvature = probed[probed.metric.str.startswith("sharpness/")].pivot_table(index="step", columns="metric",
+                                                                                values="value", aggfunc="first")
+    steps = int(acc.step.max()) if len(acc) else int(metrics.step.max()) if len(metrics) else 0
+    for series in (landscape, curvature):
+        settled = series[series.index > TRANSIENT * steps]
         for name in settled.columns:
             out[f"settled/{name}"] = (None, float(settled[name].replace([np.inf, -np.inf], np.nan).mean()))
+    for name, ratio in EDGE_OF_STABILITY.items():  # over 2/lr: 1 is the edge of stability
+        if f"settled/{name}" in out and np.isfinite(lr):
+            out[f"settled/{ratio}"] = (None, out[f"settled/{name}"][1] * lr / 2)
     for at, values in _drift(run, point).items():
         names = (f"drift/{at}/unit_mean", f"drift/{at}/relative", f"shift/{at}/w1_lag", f"shift/{at}/w1_from_start")
         for name, value in zip(names, values):
@@ -226,7 +237,7 @@ def aggregate(path: str | Path) -> pd.DataFrame:
         for key in ("wall_time_s", "train_images_per_s", "steady_images_per_s", "steps"):
             if summary.get(key) is not None:
                 rows.append({**base, "metric": f"summary/{key}", "step": summary.get("steps"), "value": float(summary[key])})
-        for name, (step, value) in derived(run, metrics, base["probe_point"]).items():
+        for name, (step, value) in derived(run, metrics, base["probe_point"], base["lr"]).items():
             rows.append({**base, "metric": name, "step": step, "value": value})
     out = pd.DataFrame(rows)
     return out.astype({"step": "Int64"}) if len(out) else out

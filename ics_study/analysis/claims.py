@@ -9,7 +9,9 @@ with runs of variant ``b`` at one learning rate, by one of the rules of ``verdic
 - ``not_higher_by``: a is not higher than b by more than ``tolerance`` (absolute, e.g. a cosine);
 - ``fails_trains``: every a run fails (diverged or below chance-level accuracy), every b run trains;
 - ``at_least`` / ``at_most``: every run of a is at least / at most ``tolerance`` (an absolute level,
-  such as "a cosine near 1"); b is not used.
+  such as "a cosine near 1"); b is not used;
+- ``within_factor``: every run of a is within a factor ``tolerance`` of 1 (a ratio such as the
+  curvature x lr / 2, where 1 is the edge of stability); b is not used.
 
 Each claim is of a ``kind``: ``paper`` (a statement of the paper, counted in the report's headline),
 ``check`` (it follows from how a network or probe is built, so it tests our code, not the paper;
@@ -68,7 +70,7 @@ class Claim:
     statement: str  # the paper's statement
     paper: str  # the paper's numbers, as it gives them
     statistic: str  # per-run column compared
-    rule: str  # higher | lower | about_equal | not_lower | not_higher_by | fails_trains | at_least | at_most
+    rule: str  # higher | lower | about_equal | not_lower | not_higher_by | fails_trains | at_least | at_most | within_factor
     a: str
     b: str  # "" for at_least / at_most
     lr: float = 0.1
@@ -239,3 +241,33 @@ for _v, _name in _NORMALISERS.items():
               STABILITY, "not_lower", _v, _STD, tolerance=NOT_MUCH_RATIO, kind=_EXT,
               note="the layer inputs before the norm, as for BN"),
     ]
+
+# --- the edge of stability (issue 30): is "BN is smoother" a property of BN or of the learning rate? ---
+EOS_LRS = (0.02, 0.05, 0.1, 0.2)  # the grid both networks train at (experiment=edge_of_stability)
+EOS_FACTOR = 2.0  # [I] "near 2/lr": the settled curvature within a factor 2 of 2/lr, fixed before any data
+_EOS = "after the first 10% of steps, times lr / 2: 1 is the edge of stability (Cohen et al. 2021)"
+for _lr in EOS_LRS:
+    for _v, _net in ((_BN, "BN"), (_STD, "the standard net")):
+        CLAIMS += [
+            Claim(f"ext.eos.{_v}.beta_near_edge.lr{_lr:g}", "fig_eos",
+                  f"{_net}'s effective beta-smoothness sits near 2/lr", "Cohen et al. 2021; the paper's BN ~20 = 2/0.1",
+                  "settled/landscape/beta_over_2_lr", "within_factor", _v, "", lr=_lr, tolerance=EOS_FACTOR,
+                  kind=_EXT, note=_EOS),
+            Claim(f"ext.eos.{_v}.top_near_edge.lr{_lr:g}", "fig_eos",
+                  f"{_net}'s top Hessian eigenvalue sits near 2/lr", "Cohen et al. 2021 (full batch); batch sharpness",
+                  "settled/sharpness/top_over_2_lr", "within_factor", _v, "", lr=_lr, tolerance=EOS_FACTOR,
+                  kind=_EXT, note=_EOS),
+        ]
+    CLAIMS += [
+        Claim(f"ext.eos.std_top_above_edge.lr{_lr:g}", "fig_eos", "The standard net's top Hessian eigenvalue exceeds 2/lr",
+              "the paper's spikes to ~45 at lr 0.1", "settled/sharpness/top_over_2_lr", "at_least", _STD, "", lr=_lr,
+              tolerance=1.0, kind=_EXT, note=_EOS),
+        Claim(f"ext.eos.bn_top_lower.lr{_lr:g}", "fig_eos", "At equal lr, BN's top Hessian eigenvalue is lower",
+              "Ghorbani et al. 2019: no large outlier eigenvalues with BN", "settled/sharpness/top_eigenvalue", "lower",
+              _BN, _STD, lr=_lr, kind=_EXT, note=_SETTLED),
+    ]
+CLAIMS += [
+    Claim("ext.eos.dln_bn_top_lower", "fig_dln", "In the DLN, BN's top Hessian eigenvalue is lower",
+          "Figure 13's smoothness, as curvature", "mean/sharpness/top_eigenvalue", "lower", "dln_batch", "dln_none",
+          lr=1e-6, kind=_EXT, note="mean over the measured steps after step 1"),
+]

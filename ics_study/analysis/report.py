@@ -31,6 +31,7 @@ import pandas as pd
 from ..errors import UserError
 from . import report_html, report_md
 from .aggregate import THRESHOLDS, load, per_run
+from .claims import EOS_FACTOR
 from .figures import FIGURES, make_figures
 from .runs import ENDED
 from .verdicts import judge_all
@@ -81,6 +82,36 @@ def wall_time_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["sweep", "variant", "device", "runs", "median_min", "fastest_min", "total_min"])
 
 
+def smoothness_paragraph(claims: pd.DataFrame) -> str:
+    """What the edge-of-stability claims (issue 30) say about the paper's smoothness claim, worded from
+    their verdicts alone; empty where none was measured."""
+    def verdicts(pattern: str) -> pd.DataFrame:
+        rows = claims[claims.id.str.match(pattern)]
+        return rows[~rows.verdict.str.startswith(("not measured", "not testable"))]
+
+    def at(rows: pd.DataFrame, verdict: str) -> str:
+        lrs = [f"{lr:g}" for lr in rows[rows.verdict == verdict].lr]
+        return ", ".join(lrs) if lrs else "none"
+
+    bn, std = verdicts(r"ext\.eos\.vgg_bn\.beta_near_edge"), verdicts(r"ext\.eos\.std_top_above_edge")
+    if not len(bn):
+        return ""
+    text = (f"**What this means for the paper's smoothness claim.** BN's effective beta-smoothness (after the "
+            f"first 10% of steps) sits within a factor {EOS_FACTOR:g} of 2/lr, the level at which "
+            f"gradient descent's sharpness settles, at lr {at(bn, 'reproduced')} beyond the seed spread; outside it at "
+            f"lr {at(bn, 'not reproduced')}; undecided at lr {at(bn, 'inconclusive')}. ")
+    if (bn.verdict == "reproduced").all():
+        text += ("At every learning rate tested BN's smoothness tracks 2/lr, so the paper's BN value at lr 0.1 (~20 = "
+                 "2/0.1) reads the learning rate as much as the network: its comparison with the standard net is between "
+                 "a network at its edge of stability and one that is not. ")
+    else:
+        text += "BN's smoothness does not follow 2/lr at every learning rate tested: it is not set by the learning rate alone. "
+    if len(std):
+        text += (f"The standard net's top Hessian eigenvalue exceeds 2/lr at lr {at(std, 'reproduced')} beyond the "
+                 f"seed spread, and stays below it at lr {at(std, 'not reproduced')}.")
+    return text
+
+
 def run_folders(table: pd.DataFrame) -> list[str]:
     """The folders holding the runs, relative to the working directory where they lie below it (a
     committed report should not name the machine's absolute paths)."""
@@ -100,11 +131,13 @@ class ReportData:
     notes: str = ""  # markdown appended to the report (provenance, caveats)
     sections: tuple = CLAIM_SECTIONS
     folders: list[str] = field(init=False)
+    beyond: str = field(init=False)  # the paragraph under "Beyond the paper" (smoothness_paragraph)
     settings: list[str] = field(init=False)
     wall: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
         self.folders = run_folders(self.runs)
+        self.beyond = smoothness_paragraph(self.claims) if "id" in self.claims else ""
         self.settings = sorted({f"{d} data, width {w:g}, {s} steps, {p}" for d, w, s, p in
                                 zip(self.runs.data, self.runs.width, self.runs.max_steps, self.runs.precision)})
         self.wall = wall_time_table(self.runs)

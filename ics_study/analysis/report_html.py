@@ -72,6 +72,8 @@ def write_html(path: Path, data) -> None:
             parts.append(f"<h2 id='{anchor}'>{title}</h2>" + (f"<p class='small'>{intro}</p>" if intro else ""))
             parts.append(_table(["figure", "claim", "paper", "measured (mean ± std, n, range)", "rule", "verdict"], rows,
                                 "claims"))
+            if kind == "extension" and data.beyond:
+                parts.append("<p>" + e(data.beyond).replace("**", "") + "</p>")
     if figures:
         parts.append("<h2 id='figures'>Figures</h2>")
         for f in figures:

@@ -55,6 +55,8 @@ def render(data) -> str:
             verdict = f"**{c.verdict}**" + (f"; {c.ordering}" if c.ordering else "")
             lines.append(f"| {fig} | {c.claim} (lr {c.lr:g}) | {c.paper} | {c.evidence} | {c.rule} | {verdict} |")
         lines.append("")
+        if kind == "extension" and data.beyond:
+            lines += [data.beyond, ""]
     paragraphs = disagreements(cl)
     if paragraphs:
         lines += ["", "## Where our runs and the paper disagree", ""] + paragraphs

@@ -30,8 +30,9 @@ RULES = {
     "fails_trains": f"every {{a}} run diverges or ends below {FAIL_ACC:g} train accuracy; every {{b}} run ends above {TRAIN_ACC:g}",
     "at_least": "every run of {a} at least {t:g} (not reproduced: every run below)",
     "at_most": "every run of {a} at most {t:g} (not reproduced: every run above)",
+    "within_factor": "every run of {a} within a factor {t:g} of 1 (not reproduced: every run outside)",
 }
-ONE_SIDED = ("at_least", "at_most")  # rules on a alone
+ONE_SIDED = ("at_least", "at_most", "within_factor")  # rules on a alone
 
 
 def rule_text(c: Claim) -> str:
@@ -81,6 +82,9 @@ def _decide(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> tuple[bo
         return a.min() >= c.tolerance, a.max() < c.tolerance
     if c.rule == "at_most":
         return a.max() <= c.tolerance, a.min() > c.tolerance
+    if c.rule == "within_factor":  # a ratio such as curvature x lr / 2 (1: the edge of stability)
+        inside = (a >= 1 / c.tolerance) & (a <= c.tolerance)
+        return bool(inside.all()), bool((~inside).all())
     if c.rule == "fails_trains":
         fails = np.isnan(a) | (a < FAIL_ACC)
         trains = ~np.isnan(b) & (b > TRAIN_ACC)

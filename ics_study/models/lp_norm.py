@@ -15,6 +15,7 @@ running statistics (mean and norm, momentum 0.1) used in evaluation mode, as BN 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -24,6 +25,10 @@ from ..config import LpConfig
 
 
 class LpNorm(nn.Module):
+    # the fused training path (_LpNormFunction); ``twice_differentiable()`` turns it off: its backward,
+    # differentiated again, treats the batch mean and norm as constants, so H v through it is wrong
+    fused = True
+
     def __init__(self, num_features: int, p: float, cfg: LpConfig):
         super().__init__()
         self.p, self.cfg = float(p), cfg
@@ -45,7 +50,7 @@ class LpNorm(nn.Module):
         return v.reshape((1, -1) + (1,) * (like.dim() - 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.cfg.center and not self.cfg.norm_of_centered:
+        if self.training and self.cfg.center and not self.cfg.norm_of_centered and LpNorm.fused:
             y, mean, norm = _LpNormFunction.apply(x, self.weight, self.bias, self.p, self.cfg.eps)
         elif self.training:  # the other readings [I]: autograd through the formula
             mean, norm = self.batch_stats(x)
@@ -161,3 +166,14 @@ class _LpNormFunction(torch.autograd.Function):
 def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
         else torch.contiguous_format
+
+
+@contextlib.contextmanager
+def twice_differentiable():
+    """Inside, l_p layers compute through autograd's formula (exact second derivatives, for Hessian-vector
+    products) instead of the fused function: ~2x an l_p layer's cost, for the measurements only."""
+    before, LpNorm.fused = LpNorm.fused, False
+    try:
+        yield
+    finally:
+        LpNorm.fused = before

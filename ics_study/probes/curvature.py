@@ -1,4 +1,4 @@
-"""The loss's curvature at the current weights, from Hessian-vector products (issue 30's probe, part 1).
+"""The loss's curvature at the current weights, from Hessian-vector products (issue 30's probe).
 
 Three numbers for a batch loss L(w) at weights w, with H = d^2 L / dw^2 and g = dL/dw:
 
@@ -26,6 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from ..config import SharpnessConfig
+from ..models.lp_norm import twice_differentiable
+from .replay import Replay
 
 Params = Sequence[torch.Tensor]
 
@@ -118,3 +122,41 @@ def hutchinson_trace(hvp: HessianVector, samples: int, generator: torch.Generato
         values.append(float(torch.dot(z, hvp(z))))
     t = torch.tensor(values, dtype=torch.float64)
     return float(t.mean()), float(t.std() / len(values) ** 0.5) if len(values) > 1 else float("nan")
+
+
+class SharpnessProbe:
+    """``sharpness.*`` at a step, on the step's batch at the weights before its update (where the
+    landscape measures), with the step's own noise and buffers (``Replay``), in the closure's
+    arithmetic (fp32). Its state is the last top vector, the next measurement's warm start."""
+
+    def __init__(self, cfg: SharpnessConfig, seed: int):
+        self.cfg = cfg
+        self.random = torch.Generator().manual_seed(seed * 1000 + 12)  # the first start, the trace's vectors
+        self.vector: torch.Tensor | None = None
+
+    def measure(self, model, loss_closure: Callable[[], torch.Tensor], replay: Replay) -> dict[str, torch.Tensor]:
+        """Call after backward and before the optimiser step (the parameters with a gradient are
+        those measured); leaves weights, gradients, buffers and random streams as they were."""
+        params = [p for p in model.parameters() if p.grad is not None]
+        with replay.isolated():
+            replay.rewind()
+            with twice_differentiable():
+                hvp = HessianVector(loss_closure, params)
+            start = self.vector if self.vector is not None and self.vector.numel() == hvp.flat_grad.numel() else None
+            top = top_eigenvalue(hvp, self.cfg.iterations, self.cfg.tol, start, self.random)
+            out = {"sharpness/top_eigenvalue": top.value, "sharpness/iterations": top.iterations,
+                   "sharpness/converged": float(top.converged), "sharpness/gradient_curvature": gradient_curvature(hvp)}
+            if self.cfg.trace_samples:
+                out["sharpness/trace"], out["sharpness/trace_stderr"] = hutchinson_trace(
+                    hvp, self.cfg.trace_samples, self.random)
+            del hvp  # the gradient's graph: a forward's activations, freed before training goes on
+        self.vector = top.vector.detach().cpu()
+        return {k: torch.tensor(float(v), dtype=torch.float64) for k, v in out.items()}
+
+    def state_dict(self) -> dict:
+        return {"vector": self.vector, "random": self.random.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vector = state.get("vector")
+        if state.get("random") is not None:
+            self.random.set_state(state["random"])

@@ -23,7 +23,7 @@ from ..data.tasks import task_for
 from ..errors import UserError
 from ..models import build_model, set_noise_generator
 from ..models.noise_stream import CounterStream, Stream, noise_stream
-from ..probes import ActivationProbe
+from ..probes import ActivationProbe, SharpnessProbe
 from ..recording.recorder import Recorder
 from ..validate import validate_layers
 from . import checkpoint
@@ -69,6 +69,7 @@ class Run:
         self.batches = self.data.train_batches(cfg.data.batch_size, cfg.seed, cfg.data.drop_last, cfg.data.augment)
         self.probe = ActivationProbe(self.model, cfg.probe, cfg.seed, self.data,
                                      tensorboard_rows(cfg.probe)) if cfg.probe.enabled else None
+        self.sharpness = SharpnessProbe(cfg.sharpness, cfg.seed) if cfg.sharpness.enabled else None
         self.noisy_eval = NoisyEvaluation.build(self.model, self.data, self.task, cfg.eval, cfg.seed, device,
                                                 t.precision, cfg.data.batch_size)
         self.clock = Clock(device)
@@ -105,6 +106,7 @@ class Run:
                 "probe": self.probe.state_dict() if self.probe is not None else {},
                 "tables": self.recorder.positions(),
                 "noisy_eval": self.noisy_eval.state_dict() if self.noisy_eval is not None else {},
+                "sharpness": self.sharpness.state_dict() if self.sharpness is not None else {},
                 "progress": progress}
 
     def load_state_dict(self, state: dict) -> None:
@@ -116,6 +118,8 @@ class Run:
             self.probe.load_state_dict(state["probe"])
         if self.noisy_eval is not None and state.get("noisy_eval"):
             self.noisy_eval.load_state_dict(state["noisy_eval"])
+        if self.sharpness is not None and state.get("sharpness"):
+            self.sharpness.load_state_dict(state["sharpness"])
         progress = state["progress"]
         self.clock.load_state_dict(progress)
         self.step = self.resumed_from = progress["step"]

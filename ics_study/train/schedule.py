@@ -31,6 +31,7 @@ def tensorboard_rows(probe: ProbeConfig) -> Callable[[np.ndarray], np.ndarray]:
 class Due:
     ics: bool  # ICS measured around this step's update (Figure 3); the step stays eager
     landscape: bool  # the loss landscape along this step's gradient (Figure 4); eager
+    sharpness: bool  # the curvature of this step's batch loss before its update (issue 30); eager
     full_stats: bool  # the probes' histograms, quantiles and layer summaries (on either probe.batch)
     flush: bool  # start copying pending metrics to the host, write what has arrived
     wait: bool  # ... and wait for all of it (evaluation and checkpoints wait for the device anyway)
@@ -42,8 +43,9 @@ class Due:
 
     @property
     def measuring(self) -> bool:
-        """ICS and landscape steps run eagerly (several forwards and backwards on copies of the weights)."""
-        return self.ics or self.landscape
+        """ICS, landscape and sharpness steps run eagerly (several forwards and backwards on copies of
+        the weights, or through the gradient's graph)."""
+        return self.ics or self.landscape or self.sharpness
 
 
 class Schedule:
@@ -64,6 +66,7 @@ class Schedule:
             self.pending = 0
         return Due(ics=cfg.ics.enabled and itstime(step, cfg.ics.every, first=True),
                    landscape=cfg.landscape.enabled and itstime(step, cfg.landscape.every, first=True),
+                   sharpness=cfg.sharpness.enabled and itstime(step, cfg.sharpness.every, first=True),
                    full_stats=cfg.probe.enabled and itstime(step, cfg.probe.every, first=True),
                    flush=flush, wait=checkpoint or evaluate, eval=evaluate,
                    noisy_readings=evaluate and itstime(step, cfg.eval.noisy_modes_every, t.max_steps), checkpoint=checkpoint,

@@ -30,6 +30,7 @@ class TrainStep:
         self.probe, self.device, self.precision = run.probe, run.device, t.precision
         self.ics = ICSProbe(cfg.ics)
         self.landscape = LandscapeProbe(cfg.landscape, cfg.optim.lr)
+        self.sharpness = run.sharpness  # None unless sharpness.enabled (its warm start is checkpointed)
         self.replay = Replay(run.model, run.noise)  # measurements redo forwards with the step's own noise
         self.measured = PendingScalars()  # ICS and landscape values, read back at each flush
         self.graphed = None
@@ -69,6 +70,8 @@ class TrainStep:
         exact = self._fp32_gradient(loss_now) if (due.landscape or due.ics) and self.precision != "fp32" else None
         if due.landscape:
             self.measured.add(step, self.landscape.measure(self.model, loss_now, self.replay, exact))
+        if due.sharpness:
+            self.measured.add(step, self.sharpness.measure(self.model, loss_now, self.replay))
         if due.ics:
             self.measured.add(step, self.ics.step(self.model, self.optimizer, loss_now, self.replay, exact))  # takes the step
         else:

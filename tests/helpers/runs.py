@@ -9,7 +9,8 @@ import pandas as pd
 from tests.conftest import TINY
 
 ARGS = [*TINY, "model=vgg_bn_noise", "trainer.max_steps=40", "trainer.checkpoint_every=10", "trainer.eval_every=10",
-        "ics.enabled=true", "ics.every=7", "ics.layers=[3,6]", "data.augment.flip=true"]
+        "ics.enabled=true", "ics.every=7", "ics.layers=[3,6]", "data.augment.flip=true",
+        "sharpness.enabled=true", "sharpness.every=9", "sharpness.iterations=4"]  # its warm start is checkpointed
 
 
 def tables(run):

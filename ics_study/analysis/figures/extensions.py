@@ -3,7 +3,8 @@
 - ``fig_noise_strength``: speed and accuracy of the noisy BN against the noise's strength k;
 - ``fig_noise_granularity``: the same against who shares a shift (channel, layer, position) and how
   long it is held (every step, 100 steps, the whole run);
-- ``fig_normalisers``: speed, ICS, beta-smoothness and the stability statistic, one column per normaliser.
+- ``fig_normalisers``: speed, ICS, beta-smoothness and the stability statistic, one column per normaliser;
+- ``fig_eos`` (issue 30): beta-smoothness and the top Hessian eigenvalue against 2/lr.
 
 Every panel shows each seed as a dot and the mean over seeds with a min-max bar; BN and the standard
 net at the same learning rate are dashed reference lines with their seed range shaded.
@@ -17,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..aggregate import one_per_seed
 from ..runs import Runs
+from .panels import seed_lines
 from .paper import PAPER_LR, MissingRuns
 from .style import color, figure, finish, label
 
@@ -134,13 +136,60 @@ def fig_normalisers(runs: Runs):
             _points(ax, i, table[table.variant == variant][column], color(variant))
         ax.set_xticks(range(len(columns)), [label(v) for v in columns] if n >= 4 else [], rotation=60, ha="right")
         ax.set(title=title, yscale="log" if log else "linear", xlim=(-0.6, len(columns) - 0.4))
-        if log:  # labels at 1, 2, 5 x 10^k: a decade's minor labels crowded the axis, a short range had none
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-            ax.yaxis.set_minor_formatter(NullFormatter())
+        if log:
+            _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], f"Beyond the paper: BN's parts and other normalisers at lr {PAPER_LR:g} (ICS: "
                   "mean after step 1; beta-smoothness: after the first 10% of steps; shift: Wasserstein-1 between a "
                   f"unit's histograms 100 steps apart before the norm, over its spread; {_seeds(table)})")
+
+
+EOS_NETWORKS = ["vgg", "vgg_bn", "vgg_ln", "vgg_gn"]
+EOS_SERIES = [("landscape/beta_smoothness", "settled/landscape/beta_smoothness", r"effective $\beta$-smoothness"),
+              ("sharpness/top_eigenvalue", "settled/sharpness/top_eigenvalue", "top Hessian eigenvalue")]
+
+
+def fig_eos(runs: Runs):
+    """Effective beta-smoothness and the top Hessian eigenvalue over training, one panel per lr with
+    the 2/lr line; beside them each network's settled value against 2/lr on log-log axes."""
+    t = runs.table
+    t = one_per_seed(t[t.variant.isin(EOS_NETWORKS)], "settled/sharpness/top_eigenvalue")
+    if "settled/sharpness/top_eigenvalue" not in t or not t["settled/sharpness/top_eigenvalue"].notna().any():
+        raise MissingRuns("VGG runs with the curvature probe on (experiment=edge_of_stability)")
+    t = t[t["settled/sharpness/top_eigenvalue"].notna()]
+    lrs = sorted(t.lr.unique())
+    sub = Runs(t)
+    fig, axes = figure(2, len(lrs) + 1, height_per_row=2.0)
+    for row, (series, settled, name) in enumerate(EOS_SERIES):
+        df = sub.metric(series)
+        for j, lr in enumerate(lrs):
+            ax = axes[row][j]
+            seed_lines(ax, df[df.lr == lr] if len(df) else df, show_lr=False)
+            ax.axhline(2 / lr, color="k", ls=":", lw=0.8, label="2 / lr")
+            ax.set(yscale="log", title=f"{name}, lr {lr:g}", xlabel="steps" if row else None)
+            _log_labels(ax.yaxis)
+        ax = axes[row][-1]
+        for variant in [v for v in EOS_NETWORKS if v in set(t.variant)]:
+            g = t[t.variant == variant].groupby("lr")[settled]
+            mean, low, high = g.mean(), g.min(), g.max()
+            x = 2 / mean.index.to_numpy()
+            ax.errorbar(x, mean, yerr=[np.maximum(mean - low, 0), np.maximum(high - mean, 0)], color=color(variant),
+                        marker="o", ms=3, capsize=2, lw=0.9)
+        edge = 2 / np.array(lrs)
+        ax.plot(edge, edge, "k:", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="2 / lr", title=f"{name} after 10% of steps vs 2/lr")
+        _log_labels(ax.xaxis)
+        _log_labels(ax.yaxis)
+    return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
+                  "Figure 4c) and the top eigenvalue of the batch loss's Hessian against 2/lr, the level gradient "
+                  f"descent's sharpness settles at (Cohen et al. 2021); dotted: 2/lr ({_seeds(t)})")
+
+
+def _log_labels(axis) -> None:
+    """Labels at 1, 2, 5 x 10^k as plain numbers: a decade's minor labels crowded an axis, and a short
+    range had none at all."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _seeds(table: pd.DataFrame) -> str:
@@ -149,4 +198,4 @@ def _seeds(table: pd.DataFrame) -> str:
 
 
 FIGURES = {"fig_noise_strength": fig_noise_strength, "fig_noise_granularity": fig_noise_granularity,
-           "fig_normalisers": fig_normalisers}
+           "fig_normalisers": fig_normalisers, "fig_eos": fig_eos}

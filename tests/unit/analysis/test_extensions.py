@@ -20,21 +20,21 @@ from ics_study.analysis.figures.extensions import (
     fig_noise_strength,
     fig_normalisers,
 )
-from ics_study.analysis.runs import Runs
+from ics_study.analysis.runs import Runs, find_runs
 from ics_study.compose import compose
 from tests.conftest import REPO
 
-PRESETS = ("paper", "noise_strength", "noise_granularity", "normalisers")
+PRESETS = ("paper", "noise_strength", "noise_granularity", "normalisers", "edge_of_stability", "dln")
 
 
-def preset_variants(name: str) -> set[str]:
-    """The variant of every run of a preset's sweep (seeds left out), as the report names it."""
+def preset_runs(name: str) -> set[tuple[str, float]]:
+    """(variant, lr) of every run of a preset's sweep (seeds left out), as the report names them."""
     params = yaml.safe_load((REPO / "configs" / "experiment" / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"]
     grid = {k: str(v).split(",") for k, v in params.items() if k != "seed"}
     out = set()
     for values in itertools.product(*grid.values()):
         cfg = compose([f"experiment={name}", *(f"{k}={v}" for k, v in zip(grid, values))])
-        out.add(variant_of(dataclasses.asdict(cfg.model)))
+        out.add((variant_of(dataclasses.asdict(cfg.model)), cfg.optim.lr))
     return out
 
 
@@ -45,15 +45,15 @@ def test_every_noise_option_has_a_column_type():
     assert set(NOISE_DTYPES) == set(ABLATIONS) and all(hasattr(NoiseConfig, k) for k in ABLATIONS)
 
 
-def test_every_extension_claim_names_variants_that_the_presets_make():
-    made = set().union(*(preset_variants(p) for p in PRESETS))
-    assert {"vgg_bn_noise[strength=0]", "vgg_bn_noise[granularity=layer,redraw_every=0]",
-            "vgg_bn_noise[redraw_every=100]", *NORMALISERS} <= made
+def test_every_extension_claim_names_runs_that_the_presets_make():
+    made = set().union(*(preset_runs(p) for p in PRESETS))
+    assert {("vgg_bn_noise[strength=0]", 0.1), ("vgg_bn_noise[granularity=layer,redraw_every=0]", 0.1),
+            ("vgg_bn_noise[redraw_every=100]", 0.1), ("vgg_gn", 0.5), *((v, 0.1) for v in NORMALISERS)} <= made
     beyond = [c for c in CLAIMS if c.kind == "extension" or c.id.startswith("ext.")]
-    assert len(beyond) > 40
+    assert len(beyond) > 60
     for c in beyond:
-        assert {c.a, c.b, c.ref} - {None, ""} <= made, c.id
-        assert c.lr == 0.1 and c.figure in FIGURES
+        assert {(v, c.lr) for v in (c.a, c.b, c.ref) if v} <= made, c.id
+        assert c.figure in FIGURES
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -141,3 +141,57 @@ def test_the_report_shows_the_extension_claims_in_their_own_section(tmp_path):
     before, beyond = text.split("## Beyond the paper")
     assert "| X (lr 0.1)" in beyond and "| X (lr 0.1)" not in before and "Never counted" in beyond
     assert "Where our runs and the paper disagree" not in text  # an extension is no disagreement with the paper
+
+
+@pytest.fixture(scope="module")
+def eos_sweep(tmp_path_factory):
+    """The edge-of-stability preset, tiny: both networks at two learning rates, two seeds, 30 steps."""
+    from ics_study.train import train
+
+    root = tmp_path_factory.mktemp("eos")
+    for i, (model, lr, seed) in enumerate(itertools.product(("vgg", "vgg_bn"), (0.05, 0.1), (0, 1))):
+        cfg = compose(["experiment=edge_of_stability", f"model={model}", f"optim.lr={lr}", f"seed={seed}",
+                       "data=synthetic", "data.num_train=512", "data.num_test=256", "trainer.max_steps=30",
+                       "trainer.eval_every=30", "model.width=0.125", "model.depth=11", "sharpness.every=5",
+                       "sharpness.iterations=5", "landscape.every=5", "trainer.progress_bar=false",
+                       "logger.tensorboard=false"])
+        train(cfg, root / f"{i}_{model}_lr{lr}_seed{seed}")
+    return root
+
+
+def test_the_edge_of_stability_ratios_equal_a_direct_computation(eos_sweep):
+    """settled top eigenvalue x lr / 2, from the runs' own metrics tables, as the claims read it."""
+    runs = find_runs([eos_sweep]).table
+    assert len(runs) == 8
+    for row in runs.itertuples():
+        m = pd.read_parquet(f"{row.path}/metrics")
+        top = m[(m.metric == "sharpness/top_eigenvalue") & (m.step > 3)]  # after 10% of 30 steps
+        assert sorted(top.step) == [5, 10, 15, 20, 25, 30]
+        assert runs.loc[row.Index, "settled/sharpness/top_over_2_lr"] == pytest.approx(top.value.mean() * row.lr / 2)
+
+
+def test_the_edge_of_stability_figure_has_a_panel_per_lr_with_the_2_over_lr_line(eos_sweep):
+    from ics_study.analysis.figures.extensions import fig_eos
+
+    fig = fig_eos(find_runs([eos_sweep]))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:2] == ["effective $\\beta$-smoothness, lr 0.05", "effective $\\beta$-smoothness, lr 0.1"]
+    edge = [line.get_ydata()[0] for line in fig.axes[3].lines if line.get_label() == "2 / lr"]
+    assert edge == [pytest.approx(40.0)]  # 2 / 0.05
+    versus = fig.axes[5]  # top eigenvalue after the transient against 2/lr, one line per network
+    x = sorted({float(v) for line in versus.lines if line.get_linestyle() == "-" for v in line.get_xdata()})
+    assert x == pytest.approx([20.0, 40.0])
+
+
+def test_the_smoothness_paragraph_says_what_the_edge_of_stability_verdicts_say():
+    from ics_study.analysis.report import smoothness_paragraph
+
+    def claims(verdicts):
+        return pd.DataFrame([{"id": f"ext.eos.vgg_bn.beta_near_edge.lr{lr:g}", "lr": lr, "verdict": v}
+                             for lr, v in verdicts.items()] + [{"id": "fig1.bn_faster", "lr": 0.1, "verdict": "reproduced"}])
+
+    tracks = smoothness_paragraph(claims({0.02: "reproduced", 0.1: "reproduced"}))
+    assert "at lr 0.02, 0.1 beyond the seed spread" in tracks and "tracks 2/lr" in tracks
+    mixed = smoothness_paragraph(claims({0.02: "reproduced", 0.1: "not reproduced", 0.2: "inconclusive"}))
+    assert "outside it at lr 0.1; undecided at lr 0.2" in mixed and "not set by the learning rate alone" in mixed
+    assert smoothness_paragraph(claims({0.1: "not measured (no runs)"})) == ""

@@ -205,3 +205,10 @@ def test_a_seed_run_in_two_sweeps_counts_once_with_its_measurement():
     assert row["verdict"] == "reproduced" and "n=3" in row["evidence"] and "0.8" in row["evidence"]
     other = pd.concat([t, t[t.variant == "a"].assign(width=0.5)], ignore_index=True)  # another width: not the same run
     assert "n=6" in judge(HIGHER, other.assign(width=other.width.fillna(0.25)))["evidence"].split(";")[0]
+
+
+@pytest.mark.parametrize("values, verdict", [([0.6, 1.0, 1.9], "reproduced"), ([2.5, 3.0, 0.3], "not reproduced"),
+                                             ([0.4, 1.0, 1.2], "inconclusive")])
+def test_within_a_factor_of_one_on_a_hand_made_table(values, verdict):
+    c = Claim("t", "fig_eos", "near the edge", "-", "s", "within_factor", "a", "", tolerance=2.0)
+    assert judge(c, table({"a": values}))["verdict"] == verdict

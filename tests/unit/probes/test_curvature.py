@@ -106,3 +106,90 @@ def test_a_network_with_batchnorm_in_training_mode_matches_its_exact_hessian():
     assert abs(trace - float(torch.trace(h))) <= 4 * error
     v = torch.randn(len(g), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     assert torch.allclose(HessianVector(lambda: nn.functional.cross_entropy(model(x), y), params)(v), h @ v, atol=1e-10)
+
+
+class TinyLp(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        from ics_study.config import LpConfig
+        from ics_study.models.lp_norm import LpNorm
+
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.norm = LpNorm(3, p, LpConfig())
+        self.head = nn.Linear(3 * 4 * 4, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.conv(x))).flatten(1))
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_an_lp_network_s_hessian_vector_products_are_exact_only_through_the_formula(p):
+    """The l_p layers' fused backward, differentiated again, holds their batch statistics constant:
+    H v through it is wrong. The probe builds its graph inside ``twice_differentiable()``."""
+    from ics_study.models.lp_norm import twice_differentiable
+
+    torch.manual_seed(0)
+    model = TinyLp(p).double().train()
+    x, y = torch.randn(6, 2, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    with twice_differentiable():
+        h, g = exact_hessian(model, x, y)
+        exact = HessianVector(lambda: nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    fused = HessianVector(lambda: nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    v = torch.randn(len(g), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.allclose(exact(v), h @ v, atol=1e-9)
+    assert torch.allclose(fused.flat_grad, g, atol=1e-12)  # first derivatives agree ...
+    assert not torch.allclose(fused(v), h @ v, atol=1e-6)  # ... second ones do not
+
+
+def small_vgg(norm: str = "none"):
+    from ics_study.config import ModelConfig
+    from ics_study.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="t", depth=11, width=0.0625, norm=norm))
+    x = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(2))
+    return model, x, y
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")  # PyHessian's own call
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_agrees_with_pyhessian_on_a_small_vgg(norm):
+    """PyHessian (Yao et al. 2020), an independent implementation, on a VGG-11 at width 1/16: its power
+    iteration's top eigenvalue and its Hutchinson trace. PyHessian puts the model in evaluation mode,
+    so here BN uses its running statistics in both."""
+    pyhessian = pytest.importorskip("pyhessian")
+    model, x, y = small_vgg(norm)
+    model.eval()
+    torch.manual_seed(3)  # PyHessian draws from the global generator
+    theirs = pyhessian.hessian(model, nn.functional.cross_entropy, data=(x, y), cuda=False)
+    (their_top,), _ = theirs.eigenvalues(maxIter=300, tol=1e-6)
+    their_trace = torch.tensor(theirs.trace(maxIter=300, tol=0.0), dtype=torch.float64)
+    model.zero_grad(set_to_none=True)
+    hvp = HessianVector(lambda: nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    ours = top_eigenvalue(hvp, iterations=60, tol=1e-7, generator=torch.Generator().manual_seed(4))
+    trace, error = hutchinson_trace(hvp, samples=300, generator=torch.Generator().manual_seed(5))
+    assert their_top > 0 and ours.converged  # power iteration found the top (not a larger negative one)
+    assert ours.value == pytest.approx(their_top, rel=2e-3)
+    their_error = float(their_trace.std() / len(their_trace) ** 0.5)
+    assert abs(trace - float(their_trace.mean())) <= 4 * math.hypot(error, their_error)
+
+
+def test_the_probe_warm_starts_from_its_last_vector_and_a_checkpoint_keeps_it():
+    from ics_study.config import SharpnessConfig
+    from ics_study.probes.curvature import SharpnessProbe
+
+    model, x, y = small_vgg("batch")
+    model.train()
+    loss = lambda: nn.functional.cross_entropy(model(x), y)  # noqa: E731
+    loss().backward()
+    probe = SharpnessProbe(SharpnessConfig(enabled=True, iterations=40, tol=1e-4), seed=0)
+    cold = probe.measure(model, loss, Replay(model, None))
+    saved = probe.state_dict()
+    warm = probe.measure(model, loss, Replay(model, None))  # same weights: the last vector is the answer
+    assert warm["sharpness/iterations"] < cold["sharpness/iterations"]
+    assert float(warm["sharpness/top_eigenvalue"]) == pytest.approx(float(cold["sharpness/top_eigenvalue"]), rel=1e-3)
+    resumed = SharpnessProbe(SharpnessConfig(enabled=True, iterations=40, tol=1e-4), seed=0)
+    resumed.load_state_dict(saved)
+    again = resumed.measure(model, loss, Replay(model, None))
+    assert {k: float(v) for k, v in again.items()} == {k: float(v) for k, v in warm.items()}

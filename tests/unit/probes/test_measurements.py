@@ -92,17 +92,21 @@ def test_eta_grid_from_list_or_range():
 @pytest.mark.parametrize("model", ["vgg", "vgg_bn_noise", "vgg_bn_running", "vgg_ws_gn",
                                    "vgg_bn_noise model.noise.redraw_every=3 model.noise.granularity=position"])
 def test_measurements_leave_training_unchanged(tiny_cfg, tmp_path, model):
-    """Also for what holds state that the training forward reads: running statistics used in training,
-    a noise pair held over steps (Replay.rewind puts both back for each measuring pass)."""
+    """ICS, the landscape and the curvature probe. Also for what holds state that the training forward
+    reads: running statistics used in training, a noise pair held over steps (Replay.rewind puts both
+    back for each measuring pass)."""
     model, *extra = model.split()
     train(tiny_cfg(f"model={model}", *extra), tmp_path / "off")
     train(tiny_cfg(f"model={model}", *extra, "ics.enabled=true", "ics.every=3", "ics.layers=[2,5]", "landscape.enabled=true",
-                   "landscape.every=4"), tmp_path / "on")
+                   "landscape.every=4", "sharpness.enabled=true", "sharpness.every=5", "sharpness.iterations=4",
+                   "sharpness.trace_samples=2"), tmp_path / "on")
     off, on = (pd.read_parquet(tmp_path / d / "metrics") for d in ("off", "on"))
     losses = lambda m: m[m.metric == "train/loss"].sort_values("step").value.to_numpy()  # noqa: E731
     np.testing.assert_array_equal(losses(off), losses(on))
     assert sorted(on[on.metric == "ics/layer05/cosine"].step) == [1, 3, 6, 9, 12]
     assert sorted(on[on.metric == "landscape/beta_smoothness"].step) == [1, 4, 8, 12]
+    assert sorted(on[on.metric == "sharpness/top_eigenvalue"].step) == [1, 5, 10]
+    assert np.isfinite(on[on.metric.str.startswith("sharpness/")].value).all()
     assert (on[on.metric.str.startswith("landscape/")].value > 0).all()
     cos = on[on.metric.str.endswith("/cosine")].value
     assert ((cos > -1 - 1e-9) & (cos < 1 + 1e-9)).all()
