@@ -121,8 +121,9 @@ class _Noise:
         if not self.training:
             return ((self.held_mu.to(mu.dtype), self.held_sigma.to(sigma.dtype)) if self.held_mu.shape == mu.shape
                     else (mu, sigma))
-        if self.held_mu.shape != mu.shape:  # the first training draw: nothing held yet
-            self.held_mu, self.held_sigma = mu.float().clone(), sigma.float().clone()
+        if self.held_mu.shape != mu.shape:  # the first training draw: nothing held yet (sized in place)
+            self.held_mu.resize_(mu.shape).copy_(mu)
+            self.held_sigma.resize_(sigma.shape).copy_(sigma)
         else:
             age, every = self.noise_age, self.redraw_every
             due = age == 0 if every == 0 else age % every == 0
@@ -134,7 +135,7 @@ class _Noise:
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("held_mu", "held_sigma"):  # sized at the first draw: take the saved size
             if prefix + name in state_dict and name in self._buffers:
-                self._buffers[name] = torch.empty_like(state_dict[prefix + name], device=self._buffers[name].device)
+                self._buffers[name].resize_(state_dict[prefix + name].shape)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _uniform(self, shape, low, high, like: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,13 @@ import torch
 from torch import nn
 
 
+def put_back(tensor: torch.Tensor, saved: torch.Tensor) -> None:
+    """``tensor`` in place as ``saved`` was, size included (a held noise pair is sized at its first draw)."""
+    if tensor.shape != saved.shape:
+        tensor.resize_(saved.shape)
+    tensor.copy_(saved)
+
+
 class Replay:
     def __init__(self, model: nn.Module, noise_gen: torch.Generator | None):
         self.model, self.noise_gen = model, noise_gen
@@ -34,7 +41,7 @@ class Replay:
             self.noise_gen.set_state(self.step_start)
         with torch.no_grad():
             for b, saved in self.step_start_buffers:
-                b.copy_(saved)
+                put_back(b, saved)
 
     @contextlib.contextmanager
     def isolated(self):
@@ -47,7 +54,7 @@ class Replay:
         finally:
             with torch.no_grad():
                 for b, saved in buffers:
-                    b.copy_(saved)
+                    put_back(b, saved)
             if noise is not None:
                 self.noise_gen.set_state(noise)
             torch.set_rng_state(cpu)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..config import cuda_graph_setting as setting
+from ..probes.replay import put_back
 from .precision import autocast
 
 WARMUP_STEPS = 3  # as in PyTorch's CUDA-graph recipe: lazy initialisation and autotuning happen here
@@ -124,7 +125,7 @@ class GraphedStep:
     def _restore(self, snapshot) -> None:
         saved, noise = snapshot
         for t, copy in saved:
-            t.copy_(copy)
+            put_back(t, copy)
         if noise is not None:
             self.noise.set_state(noise)
 

@@ -68,7 +68,7 @@ def test_multirun_over_the_three_models(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["model=vgg_bnn"], "vgg_bn, vgg_bn_noise"),
+    (["model=vgg_bnn"], "vgg_bn, vgg_bn_center"),
     (["optim.lr=abc"], "optim.lr=abc"),
     (["model.dpeth=3"], "dpeth"),
     (["model.depth=12"], "choose one of: 11, 13, 16, 19"),

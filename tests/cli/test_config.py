@@ -66,7 +66,7 @@ def test_bad_keys_and_types_are_refused(override, message):
     ("model.depth=12", "model.depth=12 is not valid; choose one of: 11, 13, 16, 19"),
     ("optim.lr=-0.1", "optim.lr=-0.1 must be positive"),
     ("trainer.max_steps=0", "trainer.max_steps=0 must be positive"),
-    ("model.norm=group", "model.norm='group' is not valid"),
+    ("model.norm=grup", "model.norm='grup' is not valid"),
     ("model.noise.n_sigma=0.5", "n_sigma"),
 ])
 def test_out_of_range_values_are_one_clear_line(override, message):
