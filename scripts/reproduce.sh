@@ -29,7 +29,7 @@
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, projected by `scripts/bench.py variants --run-steps 200`:
 # 3.0 min per standard VGG run, 3.5 BN, 4.6 noisy BN, 4.5-4.9 l_p, 0.7-3.6 per DLN run (two at a
-# time): about 3.5 h for the paper, about 6 h more for the extensions (54 runs of 3.5-4.5 min, 27 of ~5-6 with the curvature probe), so it
+# time): about 3.5 h for the paper, about 6.5 h more for the extensions (54 runs of 3.5-4.5 min, 27 of ~6-7 with the curvature probe), so it
 # spans sessions on a machine whose processes end with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 #

@@ -4,7 +4,7 @@
     python scripts/bench.py probes                                   # VGG-16 w=1, CPU or GPU, synthetic data
     python scripts/bench.py probes --width 0.25 --steps 100 --repeats 5
     python scripts/bench.py probes --data-root ~/.cache/ics-study/cifar10   # real CIFAR-10
-    python scripts/bench.py probes --with-measurements      # + ICS (2 layers) and landscape (4 etas) every 100 steps
+    python scripts/bench.py probes --with-measurements      # + ICS (2 layers), landscape (4 etas), sharpness every 100 steps
     python scripts/bench.py probes --device cuda --side-stream-ab   # + probes in the step's own chain (GPU)
 
 Runs alternate (off, on, off, on, ...) after one warm-up each, so drifts of a noisy machine hit both
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--data-root", default=None, help="real CIFAR-10 root; synthetic data if omitted")
-    ap.add_argument("--with-measurements", action="store_true", help="also time ICS and the landscape at their default cadence")
+    ap.add_argument("--with-measurements", action="store_true", help="also time ICS, the landscape and the sharpness probe at their default cadence")
     ap.add_argument("--side-stream-ab", action="store_true",
                     help="also time probes on with probe.side_stream=false (GPU: their kernels in the step's chain)")
     ap.add_argument("--json", default=None, help="also write the table's numbers here (scripts/targets.py reads it)")
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     if args.with_measurements:
         variants["probes + ICS (layers #5, #10, every 100)"] = ["ics.enabled=true"]
         variants["probes + landscape (4 etas, every 100)"] = ["landscape.enabled=true"]
+        variants["probes + sharpness (every 100, <= 20 H v)"] = ["sharpness.enabled=true"]
     with tempfile.TemporaryDirectory() as tmp:
         def timed(name: str, extra: list[str]):
             def one(r: int) -> dict:  # round 0, a short warm-up run, is dropped
