@@ -193,3 +193,23 @@ def test_the_probe_warm_starts_from_its_last_vector_and_a_checkpoint_keeps_it():
     resumed.load_state_dict(saved)
     again = resumed.measure(model, loss, Replay(model, None))
     assert {k: float(v) for k, v in again.items()} == {k: float(v) for k, v in warm.items()}
+
+
+def test_a_run_with_the_probe_writes_its_numbers_to_the_table_and_to_tensorboard(tiny_cfg, tmp_path):
+    import numpy as np
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ics_study.train import train
+
+    train(tiny_cfg("model=vgg_bn", "logger.tensorboard=true", "sharpness.enabled=true", "sharpness.every=4",
+                   "sharpness.iterations=5", "sharpness.trace_samples=3", "trainer.max_steps=8"), tmp_path)
+    m = pd.read_parquet(tmp_path / "metrics")
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0}).Reload()
+    for name in ("top_eigenvalue", "iterations", "converged", "gradient_curvature", "trace", "trace_stderr"):
+        table = m[m.metric == f"sharpness/{name}"].sort_values("step")
+        assert list(table.step) == [1, 4, 8], name
+        board = events.Scalars(f"sharpness/{name}")
+        assert [e.step for e in board] == [1, 4, 8]
+        np.testing.assert_allclose([e.value for e in board], table.value, rtol=1e-6)  # float32 in events
+    assert (m[m.metric == "sharpness/iterations"].value <= 5).all()
