@@ -222,7 +222,9 @@ def _series(run, metric):
 
 
 @cuda
-@pytest.mark.parametrize("extra", [[], ["optim.momentum=0.9"]], ids=["sgd", "momentum"])
+@pytest.mark.parametrize("extra", [[], ["optim.momentum=0.9"], ["model=vgg_bn_running"], ["model=vgg_gn"],
+                                   ["model.noise.redraw_every=3", "model.noise.granularity=position"]],
+                         ids=["sgd", "momentum", "bn-running", "groupnorm", "held-noise"])
 def test_graphed_training_matches_eager_training(tmp_path, extra):
     runs = {}
     for mode in ("on", "off"):
