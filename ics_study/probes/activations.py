@@ -51,7 +51,7 @@ from torch import nn
 
 from ..config import ProbeConfig
 from ..models.blocks import Block
-from ..models.noisy_bn import noisy_layers
+from ..models.noisy_bn import noise_off, noisy_layers
 from .activation_rows import QUANTILES, ActivationRows, full_record
 from .fixed_batch import FixedBatch
 from .statistics import histogram, quantile_positions, quantiles, sample_positions
@@ -201,7 +201,8 @@ class ActivationProbe:
         meets the one-off set-up (under compile it broke the graph in every layer's hook)."""
         was_training = model.training
         try:
-            model.eval()(images)
+            with noise_off(model):  # also where model.noise.in_eval adds it in evaluation mode
+                model.eval()(images)
         finally:
             model.train(was_training)
 

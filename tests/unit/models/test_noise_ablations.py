@@ -157,3 +157,16 @@ def test_the_noise_only_control_takes_the_same_options(stream):
     s, m = layer.draw_noise(x)
     assert torch.equal(m, m.flatten()[0].expand_as(m)) and abs(m.flatten()[0].item()) <= 0.25
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_noise_in_evaluation_without_a_held_pair_draws_algorithm_1_per_batch(stream):
+    """in_eval with the paper's timing: in evaluation mode each forward draws a fresh (mu, sigma) per
+    channel, U(-n_mu, n_mu) and U(1, n_sigma), and nothing is held."""
+    layer, x = layer_with(stream, channels=64, in_eval=True, **PINNED), x_like(c=64, h=1, w=1)
+    layer.eval()
+    pairs = [layer.draw_noise(x) for _ in range(40)]
+    mu = torch.stack([m[0, :, 0, 0] for _, m in pairs])
+    sigma = torch.stack([s[0, :, 0, 0] for s, _ in pairs])
+    assert ks(mu, uniform_cdf(-0.5, 0.5)) < ks_limit(mu.numel())
+    assert ks(sigma, uniform_cdf(1.0, 1.25)) < ks_limit(sigma.numel())
+    assert not hasattr(layer, "noise_age")

@@ -97,3 +97,28 @@ def test_readings_restore_every_buffer_and_generator():
     again = ne.measure(256)  # fresh noise draws: its own stream moved on
     assert again["recalibrated"] != out["recalibrated"] or again["noise_on"] != out["noise_on"]
     assert np.isfinite([v for pair in out.values() for v in pair]).all()
+
+
+def test_noise_in_evaluation_changes_the_test_readings_and_nothing_of_training(tmp_path):
+    """model.noise.in_eval=true: test/* is the noisy network as trained (its own noise, restarted at
+    every evaluation: two evaluations at the same weights agree); training, the recalibrated reading
+    (noise off) and the weights are those of the default run."""
+    from ics_study.train.evaluation import evaluate
+
+    base = TINY + ["model=vgg_bn_noise", "eval.noisy_modes_every=6", "eval.recalibration_batches=5"]
+    train(compose(base), tmp_path / "off")
+    train(compose(base + ["model.noise.in_eval=true"]), tmp_path / "on")
+    a, b = metrics(tmp_path / "on"), metrics(tmp_path / "off")
+    same = ~a.metric.str.startswith("test/")
+    pd.testing.assert_frame_equal(a[same].reset_index(drop=True), b[~b.metric.str.startswith("test/")].reset_index(drop=True))
+    assert not np.allclose(a[~same].value, b[b.metric.str.startswith("test/")].value)  # the noise reached test/*
+    cfg = compose(base + ["model.noise.in_eval=true"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    stream = torch.Generator().manual_seed(3)
+    set_noise_generator(model, stream)
+    data = build_data(cfg.data, cfg.seed, "cpu")
+    state = stream.get_state()
+    first, second = (evaluate(model, data, task_for(cfg.data), 256, "cpu", "fp32", seed=0) for _ in range(2))
+    assert first == second and torch.equal(stream.get_state(), state)  # restarted each time; training's untouched
+    assert evaluate(model, data, task_for(cfg.data), 256, "cpu", "fp32", seed=1) != first  # another seed, other noise
