@@ -159,6 +159,7 @@ def eos_sweep(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # eight short trainings: ~40 s
 def test_the_edge_of_stability_ratios_equal_a_direct_computation(eos_sweep):
     """settled top eigenvalue x lr / 2, from the runs' own metrics tables, as the claims read it."""
     runs = find_runs([eos_sweep]).table
@@ -170,6 +171,7 @@ def test_the_edge_of_stability_ratios_equal_a_direct_computation(eos_sweep):
         assert runs.loc[row.Index, "settled/sharpness/top_over_2_lr"] == pytest.approx(top.value.mean() * row.lr / 2)
 
 
+@pytest.mark.slow  # eight short trainings: ~40 s
 def test_the_edge_of_stability_figure_has_a_panel_per_lr_with_the_2_over_lr_line(eos_sweep):
     from ics_study.analysis.figures.extensions import fig_eos
 
