@@ -26,9 +26,10 @@ REFERENCES = ("vgg", "vgg_bn")  # the standard and BN nets: every extension figu
 NOISY = "vgg_bn_noise"
 NORMALISERS = ["vgg_ln", "vgg_gn", "vgg_ws_gn", "vgg_bn_center", "vgg_bn_scale", "vgg_bn_running"]
 TIMES = {1: "redrawn every step", 100: "redrawn every 100 steps", 0: "held for the run"}  # redraw_every -> text
-SPEED = [("auc_train_acc", "train-curve area (mean training accuracy)", False),
-         ("steps_to_50", "steps to 50% training accuracy", False),
-         ("final_test_acc_last3", "test accuracy (mean of the last 3 evaluations)", False)]
+SPEED = [("auc_train_acc", "train-curve area (mean train acc.)", False),
+         ("steps_to_50", "steps to 50% train acc.", False),
+         ("steps_to_80", "steps to 80% train acc.", False),
+         ("final_test_acc_last3", "test acc. (last 3 evaluations)", False)]
 
 
 def _at_lr(runs: Runs) -> pd.DataFrame:
@@ -46,17 +47,29 @@ def _noisy(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _references(ax, table: pd.DataFrame, column: str) -> None:
-    """BN and the standard net: dashed lines at their mean, their seed range shaded."""
+    """BN and the standard net: dashed lines at their mean, their seed range shaded (a "steps to"
+    that some seed never reached: said in the panel instead)."""
+    missing = []
     for variant in REFERENCES:
-        v = table[table.variant == variant][column].astype(float).dropna()
+        runs = table[table.variant == variant][column].astype(float)
+        v = runs.dropna()
+        if len(v) < len(runs):
+            missing.append(f"{label(variant)}: {len(runs) - len(v)}/{len(runs)} seeds never got there")
         if len(v):
             ax.axhline(v.mean(), color=color(variant), ls="--", lw=0.8, label=f"{label(variant)} (lr {PAPER_LR:g})")
             ax.axhspan(v.min(), v.max(), color=color(variant), alpha=0.12, lw=0)
+    if missing:
+        ax.text(0.02, 0.02, "\n".join(missing), transform=ax.transAxes, va="bottom", fontsize=5)
 
 
 def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = None, marker: str = "o") -> None:
     """Each seed a dot, the mean a larger marker with a min-max bar."""
-    v = values.astype(float).dropna()
+    values = values.astype(float)
+    v = values.dropna()
+    if len(v) < len(values):  # a "steps to" some seeds never reached: an x at the top, with the count
+        ax.plot([x], [0.97], "x", color=colour, ms=4, transform=ax.get_xaxis_transform())
+        ax.annotate(f"{len(values) - len(v)}/{len(values)}", (x, 0.97), xycoords=ax.get_xaxis_transform(),
+                    xytext=(0, -9), textcoords="offset points", ha="center", fontsize=5, color=colour)
     if not len(v):
         return
     ax.scatter(np.full(len(v), x), v, s=4, color=colour, alpha=0.6, lw=0)
@@ -72,7 +85,7 @@ def fig_noise_strength(runs: Runs):
     if noisy.noise_strength.nunique() < 2:
         raise MissingRuns("noisy-BN runs at two or more noise strengths (experiment=noise_strength)")
     ks = sorted(noisy.noise_strength.unique())
-    fig, axes = figure(1, 3, height_per_row=2.0)
+    fig, axes = figure(1, len(SPEED), height_per_row=2.0)
     for ax, (column, ylabel, _) in zip(axes[0], SPEED):
         _references(ax, table, column)
         for k in ks:
@@ -80,9 +93,10 @@ def fig_noise_strength(runs: Runs):
                     label(NOISY) + " (mean, seed range)" if k == ks[0] else None)
         means = [noisy[noisy.noise_strength == k][column].astype(float).mean() for k in ks]
         ax.plot(ks, means, color=color(NOISY), lw=0.8)
-        ax.set(xlabel="noise strength k (0: plain BN, 1: the paper)", title=ylabel, xticks=ks)
+        ax.set(xlabel="noise strength k", title=ylabel, xticks=ks)
     return finish(fig, axes[0][0], f"Beyond the paper: how strong must the shift be? Noisy BN at lr {PAPER_LR:g}, "
-                  f"every range of Algorithm 1 scaled by k ({_seeds(noisy)})")
+                  f"every range of Algorithm 1 scaled by k (0: plain BN, 1: the paper); steps to X%: the seeds that got "
+                  f"there, x n/m: m seeds of which n never did ({_seeds(noisy)})")
 
 
 def fig_noise_granularity(runs: Runs):
@@ -95,7 +109,7 @@ def fig_noise_granularity(runs: Runs):
     grains = [g for g in ("channel", "layer", "position") if g in set(noisy.noise_granularity)]
     times = [t for t in TIMES if t in set(noisy.noise_redraw_every)]
     colours = dict(zip(TIMES, ("#2ca02c", "#17becf", "#bcbd22")))
-    fig, axes = figure(1, 3, height_per_row=2.0)
+    fig, axes = figure(1, len(SPEED), height_per_row=2.0)
     for ax, (column, ylabel, _) in zip(axes[0], SPEED):
         _references(ax, table, column)
         for j, every in enumerate(times):
@@ -103,8 +117,8 @@ def fig_noise_granularity(runs: Runs):
                 cell = noisy[(noisy.noise_granularity == grain) & (noisy.noise_redraw_every == every)]
                 _points(ax, i + (j - (len(times) - 1) / 2) * 0.2, cell[column], colours[every],
                         f"(mu, sigma) {TIMES[every]}" if i == 0 else None, marker="os^"[j % 3])
-        ax.set(xticks=range(len(grains)), xticklabels=[f"per {g}" for g in grains], title=ylabel,
-               xlabel="who shares one (mu, sigma)", xlim=(-0.6, len(grains) - 0.4))
+        ax.set(xticks=range(len(grains)), xticklabels=grains, title=ylabel,
+               xlabel="one (mu, sigma) per", xlim=(-0.6, len(grains) - 0.4))
     return finish(fig, axes[0][0], f"Beyond the paper: who shares the shift, and how long it is held. Noisy BN at "
                   f"lr {PAPER_LR:g}, k = 1; per-element parts fresh at every step ({_seeds(noisy)})")
 

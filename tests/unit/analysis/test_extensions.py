@@ -97,7 +97,7 @@ def test_the_granularity_figure_has_a_column_per_granularity_and_a_series_per_ti
                  for s in range(3)]
     fig = fig_noise_granularity(Runs(_table(rows)))
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["per channel", "per layer", "per position"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["channel", "layer", "position"]
     labels = ax.get_legend_handles_labels()[1]
     assert [x for x in labels if x.startswith("(mu")] == [f"(mu, sigma) {t}" for t in
                                                           ("redrawn every step", "redrawn every 100 steps", "held for the run")]
