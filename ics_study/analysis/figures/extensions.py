@@ -87,6 +87,9 @@ def fig_noise_strength(runs: Runs):
     ks = sorted(noisy.noise_strength.unique())
     fig, axes = figure(1, len(SPEED), height_per_row=2.0)
     for ax, (column, ylabel, _) in zip(axes[0], SPEED):
+        if column not in table:
+            ax.set_axis_off()
+            continue
         _references(ax, table, column)
         for k in ks:
             _points(ax, k, noisy[noisy.noise_strength == k][column], color(NOISY),
@@ -111,6 +114,9 @@ def fig_noise_granularity(runs: Runs):
     colours = dict(zip(TIMES, ("#2ca02c", "#17becf", "#bcbd22")))
     fig, axes = figure(1, len(SPEED), height_per_row=2.0)
     for ax, (column, ylabel, _) in zip(axes[0], SPEED):
+        if column not in table:
+            ax.set_axis_off()
+            continue
         _references(ax, table, column)
         for j, every in enumerate(times):
             for i, grain in enumerate(grains):

@@ -78,8 +78,14 @@ def test_the_strength_figure_plots_each_setting_s_seeds_and_mean():
     for k, auc in ((0.0, 0.6), (1.0, 0.55), (4.0, 0.2)):
         rows += [{"variant": "vgg_bn_noise" + (f"[strength={k:g}]" if k != 1 else ""), "seed": s, "noise_strength": k,
                   "noise_granularity": "channel", "noise_redraw_every": 1, "auc_train_acc": auc + 0.01 * s,
-                  "steps_to_50": 100.0 * (s + 1), "final_test_acc_last3": 0.5} for s in range(3)]
+                  "steps_to_50": 100.0 * (s + 1), "steps_to_80": np.nan if k == 4 and s else 900.0,
+                  "final_test_acc_last3": 0.5} for s in range(3)]
     fig = fig_noise_strength(Runs(_table(rows)))
+    from matplotlib.text import Annotation
+
+    unreached = [t.get_text() for t in fig.axes[2].texts if isinstance(t, Annotation)]
+    assert unreached == ["2/3"]  # k = 4: two of its three seeds never reached 80%
+    assert any("Standard: 3/3 seeds never got there" in t.get_text() for t in fig.axes[2].texts)  # no steps_to_80
     ax = fig.axes[0]
     means = ax.lines[-1]  # the line through the means over seeds
     np.testing.assert_allclose(means.get_xdata(), [0, 1, 4])
