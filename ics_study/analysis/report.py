@@ -47,11 +47,12 @@ CLAIM_SECTIONS = (("paper", "claims", "The paper's claims", ""),
                    "These hold by how a network or probe is built: they test our code, not the paper, and are "
                    "never counted as reproduced."),
                   ("extension", "beyond", "Beyond the paper",
-                   "Questions the paper does not ask (issue 29): how strong, how widely shared and how persistent the "
-                   "injected shift must be before BN's advantage is gone, which part of BN does the work, and whether "
-                   "normalisers without batch statistics behave alike. Our own statements, judged by the same rules "
-                   "against the same seed spread at lr 0.1, beside the paper preset's BN and standard runs; the "
-                   "'paper' column names what prompted each. Never counted with the paper's claims."))
+                   "Questions the paper does not ask: how strong, how widely shared and how persistent the injected "
+                   "shift must be before BN's advantage is gone, which part of BN does the work, whether normalisers "
+                   "without batch statistics behave alike, and whether 'BN is smoother' is a property of BN or of the "
+                   "learning rate (the edge of stability). Our own statements, judged by the same rules against the "
+                   "same seed spread, beside the paper preset's BN and standard runs; the 'paper' column names what "
+                   "prompted each. Never counted with the paper's claims."))
 
 
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
