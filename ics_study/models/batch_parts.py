@@ -11,7 +11,8 @@ gradient. ``batch_running`` normalises with the statistics from before the batch
 in training it is the evaluation-mode BN of that moment [I]; at initialisation (mu_R = 0, var_R = 1)
 it is the identity up to gamma and beta. Evaluation mode of every part uses the running statistics
 of what it normalises with (the mean for ``center``, the variance for ``scale``). Statistics are
-accumulated in fp32 also under bf16 autocast.
+accumulated in fp32 also under bf16 autocast. Where the statistics are constants (``running``, and
+every part in evaluation mode) the transform is BN's evaluation kernel (one pass, a fused backward).
 """
 
 from __future__ import annotations
@@ -42,22 +43,20 @@ class PartialBatchNorm(nn.BatchNorm2d):
             y, mean = _Centre.apply(x, dims)
             self._update(mean.view(-1), None, n)
             return y * self.weight.view(shape) + self.bias.view(shape)
-        if self.training and self.part == "scale":
-            var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
-            self._update(mean.detach(), var.detach(), n)
-        else:
+        if self.part == "running" or not self.training:  # BN's evaluation kernel: one pass, fused backward
             mean, var = self.running_mean.clone(), self.running_var.clone()  # before this batch's update
             if self.training:
                 with torch.no_grad():
                     v, m = torch.var_mean(x.detach().float(), dim=dims, correction=0)
                 self._update(m, v, n)
-        if self.part == "center":
-            y = x - mean.view(shape)
-        elif self.part == "scale":
-            y = x * torch.rsqrt(var + self.eps).view(shape)
-        else:
-            y = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+            if self.part == "center":
+                var = torch.full_like(var, 1.0 - self.eps)  # normalises by sqrt(var + eps) = 1
+            elif self.part == "scale":
+                mean = torch.zeros_like(mean)
+            return torch.batch_norm(x, self.weight, self.bias, mean, var, False, 0.0, self.eps, False)
+        var, mean = torch.var_mean(x.float(), dim=dims, correction=0)  # scaling only, in training
+        self._update(mean.detach(), var.detach(), n)
+        return torch.addcmul(self.bias.view(shape), x, (self.weight * torch.rsqrt(var + self.eps)).view(shape))
 
     @torch.no_grad()
     def _update(self, mean: torch.Tensor, var: torch.Tensor | None, n: int) -> None:

@@ -8,7 +8,8 @@
 (a) Training step: forward, loss, backward and SGD of VGG-16 (channels-last, batch 128) for each
     network, on one fixed batch, in alternating rounds (standard, BN, noisy BN with the counter-based
     stream, noisy BN with torch's generator, noisy BN with its noise drawn once and reused -- the
-    bound for any way of drawing it -- and l1, l2, l_inf). Median ms per step and the ratio to BN.
+    bound for any way of drawing it -- l1, l2, l_inf, and the normalisers beyond the paper). Median ms
+    per step and the ratio to BN.
 (b) Whole short run (``--run-steps N``, 0 = skip): ``train()`` of each network as
     ``scripts/reproduce.sh`` runs it (scale=cpu_small: probes, ICS and the landscape every 50 steps,
     an evaluation every N/2 steps, the noisy net's extra test readings at the end), alternating,
@@ -43,7 +44,11 @@ from .common import alternate, median, rounds, table
 STEP_VARIANTS = [("standard", "none", None), ("BN", "batch", None), ("noisy BN", "noisy_batch", "counter"),
                  ("noisy BN, torch generator", "noisy_batch", "generator"),
                  ("noisy BN, noise drawn once (bound)", "noisy_batch", "reused"),
-                 ("l1", "lp1", None), ("l2", "lp2", None), ("l_inf", "lpinf", None)]
+                 ("l1", "lp1", None), ("l2", "lp2", None), ("l_inf", "lpinf", None),
+                 # beyond the paper (experiment=normalisers)
+                 ("LayerNorm", "layer", None), ("GroupNorm", "group", None), ("WS + GroupNorm", "ws_group", None),
+                 ("BN, centring only", "batch_center", None), ("BN, scaling only", "batch_scale", None),
+                 ("BN, running statistics", "batch_running", None)]
 RUN_MODELS = ["vgg", "vgg_bn", "vgg_bn_noise", "vgg_lp1", "vgg_lp2", "vgg_lpinf"]
 
 
