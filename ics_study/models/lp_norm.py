@@ -99,9 +99,20 @@ def _power_mean(rows: torch.Tensor, p: float) -> torch.Tensor:
     v = rows.to(_stat_dtype(rows))  # the input itself when it is fp32: no in-place op on v
     if p == 2:
         return v.square().sum(0).div_(len(rows)).sqrt_()
-    if p == 1:
-        return v.abs().sum(0).div_(len(rows))
+    if p == 1:  # |x| is exact in any dtype: summed in fp32 without an fp32 copy (6.8 -> 4.1 ms a bf16 step)
+        return rows.abs().sum(0, dtype=v.dtype).div_(len(rows))
     return v.abs().pow_(p).sum(0).div_(len(rows)).pow_(1.0 / p)
+
+
+def _mean_and_l2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel the batch mean and (mean x^2)^(1/2), in fp32, in one pass: BN's own statistics kernel
+    gives the mean and the biased variance, and mean x^2 = var + mean^2. For the 13 layers of VGG-16 at
+    width 1/4, batch 128, on the CPU here: 2.1 ms a step against 18.8 for a sum and a sum of squares of
+    an fp32 copy (bf16), 2.0 against 4.6 (fp32); the two agree to 2e-5 relative, fp32 summation's size.
+    CPU only: a GPU keeps the sums (that kernel's variance there is not documented as biased)."""
+    c, dtype = x.shape[1], _stat_dtype(x)
+    mean, var = torch.batch_norm_update_stats(x, torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype), 0.0)
+    return mean, (var + mean.square()).sqrt()
 
 
 def _largest(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,8 +141,11 @@ class _LpNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, p, eps):
         rows = _rows(x)
-        mean = _mean(rows)
-        norm, at = _largest(rows) if math.isinf(p) else (_power_mean(rows, p), None)
+        if p == 2 and x.device.type == "cpu":
+            mean, norm, at = *_mean_and_l2(x), None
+        else:
+            mean = _mean(rows)
+            norm, at = _largest(rows) if math.isinf(p) else (_power_mean(rows, p), None)
         var = (norm + eps).square() - eps  # BN's kernel divides by sqrt(var + eps) = n + eps
         y = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, False)
         ctx.save_for_backward(x, weight, mean, norm, var, at)
