@@ -99,7 +99,7 @@ def _power_mean(rows: torch.Tensor, p: float) -> torch.Tensor:
     v = rows.to(_stat_dtype(rows))  # the input itself when it is fp32: no in-place op on v
     if p == 2:
         return v.square().sum(0).div_(len(rows)).sqrt_()
-    if p == 1:  # |x| is exact in any dtype: summed in fp32 without an fp32 copy (6.8 -> 4.1 ms a bf16 step)
+    if p == 1:  # |x| is exact in any dtype: summed in fp32 without an fp32 copy (4.1 ms a bf16 step, 6.8 with it)
         return rows.abs().sum(0, dtype=v.dtype).div_(len(rows))
     return v.abs().pow_(p).sum(0).div_(len(rows)).pow_(1.0 / p)
 
