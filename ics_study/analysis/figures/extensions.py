@@ -62,6 +62,21 @@ def _references(ax, table: pd.DataFrame, column: str) -> None:
         ax.text(0.02, 0.02, "\n".join(missing), transform=ax.transAxes, va="bottom", fontsize=5)
 
 
+def _panels(table: pd.DataFrame, specs: list, rows: int = 1):
+    """The figure and, for each (column, title, log) of ``specs`` that the table has, its panel with BN's
+    and the standard net's reference lines drawn, as (index, ax, column, title, log); a panel whose
+    statistic the table lacks is left blank."""
+    fig, axes = figure(rows, -(-len(specs) // rows), height_per_row=2.0)
+    panels = []
+    for n, (ax, (column, title, log)) in enumerate(zip(axes.flat, specs)):
+        if column not in table:
+            ax.set_axis_off()
+            continue
+        _references(ax, table, column)
+        panels.append((n, ax, column, title, log))
+    return fig, axes, panels
+
+
 def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = None, marker: str = "o") -> None:
     """Each seed a dot, the mean a larger marker with a min-max bar."""
     values = values.astype(float)
@@ -85,12 +100,8 @@ def fig_noise_strength(runs: Runs):
     if noisy.noise_strength.nunique() < 2:
         raise MissingRuns("noisy-BN runs at two or more noise strengths (experiment=noise_strength)")
     ks = sorted(noisy.noise_strength.unique())
-    fig, axes = figure(1, len(SPEED), height_per_row=2.0)
-    for ax, (column, ylabel, _) in zip(axes[0], SPEED):
-        if column not in table:
-            ax.set_axis_off()
-            continue
-        _references(ax, table, column)
+    fig, axes, panels = _panels(table, SPEED)
+    for _, ax, column, ylabel, _ in panels:
         for k in ks:
             _points(ax, k, noisy[noisy.noise_strength == k][column], color(NOISY),
                     label(NOISY) + " (mean, seed range)" if k == ks[0] else None)
@@ -112,12 +123,8 @@ def fig_noise_granularity(runs: Runs):
     grains = [g for g in ("channel", "layer", "position") if g in set(noisy.noise_granularity)]
     times = [t for t in TIMES if t in set(noisy.noise_redraw_every)]
     colours = dict(zip(TIMES, ("#2ca02c", "#17becf", "#bcbd22")))
-    fig, axes = figure(1, len(SPEED), height_per_row=2.0)
-    for ax, (column, ylabel, _) in zip(axes[0], SPEED):
-        if column not in table:
-            ax.set_axis_off()
-            continue
-        _references(ax, table, column)
+    fig, axes, panels = _panels(table, SPEED)
+    for _, ax, column, ylabel, _ in panels:
         for j, every in enumerate(times):
             for i, grain in enumerate(grains):
                 cell = noisy[(noisy.noise_granularity == grain) & (noisy.noise_redraw_every == every)]
@@ -146,12 +153,8 @@ def fig_normalisers(runs: Runs):
     if not present:
         raise MissingRuns(f"runs of {'/'.join(NORMALISERS)} (experiment=normalisers)")
     columns = [v for v in REFERENCES if v in set(table.variant)] + present
-    fig, axes = figure(2, 4, height_per_row=2.0)
-    for n, (ax, (column, title, log)) in enumerate(zip(axes.flat, NORMALISER_PANELS)):
-        if column not in table:
-            ax.set_axis_off()
-            continue
-        _references(ax, table, column)
+    fig, axes, panels = _panels(table, NORMALISER_PANELS, rows=2)
+    for n, ax, column, title, log in panels:
         for i, variant in enumerate(columns):
             _points(ax, i, table[table.variant == variant][column], color(variant))
         ax.set_xticks(range(len(columns)), [label(v) for v in columns] if n >= 4 else [], rotation=60, ha="right")
