@@ -11,6 +11,12 @@ the counter-based stream (``model.noise.rng=counter``, the CPU default) and with
 step summed over the layers (median of the rounds) and the noise's own cost (noisy minus plain BN).
 Then the same for a whole training step (forward, loss, backward, SGD) of the noisy VGG-16 with
 either stream, on one fixed random batch. ``bench.py variants`` sets the noisy net beside the others.
+
+``--parts`` (CPU) times the counter stream's compiled kernel on one layer's worth of elements and
+the same kernel with parts taken out, each compiled by Inductor as the real one is: what the hash,
+Box-Muller's log, sqrt and cos, and the element index each cost, and the floor of one elementwise
+pass (addcmul). It also times a cheaper 32-bit hash (two rounds of lowbias32, C. Wellons) that the
+stream does not use, to show what replacing splitmix64 would save.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from torch import nn
 
 from ics_study.config import ModelConfig, NoiseConfig
 from ics_study.models import build_model, set_noise_generator
+from ics_study.models import noise_stream as ns
 from ics_study.models.noise_stream import noise_stream
 from ics_study.models.noisy_bn import NoisyBatchNorm
 from ics_study.models.vgg import PLANS
@@ -83,6 +90,64 @@ def training_step_ms(width: float, batch: int, device: torch.device, steps: int,
     return alternate({rng: lambda r, rng=rng: timed(rng) for rng in STREAMS}, repeats)
 
 
+def _hash_only(a, base, c):
+    u, v, w = ns._uniforms(ns._positions(a.numel(), a.shape[1], a.device), base, c)
+    return (a.float() * u + v + w).to(a.dtype)
+
+
+def _box_muller_only(a):  # the same transcendental arithmetic on uniforms from the index alone
+    k = ns._positions(a.numel(), a.shape[1], a.device)
+    v = ((k & 1023).float() + 0.5) * (1 / 1024)
+    z = torch.sqrt(-2.0 * torch.log(v)) * torch.cos((2.0 * torch.pi) * v)
+    return (a.float() * z).to(a.dtype)
+
+
+def _index_only(a):
+    return (a.float() * (ns._positions(a.numel(), a.shape[1], a.device) & 1023).float()).to(a.dtype)
+
+
+def _lowbias32(x):  # int32 arithmetic wraps; >> is arithmetic, so mask to a logical shift
+    for shift, mult in ((16, 0x7FEB352D), (15, 0x846CA68B - (1 << 32)), (16, None)):
+        x = x ^ ((x >> shift) & ((1 << (32 - shift)) - 1))
+        x = x * mult if mult is not None else x
+    return x
+
+
+def _hash32_only(a, key):  # 64 bits as two 32-bit hashes: what a cheaper counter stream would cost
+    k = torch.arange(a.numel(), dtype=torch.int32, device=a.device).view(-1, a.shape[1]) * 2 + key
+    h1, h2 = _lowbias32(k), _lowbias32(k + 1)
+    return (a.float() * (h1 & 0x3FFFFF).float() + (h2 & 0x7FFFFF).float()).to(a.dtype)
+
+
+def kernel_parts(elements: int, channels: int, dtype: torch.dtype, repeats: int) -> None:
+    """ms per call of the compiled noise kernel and of its parts, alternating, on one (rows, channels) input."""
+    a = torch.randn(elements // channels, channels).to(dtype)
+    base, c = torch.tensor(12345), ns._CONSTS
+    mu, sigma = torch.zeros(channels), torch.ones(channels)
+    kinds = {"the kernel: s a + m, s (as trained)": (ns._apply, (a, base, c, mu, sigma, 0.1, 0.1)),
+             "hash (splitmix64) and uniforms only": (_hash_only, (a, base, c)),
+             "Box-Muller only (log, sqrt, cos)": (_box_muller_only, (a,)),
+             "element index only": (_index_only, (a,)),
+             "32-bit hash x2 only (not used)": (_hash32_only, (a, torch.tensor(12345, dtype=torch.int32))),
+             "one elementwise pass (addcmul, eager)": (lambda x: torch.addcmul(x, x, x), (a,))}
+    compiled = {name: (torch.compile(f, dynamic=True) if "eager" not in name else f, args)
+                for name, (f, args) in kinds.items()}
+
+    def ms(name: str) -> float:
+        f, args = compiled[name]
+        start = time.perf_counter()
+        for _ in range(10):
+            f(*args)
+        return (time.perf_counter() - start) / 10 * 1e3
+
+    times = alternate({name: lambda r, name=name: ms(name) for name in kinds}, repeats, warm_up=1)
+    print(f"\nthe counter stream's kernel and its parts, {elements:,} elements x {channels} channels, {dtype}, "
+          f"{torch.get_num_threads()} threads, ms per call (median of {repeats}; each compiled by Inductor)\n")
+    print(table(["kernel", "ms", "ns per element", "rounds"],
+                [[name, f"{median(t):.2f}", f"{median(t) * 1e6 / elements:.2f}", rounds(t, "{:.2f}")]
+                 for name, t in times.items()]))
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -90,8 +155,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed round")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is printed")
+    ap.add_argument("--parts", action="store_true",
+                    help="also time the CPU kernel's parts (hash, Box-Muller, index) on one layer's elements")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    if args.parts and device.type == "cpu":
+        for dtype in (torch.bfloat16, torch.float32):  # the first conv block's output at width 1/4
+            kernel_parts(args.batch * 32 * 32 * max(1, round(64 * args.width)), max(1, round(64 * args.width)),
+                         dtype, args.repeats)
     shapes = layer_shapes(args.width, args.batch)
     gen = torch.Generator(device=device).manual_seed(0)
     inputs = [torch.randn(s, device=device, generator=gen).contiguous(memory_format=torch.channels_last).requires_grad_()
