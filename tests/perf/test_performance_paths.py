@@ -324,3 +324,16 @@ def test_noise_benchmark_runs_and_reports_both_forms():
     assert out.returncode == 0, out.stderr[-2000:]
     for row in ("BN", "noisy BN, counter", "noisy BN, generator", "counter", "generator"):
         assert _median_ms(out.stdout, row) > 0
+
+
+@pytest.mark.slow
+def test_noise_benchmark_times_the_kernel_and_its_parts():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "noise", "--parts", "--width", "0.0625",
+                          "--batch", "4", "--steps", "1", "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for dtype in ("torch.bfloat16", "torch.float32"):
+        assert f"16,384 elements x 4 channels, {dtype}" in out.stdout
+    for row in ("the kernel: s a + m, s (as trained)", "hash (splitmix64) and uniforms only",
+                "Box-Muller only (log, sqrt, cos)", "element index only", "one elementwise pass (addcmul, eager)"):
+        assert float(_row(out.stdout, row)[0]) > 0
+    assert float(_row(out.stdout, "noisy BN, counter")[0]) > 0  # and the layers' table still follows
