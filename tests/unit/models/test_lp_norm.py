@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ics_study.config import LpConfig
-from ics_study.models.lp_norm import LpNorm, _LpNormFunction
+from ics_study.models.lp_norm import LpNorm, _add_per_channel_, _LpNormFunction
 
 PS = [1.0, 2.0, float("inf")]
 
@@ -80,3 +80,38 @@ def test_bf16_keeps_fp32_statistics_and_the_input_dtype(p):
     torch.testing.assert_close(y.float(), textbook(x, layer.weight, layer.bias, p), rtol=0.02, atol=0.05)
     y.float().sum().backward()
     assert torch.isfinite(layer.weight.grad).all()
+
+
+@pytest.mark.parametrize("p", PS)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "nchw"])
+def test_bf16_statistics_and_gradients_match_float64(p, channels_last):
+    """The CPU's fast paths (BN's statistics kernel for the means, a rank-1 update for the backward's
+    per-channel shift) against the formula in float64 on the same bf16 numbers."""
+    x, weight, bias = (t.detach() for t in inputs((32, 6, 8, 8), seed=4, channels_last=channels_last))
+    x16 = x.bfloat16().contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    x16.requires_grad_()
+    x64 = x16.detach().double().requires_grad_()
+    y, mean, norm = _LpNormFunction.apply(x16, weight.float(), bias.float(), p, 1e-5)
+    dims = (0, 2, 3)
+    torch.testing.assert_close(mean.double(), x64.detach().mean(dims), rtol=2e-5, atol=1e-6)
+    want = x64.detach().abs().amax(dims) if p == float("inf") else x64.detach().abs().pow(p).mean(dims).pow(1 / p)
+    torch.testing.assert_close(norm.double(), want, rtol=2e-5, atol=0)
+    upstream = torch.randn(y.shape, generator=torch.Generator().manual_seed(5)) + 0.5  # a mean: the shift matters
+    (got,) = torch.autograd.grad(y, x16, upstream.bfloat16())
+    (expected,) = torch.autograd.grad(textbook(x64, weight, bias, p), x64, upstream.double())
+    scale = expected.abs().max()
+    torch.testing.assert_close(got.double(), expected, rtol=0, atol=0.02 * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("shape,channels_last", [((8, 16, 5, 7), True), ((8, 16, 5, 7), False), ((32, 16), False)],
+                         ids=["channels_last", "nchw", "linear"])
+def test_the_per_channel_add_is_the_broadcast_add_to_the_bit(dtype, shape, channels_last):
+    t = torch.randn(shape, generator=torch.Generator().manual_seed(6)).to(dtype)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    v = torch.randn(shape[1], generator=torch.Generator().manual_seed(7)).to(dtype)
+    want = t + v.view((1, -1) + (1,) * (t.dim() - 2))
+    out = t.clone(memory_format=torch.preserve_format)
+    assert _add_per_channel_(out, v) is out  # in place
+    assert torch.equal(out, want) and out.stride() == t.stride()
