@@ -96,6 +96,13 @@ def _accuracy(ax, runs: Runs, split: str, smooth: int, legend: bool = True) -> N
         ax.legend(loc="upper left")
 
 
+def _legend_below(fig, ax, columns: int) -> None:
+    """``ax``'s legend under all the panels, as the other figures have it: inside the accuracy panel it
+    covered the early curves, beside it the panel's column grew and squeezed the histograms, and
+    above the panels it ran into the title."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=columns)
+
+
 def fig1(runs: Runs):
     """Training and test accuracy, standard vs BN at lr 0.1 and 0.5; histograms of layers #3 and #11."""
     sub = _need(runs, "runs of vgg and vgg_bn (experiment=fig1)", variant=["vgg", "vgg_bn"])
@@ -103,12 +110,13 @@ def fig1(runs: Runs):
     if not len(sub):
         raise MissingRuns("needs runs of vgg and vgg_bn at lr 0.1 or 0.5 (experiment=fig1)")
     fig, axes = figure(3, 2, height_per_row=1.7)
-    _accuracy(axes[0][0], sub, "train", smooth=25)
+    _accuracy(axes[0][0], sub, "train", smooth=25, legend=False)
     _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
     at_lr, note = _at_lr(sub)
     _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
     suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {_unit(sub)}, first seed, "
                   f"{note.split(';')[0]}{left_out})")
+    _legend_below(fig, axes[0][0], columns=2)
     return fig
 
 
@@ -121,11 +129,13 @@ def fig2(runs: Runs):
     grid = axes[0][0].get_gridspec()
     for ax in axes[0]:
         ax.remove()
-    _accuracy(fig.add_subplot(grid[0, :]), sub, "train", smooth=25)  # one wide panel on top, the control included
+    accuracy = fig.add_subplot(grid[0, :])  # one wide panel on top, the control included
+    _accuracy(accuracy, sub, "train", smooth=25, legend=False)
     _ridges(axes[1:], sub.select(variant=variants), [2, 9, 13], variants, None)
     # what the panels show, not what the paper concludes from them: the verdicts are the report's
     suptitle(fig, f"Figure 2: training accuracy and activation distributions with BN, noisy BN and neither "
                   f"(histograms: {_unit(sub)}; {note})")
+    _legend_below(fig, accuracy, columns=2)
     return fig
 
 

@@ -49,7 +49,8 @@ def test_figure_objects(sweep):
         assert fig1.axes[1].get_ylabel() == "test accuracy"
         assert train_ax.get_xlabel() == "steps" and "training accuracy" in train_ax.get_ylabel()
         assert len(train_ax.get_lines()) == 4  # (standard, BN) x (lr 0.1, 0.5)
-        legend = [t.get_text() for t in train_ax.get_legend().get_texts()]
+        assert len(fig1.legends) == 1 and not any(ax.get_legend() for ax in fig1.axes)  # inside, it covered curves
+        legend = [t.get_text() for t in fig1.legends[0].get_texts()]
         assert "Standard, lr 0.1 (2 seeds)" in legend and "Standard + BatchNorm, lr 0.5" in legend
         assert len(fig1.axes) == 6  # 2 accuracy panels + 2 layers x 2 networks of histograms
         assert [ax.get_title() for ax in fig1.axes[2:]] == ["Standard, layer #3", "Standard + BatchNorm, layer #3",
@@ -58,7 +59,8 @@ def test_figure_objects(sweep):
         fig2 = FIGURES["fig2"](runs)
         acc = [ax for ax in fig2.axes if "accuracy" in ax.get_ylabel()]
         assert len(acc) == 1 and len(acc[0].get_lines()) == 4  # the three networks and the noise-only control
-        assert "Standard + noise, no BatchNorm" in [t.get_text() for t in acc[0].get_legend().get_texts()]
+        assert len(fig2.legends) == 1 and not any(ax.get_legend() for ax in fig2.axes)
+        assert "Standard + noise, no BatchNorm" in [t.get_text() for t in fig2.legends[0].get_texts()]
         ridges = [ax for ax in fig2.axes if ax.patches]
         assert len(ridges) == 9  # 3 layers x 3 networks
         for row in (ridges[0:3], ridges[3:6], ridges[6:9]):  # one value axis per layer: widths compare by eye
