@@ -15,13 +15,13 @@ running statistics (mean and norm, momentum 0.1) used in evaluation mode, as BN 
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import nn
 
 from ..config import LpConfig
+from . import channel_ops
 
 
 class LpNorm(nn.Module):
@@ -39,7 +39,7 @@ class LpNorm(nn.Module):
 
     def batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per channel: the batch mean and the l_p norm of the text above, accumulated in fp32."""
-        rows = _rows(x)
+        rows = channel_ops.rows(x)
         mean = _mean(rows)
         if self.cfg.norm_of_centered:
             return mean, _power_mean(rows.to(mean.dtype) - mean, self.p)
@@ -75,19 +75,8 @@ class LpNorm(nn.Module):
         return f"{self.weight.numel()}, p={self.p}"
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """x as (positions, channels): free for the channels-last activations the model runs on."""
-    return x.movedim(1, -1).reshape(-1, x.shape[1])
-
-
-def _stat_dtype(x: torch.Tensor) -> torch.dtype:
-    """Statistics in fp32 also under bf16 autocast, as BN's kernels accumulate them (and the running
-    buffers are fp32); float64 stays float64."""
-    return torch.promote_types(x.dtype, torch.float32)
-
-
 def _mean(rows: torch.Tensor) -> torch.Tensor:
-    return rows.sum(0, dtype=_stat_dtype(rows)) / len(rows)
+    return rows.sum(0, dtype=channel_ops.stat_dtype(rows)) / len(rows)
 
 
 def _power_mean(rows: torch.Tensor, p: float) -> torch.Tensor:
@@ -96,7 +85,7 @@ def _power_mean(rows: torch.Tensor, p: float) -> torch.Tensor:
     for sums and 2-5x slower for norms and maxima (measured at VGG-16 width 1/4 on an AMD EPYC)."""
     if math.isinf(p):
         return _largest(rows)[0]
-    v = rows.to(_stat_dtype(rows))  # the input itself when it is fp32: no in-place op on v
+    v = rows.to(channel_ops.stat_dtype(rows))  # the input itself when it is fp32: no in-place op on v
     if p == 2:
         return v.square().sum(0).div_(len(rows)).sqrt_()
     if p == 1:  # |x| is exact in any dtype: summed in fp32 without an fp32 copy (4.1 ms a bf16 step, 6.8 with it)
@@ -113,25 +102,19 @@ def _cpu_stats(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor, t
     (fp32); l1 in bf16 3.8 against 7.2 (the mean of |x|; fp32 keeps the sum: 4.5 against 5.0). Each
     agrees with the sums to fp32 summation's size (<= 2e-5 relative). Not on a GPU, where that
     kernel's variance is not documented as biased."""
-    mean, var = _bn_stats(x)
+    mean, var = channel_ops.mean_var(x)
     if p == 2:
         return mean, (var + mean.square()).sqrt(), None
     if p == 1 and x.dtype == torch.bfloat16:
-        return mean, _bn_stats(x.abs())[0], None
-    rows = _rows(x)
+        return mean, channel_ops.mean_var(x.abs())[0], None
+    rows = channel_ops.rows(x)
     return (mean, *_largest(rows)) if math.isinf(p) else (mean, _power_mean(rows, p), None)
-
-
-def _bn_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per channel the mean and the biased variance, in fp32 (BN's training-mode statistics kernel)."""
-    c, dtype = x.shape[1], _stat_dtype(x)
-    return torch.batch_norm_update_stats(x, torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype), 0.0)
 
 
 def _largest(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """max |x| per column (exact in any dtype) and where it is."""
     value, at = rows.abs().max(0)
-    return value.to(_stat_dtype(rows)), at
+    return value.to(channel_ops.stat_dtype(rows)), at
 
 
 class _LpNormFunction(torch.autograd.Function):
@@ -153,7 +136,7 @@ class _LpNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, p, eps):
-        rows = _rows(x)
+        rows = channel_ops.rows(x)
         if x.device.type == "cpu":
             mean, norm, at = _cpu_stats(x, p)
         else:
@@ -182,39 +165,16 @@ class _LpNormFunction(torch.autograd.Function):
         elif p == 1:
             grad_x.addcmul_(x.sign(), (dnorm / positions).to(x.dtype).view(shape))
         else:  # the subgradient at one largest |x| per channel (autograd's amax splits ties)
-            rows, grad_rows = _rows(x), _rows(grad_x)
+            rows, grad_rows = channel_ops.rows(x), channel_ops.rows(grad_x)
             channel = torch.arange(rows.shape[1], device=x.device)
             grad_rows.index_put_((at, channel), (dnorm * rows[at, channel].sign()).to(x.dtype), accumulate=True)
             grad_x = grad_rows.view(*x.shape[:1], *x.shape[2:], x.shape[1]).movedim(-1, 1)  # a view, or NCHW's copy
-        _add_per_channel_(grad_x, shift.to(x.dtype))
+        channel_ops.add_per_channel_(grad_x, shift)
         return grad_x, grad_w, grad_b, None, None
 
-
-def _add_per_channel_(t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """t += v along the channel dimension, in place. On a CPU, a bf16 add with a broadcast operand runs
-    a slow path (6.8 ms for the 13 layers of VGG-16 at width 1/4, batch 128, against 1.1 for a
-    multiply, AMD EPYC); the same sum as a rank-1 update of the channels-last (positions, channels)
-    view, rows += 1 v^T, takes 1.1 ms and rounds the same fp32 sum once. fp32 keeps the add (1.1 ms
-    against 3.7 for the update)."""
-    if t.device.type == "cpu" and t.dtype == torch.bfloat16:
-        rows = _rows(t)  # a view of t when t is channels-last (or 2D), else a copy: then the add below
-        if rows.is_contiguous() and rows.data_ptr() == t.data_ptr():
-            rows.addmm_(torch.ones(len(rows), 1, dtype=t.dtype), v.view(1, -1))
-            return t
-    return t.add_(v.view((1, -1) + (1,) * (t.dim() - 2)))
 
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
         else torch.contiguous_format
 
-
-@contextlib.contextmanager
-def twice_differentiable():
-    """Inside, l_p layers compute through autograd's formula (exact second derivatives, for Hessian-vector
-    products) instead of the fused function: ~2x an l_p layer's cost, for the measurements only."""
-    before, LpNorm.fused = LpNorm.fused, False
-    try:
-        yield
-    finally:
-        LpNorm.fused = before

@@ -28,13 +28,12 @@ channels-last order (see ``_elementwise``), so a seed gives the same noise in ei
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
 from ..config import NoiseConfig
 from .noise_stream import CounterStream, Stream
+from .setting import setting
 
 GRANULARITIES = ("channel", "layer", "position")  # NoiseConfig.granularity: who shares one (mu_t, sigma_t)
 
@@ -186,31 +185,14 @@ def noisy_layers(model: nn.Module) -> list[_Noise]:
     return [m for m in model.modules() if isinstance(m, _Noise)]
 
 
-@contextlib.contextmanager
 def noise_from(model: nn.Module, generator):
     """Every noisy layer of ``model`` draws from ``generator`` inside (the training stream is put back)."""
-    layers = noisy_layers(model)
-    training = [m.generator for m in layers]
-    for m in layers:
-        m.generator = generator
-    try:
-        yield
-    finally:
-        for m, g in zip(layers, training):
-            m.generator = g
+    return setting(noisy_layers(model), "generator", generator)
 
 
-@contextlib.contextmanager
 def noise_off(model: nn.Module):
     """No noisy layer of ``model`` adds its noise inside (nor draws: the stream does not move)."""
-    layers = noisy_layers(model)
-    for m in layers:
-        m.noise_enabled = False
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.noise_enabled = True
+    return setting(noisy_layers(model), "noise_enabled", False)
 
 
 # Per-element noise is drawn into a contiguous (N, H, W, C) buffer and viewed as (N, C, H, W): the

@@ -16,8 +16,11 @@ from .batch_parts import PartialBatchNorm
 from .group_norm import GroupNorm
 from .lp_norm import LpNorm
 from .noisy_bn import NoiseOnly, NoisyBatchNorm
+from .setting import setting
 
 NormBuilder = Callable[[int, ModelConfig], nn.Module]
+# layers whose fused training backward treats the batch statistics as constants (see twice_differentiable)
+FUSED_STATISTICS = (LpNorm, PartialBatchNorm)
 NORMS: dict[str, NormBuilder] = {}
 WEIGHT_STANDARDIZED = {"ws_group"}  # norms whose network standardises its conv weights (group_norm.WSConv2d)
 
@@ -105,3 +108,10 @@ class _BatchNorm(nn.BatchNorm2d):
     def _check_input_dim(self, x) -> None:
         if x.dim() not in (2, 4):
             raise ValueError(f"expected a 2D or 4D input, got {x.dim()}D")
+
+
+def twice_differentiable():
+    """Inside, the l_p norms and BN's parts compute through autograd's formula (exact second derivatives,
+    for Hessian-vector products) instead of their fused functions: ~2x such a layer's cost, for the
+    measurements only."""
+    return setting(FUSED_STATISTICS, "fused", False)

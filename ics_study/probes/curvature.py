@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import SharpnessConfig
-from ..models.lp_norm import twice_differentiable
+from ..models.norms import twice_differentiable
 from .replay import Replay
 
 Params = Sequence[torch.Tensor]

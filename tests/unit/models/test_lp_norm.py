@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ics_study.config import LpConfig
-from ics_study.models.lp_norm import LpNorm, _add_per_channel_, _LpNormFunction
+from ics_study.models.channel_ops import add_per_channel_
+from ics_study.models.lp_norm import LpNorm, _LpNormFunction
 
 PS = [1.0, 2.0, float("inf")]
 
@@ -113,5 +114,5 @@ def test_the_per_channel_add_is_the_broadcast_add_to_the_bit(dtype, shape, chann
     v = torch.randn(shape[1], generator=torch.Generator().manual_seed(7)).to(dtype)
     want = t + v.view((1, -1) + (1,) * (t.dim() - 2))
     out = t.clone(memory_format=torch.preserve_format)
-    assert _add_per_channel_(out, v) is out  # in place
+    assert add_per_channel_(out, v) is out  # in place
     assert torch.equal(out, want) and out.stride() == t.stride()

@@ -100,7 +100,10 @@ def test_weight_standardised_conv_standardises_each_output_channel_and_trains_th
 def test_centring_only_bn(x):
     layer = with_affine(PartialBatchNorm(C, "center"))
     mean = x.mean(dims(x))
-    torch.testing.assert_close(layer(x), affine(x - per_channel(mean, x)))
+    # BN's kernel computes x gamma - mu gamma (+ beta): its rounding is that of x gamma, not of the
+    # centred output, so the tolerance is a few ulps of |x gamma| (these channels' means are 3 spreads)
+    ulps = 8 * torch.finfo(torch.float32).eps * (x.abs() * per_channel(GAMMA.abs(), x)).max().item()
+    torch.testing.assert_close(layer(x), affine(x - per_channel(mean, x)), rtol=0, atol=ulps)
     torch.testing.assert_close(layer.running_mean, 0.1 * mean)
     layer.eval()
     torch.testing.assert_close(layer(x), affine(x - per_channel(0.1 * mean, x)))
@@ -150,3 +153,65 @@ def test_every_registered_norm_builds_a_vgg_that_runs_both_ways():
         model = build_model(ModelConfig(name="t", width=0.125, norm=norm))
         for mode in (model.train(), model.eval()):
             assert torch.isfinite(mode(x)).all(), norm
+
+
+def _part_formula(x, part, gamma, beta, eps=1e-5):
+    """Centring or scaling only, written out: autograd differentiates through the batch statistics."""
+    d, shape = dims(x), (1, -1) + (1,) * (x.dim() - 2)
+    y = x - x.mean(d, keepdim=True) if part == "center" else x / torch.sqrt(x.var(d, unbiased=False, keepdim=True) + eps)
+    return y * gamma.view(shape) + beta.view(shape)
+
+
+@pytest.mark.parametrize("part", ["center", "scale"])
+@pytest.mark.parametrize("x", inputs(), ids=["nchw", "nhwc", "linear"])
+def test_batch_parts_gradients_through_their_statistics_equal_the_formula_in_float64(part, x):
+    """The fused function (BN's kernels plus the statistics' dependence on x) against autograd."""
+    layer = with_affine(PartialBatchNorm(C, part)).double()
+    x = x.double().requires_grad_()
+    y = layer(x)
+    want = _part_formula(x, part, layer.weight, layer.bias)
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.3
+    got = torch.autograd.grad(y, (x, layer.weight, layer.bias), upstream)
+    expected = torch.autograd.grad(want, (x, layer.weight, layer.bias), upstream)
+    for name, a, b in zip(("x", "gamma", "beta"), got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{part}: d/d{name}")
+    assert torch.autograd.gradcheck(lambda v: layer(v), (x[:4].detach().clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("part", ["center", "scale"])
+def test_batch_parts_in_bf16_match_float64_and_keep_the_layout(part):
+    x = hand_made((32, C, 8, 8)).contiguous(memory_format=torch.channels_last)
+    layer = with_affine(PartialBatchNorm(C, part))
+    x16 = x.bfloat16().requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16):
+        y = layer(x16)
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    x64 = x16.detach().double().requires_grad_()
+    want = _part_formula(x64, part, GAMMA.double(), BETA.double())
+    torch.testing.assert_close(y.double(), want, rtol=0.01, atol=0.01 * want.abs().max().item())
+    upstream = torch.randn(y.shape, generator=torch.Generator().manual_seed(2)) + 0.5
+    (got,) = torch.autograd.grad(y, x16, upstream.bfloat16())
+    (expected,) = torch.autograd.grad(want, x64, upstream.double())
+    torch.testing.assert_close(got.double(), expected, rtol=0, atol=0.02 * expected.abs().max().item())
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("part", ["center", "scale"])
+def test_twice_differentiable_batch_parts_give_the_formulas_hessian(part):
+    """Inside norms.twice_differentiable() (the curvature probe) H v through a part is the formula's."""
+    from ics_study.models.norms import twice_differentiable
+
+    x = hand_made((6, C, 3, 3)).double()
+    layer = with_affine(PartialBatchNorm(C, part)).double()
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def hvp(f):
+        xx = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(f(xx).square().sum(), xx, create_graph=True)
+        return torch.autograd.grad((g * v).sum(), xx)[0]
+
+    want = hvp(lambda xx: _part_formula(xx, part, layer.weight, layer.bias))
+    with twice_differentiable():
+        torch.testing.assert_close(hvp(layer), want, rtol=1e-10, atol=1e-10)
+    assert PartialBatchNorm.fused

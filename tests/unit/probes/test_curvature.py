@@ -126,7 +126,7 @@ class TinyLp(nn.Module):
 def test_an_lp_network_s_hessian_vector_products_are_exact_only_through_the_formula(p):
     """The l_p layers' fused backward, differentiated again, holds their batch statistics constant:
     H v through it is wrong. The probe builds its graph inside ``twice_differentiable()``."""
-    from ics_study.models.lp_norm import twice_differentiable
+    from ics_study.models.norms import twice_differentiable
 
     torch.manual_seed(0)
     model = TinyLp(p).double().train()
