@@ -27,10 +27,11 @@
 # its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
 # the default precision. The DLN always runs in fp32 (its summed loss is ~1e4). Sweeps run one after
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
-# (measured here). On the 2-core AMD EPYC here, projected by `scripts/bench.py variants --run-steps 200`:
-# 3.0 min per standard VGG run, 3.5 BN, 4.6 noisy BN, 4.5-4.9 l_p, 0.7-3.6 per DLN run (two at a
-# time): about 3.5 h for the paper, about 6.5 h more for the extensions (54 runs of 3.5-4.5 min, 27 of ~6-7 with the curvature probe), so it
-# spans sessions on a machine whose processes end with them.
+# (measured here). On the 2-core AMD EPYC here, the 2026-12-06 campaign's runs that nothing else slowed:
+# 2.9-3.0 min per standard VGG run, 3.0-3.3 BN, 4.2-4.7 noisy BN, 3.3-3.4 l_p, 0.7-3.6 per DLN run
+# (two at a time): about 3 h for the paper, about 6.5 h more for the extensions (54 runs of 3-4.5
+# min, 27 of ~6-7 with the curvature probe), so it spans sessions on a machine whose processes end
+# with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 #
 # The paper's full scale on one GPU (VGG-16 width 1, 15,000 steps), every figure:
