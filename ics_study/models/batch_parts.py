@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .channel_ops import add_per_channel_, mean_var, stat_dtype
+from .channel_ops import add_per_channel_, layout, mean_var, per_channel, stat_dtype
 
 PARTS = ("center", "scale", "running")
 
@@ -42,15 +42,15 @@ class PartialBatchNorm(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        n = x.numel() // x.shape[1]
-        mean, var = self.running_mean.clone(), self.running_var.clone()  # before this batch's update
+        mean, var = self.running_mean, self.running_var
         if self.training:
-            with torch.no_grad():
-                batch_mean, batch_var = mean_var(x.detach())
-            self._update(batch_mean, None if self.part == "center" else batch_var, n)
-            if self.part != "running" and PartialBatchNorm.fused:  # the batch's statistics, with their gradients
-                return _BatchPart.apply(x, self.weight, self.bias, batch_mean, batch_var, self.part, self.eps)
-            if self.part != "running":
+            batch_mean, batch_var = mean_var(x)
+            if self.part == "running":
+                mean, var = mean.clone(), var.clone()  # normalise with the statistics before this batch's
+            self._update(batch_mean, None if self.part == "center" else batch_var, x.numel() // x.shape[1])
+            if self.part != "running":  # the batch's statistics, with their gradients
+                if PartialBatchNorm.fused:
+                    return _BatchPart.apply(x, self.weight, self.bias, batch_mean, batch_var, self.part, self.eps)
                 return self._formula(x)
         if self.part == "center":
             var = torch.full_like(var, 1.0 - self.eps)  # normalises by sqrt(var + eps) = 1
@@ -60,13 +60,13 @@ class PartialBatchNorm(nn.BatchNorm2d):
 
     def _formula(self, x: torch.Tensor) -> torch.Tensor:
         """Centring or scaling only through autograd (exact second derivatives, for the curvature probe)."""
-        dims, shape = (0,) if x.dim() == 2 else (0, 2, 3), (1, -1) + (1,) * (x.dim() - 2)
+        dims = (0,) if x.dim() == 2 else (0, 2, 3)
         v = x.to(stat_dtype(x))
         if self.part == "center":
             y = v - v.mean(dims, keepdim=True)
         else:
             y = v * torch.rsqrt(v.var(dims, correction=0, keepdim=True) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+        return y * per_channel(self.weight, y) + per_channel(self.bias, y)
 
     @torch.no_grad()
     def _update(self, mean: torch.Tensor, var: torch.Tensor | None, n: int) -> None:
@@ -110,16 +110,14 @@ class _BatchPart(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, mean, mean_used, var_used = ctx.saved_tensors
-        layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-            else torch.contiguous_format
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad.contiguous(memory_format=layout), x, weight, mean_used, var_used, None, None, False, ctx.eps,
+            grad.contiguous(memory_format=layout(x)), x, weight, mean_used, var_used, None, None, False, ctx.eps,
             [True, True, True])
         positions = x.numel() // x.shape[1]
         if ctx.part == "center":
             add_per_channel_(grad_x, -weight * grad_b / positions)
         else:
             k = -weight * grad_w / ((var_used + ctx.eps) * positions)  # gamma a^2 dgamma / P; dgamma has one a
-            grad_x.addcmul_(x, k.to(x.dtype).view((1, -1) + (1,) * (x.dim() - 2)))
+            grad_x.addcmul_(x, per_channel(k.to(x.dtype), x))
             add_per_channel_(grad_x, -k * mean)
         return grad_x, grad_w, grad_b, None, None, None, None

@@ -18,11 +18,23 @@ def stat_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-channel vector ``v`` shaped to broadcast along ``like``'s dimension 1 ((1, C) or (1, C, 1, 1))."""
+    return v.reshape((1, -1) + (1,) * (like.dim() - 2))
+
+
+def layout(x: torch.Tensor) -> torch.memory_format:
+    """x's memory format, for a gradient that must match it (BN's backward kernels want one layout)."""
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+
+
 def rows(x: torch.Tensor) -> torch.Tensor:
     """x as (positions, channels): free for the channels-last activations the model runs on."""
     return x.movedim(1, -1).reshape(-1, x.shape[1])
 
 
+@torch.no_grad()
 def mean_var(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per channel the mean and the biased variance, in fp32, without gradient: on a CPU BN's
     training-mode statistics kernel; elsewhere ``var_mean`` (that kernel's variance on a GPU is not
@@ -31,7 +43,7 @@ def mean_var(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c, dtype = x.shape[1], stat_dtype(x)
         return torch.batch_norm_update_stats(x, torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype), 0.0)
     dims = (0,) if x.dim() == 2 else (0, 2, 3)
-    var, mean = torch.var_mean(x.detach().to(stat_dtype(x)), dim=dims, correction=0)
+    var, mean = torch.var_mean(x.to(stat_dtype(x)), dim=dims, correction=0)
     return mean, var
 
 
@@ -45,4 +57,4 @@ def add_per_channel_(t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if r.is_contiguous() and r.data_ptr() == t.data_ptr():
             r.addmm_(torch.ones(len(r), 1, dtype=t.dtype), v.to(t.dtype).view(1, -1))
             return t
-    return t.add_(v.to(t.dtype).view((1, -1) + (1,) * (t.dim() - 2)))
+    return t.add_(per_channel(v.to(t.dtype), t))

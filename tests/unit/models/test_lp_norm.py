@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from ics_study.config import LpConfig
-from ics_study.models.channel_ops import add_per_channel_
 from ics_study.models.lp_norm import LpNorm, _LpNormFunction
 
 PS = [1.0, 2.0, float("inf")]
@@ -103,16 +102,3 @@ def test_bf16_statistics_and_gradients_match_float64(p, channels_last):
     scale = expected.abs().max()
     torch.testing.assert_close(got.double(), expected, rtol=0, atol=0.02 * scale)
 
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("shape,channels_last", [((8, 16, 5, 7), True), ((8, 16, 5, 7), False), ((32, 16), False)],
-                         ids=["channels_last", "nchw", "linear"])
-def test_the_per_channel_add_is_the_broadcast_add_to_the_bit(dtype, shape, channels_last):
-    t = torch.randn(shape, generator=torch.Generator().manual_seed(6)).to(dtype)
-    if channels_last:
-        t = t.contiguous(memory_format=torch.channels_last)
-    v = torch.randn(shape[1], generator=torch.Generator().manual_seed(7)).to(dtype)
-    want = t + v.view((1, -1) + (1,) * (t.dim() - 2))
-    out = t.clone(memory_format=torch.preserve_format)
-    assert add_per_channel_(out, v) is out  # in place
-    assert torch.equal(out, want) and out.stride() == t.stride()
