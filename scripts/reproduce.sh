@@ -12,6 +12,8 @@
 #   noisy   noisy BN and the noise-only control at lr 0.1, 3 seeds                 (6 runs: Figs 2, 8)
 #   lp      l1, l2, l_inf at lr 0.1, 3 seeds, the landscape on                      (9 runs: l_p figures)
 #   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
+#   endpoint  standard and BN at lr 0.1, 3 seeds, 8,000 steps (scale=cpu_endpoint): the claims about
+#           trained networks, in their own sweep (RUNS_DIR-endpoint) and report (OUT_DIR/endpoint)  (6 runs)
 # and beyond the paper (issue 29; EXTENSIONS=0 skips them), lr 0.1, 3 seeds, beside the paper sweep's
 # BN and standard runs; a training the paper or noisy sweep already holds is not run again:
 #   noise_strength     noisy BN at k = 0, 0.5, 2, 4 (k = 1: the noisy sweep)         (12 runs)
@@ -46,7 +48,8 @@ runs=${RUNS_DIR:-results/multiruns/reference}
 precision=${PRECISION:-bf16}
 here=$(dirname "$0")
 common=("data.download=false" logger.tensorboard=false trainer.progress_bar=false)
-vgg=(scale=cpu_small "data.root=$data" "trainer.precision=$precision" "${common[@]}")
+on_data=("data.root=$data" "trainer.precision=$precision" "${common[@]}")
+vgg=(scale=cpu_small "${on_data[@]}")
 start=$(date +%s)
 mkdir -p "$runs"
 
@@ -61,6 +64,7 @@ for lr in 1e-6 1e-7; do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sweep stops the script here
+ics-study train -m experiment=fig1 optim.lr=0.1 scale=cpu_endpoint "${on_data[@]}" "hydra.sweep.dir=$runs-endpoint"
 sweeps=(paper noisy lp dln_lr1e-6 dln_lr1e-7)
 if [[ ${EXTENSIONS:-1} != 0 ]]; then
   ics-study train -m experiment=noise_strength model.noise.strength=0,0.5,2,4 "${vgg[@]}" "hydra.sweep.dir=$runs/noise_strength"
@@ -79,3 +83,6 @@ echo "all runs done in $(( ($(date +%s) - start) / 60 )) min" >&2
 for sweep in "${sweeps[@]}"; do ics-study aggregate "$runs/$sweep"; done
 ics-study figures "$runs" --out "$out" --format png,pdf
 ics-study report "$runs" --out "$out" --notes "$here/../results/reference/NOTES.md"
+ics-study aggregate "$runs-endpoint"
+ics-study figures "$runs-endpoint" --out "$out/endpoint" --format png,pdf
+ics-study report "$runs-endpoint" --out "$out/endpoint" --notes "$here/../results/reference/endpoint/NOTES.md"

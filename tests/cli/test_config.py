@@ -14,7 +14,7 @@ from ics_study.errors import UserError
 from ics_study.validate import validate
 from tests.conftest import REPO, compose
 
-GROUPS = {g: sorted(p.stem for p in (REPO / "configs" / g).glob("*.yaml")) for g in ("model", "data", "experiment")}
+GROUPS = {g: sorted(p.stem for p in (REPO / "configs" / g).glob("*.yaml")) for g in ("model", "data", "experiment", "scale")}
 
 
 def test_defaults_are_the_papers_protocol():
@@ -49,6 +49,23 @@ def test_every_preset_composes(experiment):
     validate(compose([f"experiment={experiment}"]))
     text = (REPO / "configs" / "experiment" / f"{experiment}.yaml").read_text()
     assert "How to run" in text.split("\n", 3)[1], "each preset starts with the command that runs it"
+
+
+@pytest.mark.parametrize("scale", GROUPS["scale"])
+def test_every_scale_composes_with_every_preset(scale):
+    for experiment in GROUPS["experiment"]:
+        validate(compose([f"experiment={experiment}", f"scale={scale}"]))
+    text = (REPO / "configs" / "scale" / f"{scale}.yaml").read_text()
+    assert "How to run" in text.split("\n", 3)[1], "each scale starts with the command that runs it"
+
+
+def test_the_endpoint_scale_is_the_cpu_scale_run_longer():
+    """The endpoint claims are judged on cpu_small's network and protocol, only trained longer."""
+    small = compose(["experiment=fig1", "scale=cpu_small"])
+    long = compose(["experiment=fig1", "scale=cpu_endpoint"])
+    assert long.trainer.max_steps == 8000 > small.trainer.max_steps
+    assert (long.model, long.data, long.optim, long.seed) == (small.model, small.data, small.optim, small.seed)
+    assert long.model.width == 0.25 and long.probe.points == small.probe.points
 
 
 @pytest.mark.parametrize("override, message", [
