@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..runs import Runs
 from .panels import ridge, seed_band, seed_lines
-from .style import figure, finish, label, suptitle
+from .style import figure, figure_over, finish, label, suptitle
 
 
 class MissingRuns(Exception):
@@ -29,6 +29,9 @@ CONTROL = "vgg_noise"  # the noise without BN: in Figure 2's accuracy panel wher
 # The distributions the paper's figures show: each layer's output as the next layer receives it
 # before the ReLU (BN(+noise) output, or the conv output without a norm); every caption says so.
 POINT = "pre_relu"
+# The layer's input before the norm, where Figure 1's stability claim is judged (BN pins its output's
+# moments). Figure 1 adds it as a column where the BN runs recorded it (probe.points).
+BEFORE_NORM = "pre_norm"
 
 
 def _unit(runs: Runs) -> str:
@@ -67,19 +70,19 @@ def _first_run(runs: Runs, variant: str, lr: float | None = None) -> str | None:
     return t.path.iloc[0] if len(t) else None
 
 
-def _ridges(axes, runs: Runs, layers: list[int], variants: list[str], lr: float | None) -> None:
-    """One row per layer, one panel per network, all panels of a row on one value axis: the widths of
-    the networks' distributions compare by eye (the cost: a narrow one may be a thin spike)."""
+def _ridges(axes, runs: Runs, layers: list[int], columns: list[tuple[str, str]], lr: float | None) -> None:
+    """One row per layer, one panel per (network, probe point), all panels of a row on one value axis:
+    the widths of the distributions compare by eye (the cost: a narrow one may be a thin spike)."""
     for i, layer in enumerate(layers):
         drawn = []
-        for j, variant in enumerate(variants):
+        for j, (variant, point) in enumerate(columns):
             ax = axes[i][j]
             path = _first_run(runs, variant, lr)
             if path is None:
                 ax.set_axis_off()
                 continue
-            ridge(ax, runs.histograms(path, layer, point=POINT), variant)
-            ax.set_title(f"{label(variant)}, layer #{layer}")
+            ridge(ax, runs.histograms(path, layer, point=point), variant)
+            ax.set_title(f"{label(variant)}, layer #{layer}" + (", before the norm" if point == BEFORE_NORM else ""))
             ax.set_xlabel("activation value")
             drawn.append(ax)
         if drawn:
@@ -109,14 +112,20 @@ def fig1(runs: Runs):
     sub, left_out = _at_lrs(sub, (0.1, 0.5))
     if not len(sub):
         raise MissingRuns("needs runs of vgg and vgg_bn at lr 0.1 or 0.5 (experiment=fig1)")
-    fig, axes = figure(3, 2, height_per_row=1.7)
-    _accuracy(axes[0][0], sub, "train", smooth=25, legend=False)
-    _accuracy(axes[0][1], sub, "test", smooth=1, legend=False)
     at_lr, note = _at_lr(sub)
-    _ridges(axes[1:], at_lr, [3, 11], ["vgg", "vgg_bn"], None)
-    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {_unit(sub)}, first seed, "
+    columns = [("vgg", POINT), ("vgg_bn", POINT)]
+    bn = _first_run(at_lr, "vgg_bn")
+    before = bn is not None and len(at_lr.histograms(bn, 3, point=BEFORE_NORM)) > 0
+    if before:  # BN's layer input too: the distribution the stability claim judges
+        columns.append(("vgg_bn", BEFORE_NORM))
+    fig, accuracy, axes = figure_over(2, 2, len(columns), height_per_row=1.7)
+    _accuracy(accuracy[0], sub, "train", smooth=25, legend=False)
+    _accuracy(accuracy[1], sub, "test", smooth=1, legend=False)
+    _ridges(axes, at_lr, [3, 11], columns, None)
+    where = f" and, for BN, {BEFORE_NORM} (before the norm; the standard net's {POINT} is its {BEFORE_NORM})" if before else ""
+    suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {_unit(sub)}{where}, first seed, "
                   f"{note.split(';')[0]}{left_out})")
-    _legend_below(fig, axes[0][0], columns=2)
+    _legend_below(fig, accuracy[0], columns=2)
     return fig
 
 
@@ -131,7 +140,7 @@ def fig2(runs: Runs):
         ax.remove()
     accuracy = fig.add_subplot(grid[0, :])  # one wide panel on top, the control included
     _accuracy(accuracy, sub, "train", smooth=25, legend=False)
-    _ridges(axes[1:], sub.select(variant=variants), [2, 9, 13], variants, None)
+    _ridges(axes[1:], sub.select(variant=variants), [2, 9, 13], [(v, POINT) for v in variants], None)
     # what the panels show, not what the paper concludes from them: the verdicts are the report's
     suptitle(fig, f"Figure 2: training accuracy and activation distributions with BN, noisy BN and neither "
                   f"(histograms: {_unit(sub)}; {note})")
@@ -150,7 +159,9 @@ def fig3(runs: Runs):
             ax.set(xlabel="steps", ylabel=ylabel, title=f"layer #{layer}")
             if stat == "l2_diff" and n:
                 ax.set_yscale("log")
-    return finish(fig, axes[0][0], f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})")
+    # 3 columns: in one row the 5 entries made the figure twice its width and shrank the panels
+    return finish(fig, axes[0][0], f"Figure 3: internal covariate shift (Definition 2.1; lr 0.1 and 0.01{left_out})",
+                  max_columns=3)
 
 
 def fig4(runs: Runs):
@@ -219,17 +230,18 @@ def fig_lp(runs: Runs):
     return fig
 
 
-DLN_LR = 1e-6  # the paper's main lr for the deep linear network; 1e-7 runs are judged nowhere and drawn apart
+DLN_LR = 1e-6  # the paper's main lr for the deep linear network; its ICS claims hold at 1e-7 too: the cosine row shows both
 
 
 def fig_dln(runs: Runs):
     """Deep linear network at lr 1e-6: training loss and beta-smoothness of every normalisation
     (Figures 9, 13); ICS at layers #9 and #17 and the landscape bands, with and without BN (Figures 3b,
-    5b, 10: ten overlapping bands hid each other)."""
-    sub = _need(runs, "deep-linear-network runs (experiment=dln)", data="linear_regression")
-    sub, note = _at_lr(sub, DLN_LR)
+    5b, 10: ten overlapping bands hid each other); cos(G, G') with and without BN at every lr run (the
+    claims "almost no ICS" / "almost uncorrelated" are judged at lr 1e-6 and 1e-7)."""
+    dln = _need(runs, "deep-linear-network runs (experiment=dln)", data="linear_regression")
+    sub, note = _at_lr(dln, DLN_LR)
     pair = sub.select(variant=["dln_none", "dln_batch"])
-    fig, axes = figure(2, 3)
+    fig, axes = figure(3, 3)
     seed_lines(axes[0][0], sub.metric("train/loss"), show_lr=False)
     axes[0][0].set(xlabel="steps", ylabel="training loss", yscale="log")
     for j, layer in enumerate((9, 17)):
@@ -241,7 +253,15 @@ def fig_dln(runs: Runs):
     axes[1][1].set(xlabel="steps", ylabel="gradient predictiveness", yscale="log")
     seed_lines(axes[1][2], sub.metric("landscape/beta_smoothness"), show_lr=False)
     axes[1][2].set(xlabel="steps", ylabel=r"effective $\beta$-smoothness", yscale="log")
-    return finish(fig, axes[0][0], f"Deep linear network ({note}; ICS and the landscape bands: with and without BN)", max_columns=5)
+    every_lr = dln.select(variant=["dln_none", "dln_batch"])
+    for j, layer in enumerate((9, 17)):
+        seed_lines(axes[2][j], every_lr.metric(f"ics/layer{layer:02d}/cosine"))
+        axes[2][j].set(xlabel="steps", ylabel=r"$\cos(G, G')$", title=f"ICS, layer #{layer}, every lr", ylim=(-1.05, 1.05))
+    axes[2][2].set_axis_off()  # the cosine row's legend (it names the lr of each line)
+    axes[2][2].legend(*axes[2][0].get_legend_handles_labels(), loc="center left")
+    lrs = ", ".join(f"{x:g}" for x in sorted(set(every_lr.table.lr)))
+    return finish(fig, axes[0][0], f"Deep linear network (rows 1-2: {note.split(';')[0]}, ICS and the landscape bands "
+                                   f"with and without BN; row 3: cos(G, G') at lr {lrs})", max_columns=5)
 
 
 FIGURES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig8": fig8, "fig_lp": fig_lp, "fig_dln": fig_dln}

@@ -53,6 +53,17 @@ def figure(rows: int, cols: int, width: float = 2 * COLUMN_WIDTH, height_per_row
     return plt.subplots(rows, cols, figsize=(width, height_per_row * rows), squeeze=False, layout="constrained")
 
 
+def figure_over(top: int, rows: int, cols: int, height_per_row: float = 1.6):
+    """A figure of ``top`` equal-width panels over a ``rows`` x ``cols`` grid (the top panels first in
+    ``fig.axes``): ``fig, top_axes, grid_axes``."""
+    fig = plt.figure(figsize=(2 * COLUMN_WIDTH, height_per_row * (rows + 1)), layout="constrained")
+    outer = fig.add_gridspec(rows + 1, 1)
+    above = outer[0].subgridspec(1, top)
+    top_axes = [fig.add_subplot(above[0, j]) for j in range(top)]
+    below = outer[1:].subgridspec(rows, cols)
+    return fig, top_axes, [[fig.add_subplot(below[i, j]) for j in range(cols)] for i in range(rows)]
+
+
 def finish(fig, legend_from, title: str, max_columns: int | None = None):
     """``fig`` with ``legend_from``'s legend under all the panels, in one row (or ``max_columns``;
     inside a panel it hid curves or bands), and its wrapped title."""

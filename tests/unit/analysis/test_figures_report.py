@@ -52,10 +52,18 @@ def test_figure_objects(sweep):
         assert len(fig1.legends) == 1 and not any(ax.get_legend() for ax in fig1.axes)  # inside, it covered curves
         legend = [t.get_text() for t in fig1.legends[0].get_texts()]
         assert "Standard, lr 0.1 (2 seeds)" in legend and "Standard + BatchNorm, lr 0.5" in legend
-        assert len(fig1.axes) == 6  # 2 accuracy panels + 2 layers x 2 networks of histograms
-        assert [ax.get_title() for ax in fig1.axes[2:]] == ["Standard, layer #3", "Standard + BatchNorm, layer #3",
-                                                           "Standard, layer #11", "Standard + BatchNorm, layer #11"]
-        assert all(len(ax.patches) == 4 for ax in fig1.axes[2:])  # histograms at steps 1, 4, 8, 12
+        # 2 accuracy panels + 2 layers x (standard, BN's output, BN's input: the runs recorded pre_norm)
+        ridges = [ax for ax in fig1.axes if ax.patches]
+        assert len(fig1.axes) == 8 and len(ridges) == 6
+        assert [ax.get_title() for ax in ridges] == [
+            "Standard, layer #3", "Standard + BatchNorm, layer #3", "Standard + BatchNorm, layer #3, before the norm",
+            "Standard, layer #11", "Standard + BatchNorm, layer #11", "Standard + BatchNorm, layer #11, before the norm"]
+        assert all(len(ax.patches) == 4 for ax in ridges)  # histograms at steps 1, 4, 8, 12
+        for row in (ridges[:3], ridges[3:]):  # one value axis per layer: widths compare by eye
+            assert len({ax.get_xlim() for ax in row}) == 1
+        bn_output, bn_input = ridges[1].patches[0].get_xy(), ridges[2].patches[0].get_xy()
+        assert not np.array_equal(bn_output, bn_input)  # two points of one run, not one drawn twice
+        assert "pre_norm (before the norm" in fig1._suptitle.get_text()
         fig2 = FIGURES["fig2"](runs)
         acc = [ax for ax in fig2.axes if "accuracy" in ax.get_ylabel()]
         assert len(acc) == 1 and len(acc[0].get_lines()) == 4  # the three networks and the noise-only control
