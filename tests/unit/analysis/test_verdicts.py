@@ -39,6 +39,15 @@ def test_higher(a, b, verdict):
     assert judge(HIGHER, table({"a": a, "b": b}))["verdict"] == verdict
 
 
+def test_the_rule_states_the_p_of_the_runs_it_judged():
+    """3 vs 3: 1/C(6,3) = 0.05; 6 vs 6: 1/C(12,6) = 1/924; 6 vs 3: 1/C(9,3) = 1/84."""
+    for a, b, p in (([0.7, 0.8, 0.9], [0.1, 0.2, 0.3], "3 vs 3: exact one-sided p = 0.05"),
+                    ([0.7, 0.8, 0.9] * 2, [0.1, 0.2, 0.3] * 2, "6 vs 6: exact one-sided p = 0.0011"),
+                    ([0.7, 0.8, 0.9] * 2, [0.1, 0.2, 0.3], "6 vs 3: exact one-sided p = 0.012")):
+        row = judge(HIGHER, table({"a": a, "b": b}))
+        assert row["verdict"] == "reproduced" and row["rule"].endswith(f"({p})")
+
+
 def test_lower_mirrors_higher():
     c = Claim("t", "fig4", "a lower", "-", "s", "lower", "a", "b")
     assert judge(c, table({"a": [1, 2, 3], "b": [4, 5, 6]}))["verdict"] == "reproduced"
