@@ -12,7 +12,7 @@
 #   noisy   noisy BN and the noise-only control at lr 0.1, 3 seeds                 (6 runs: Figs 2, 8)
 #   lp      l1, l2, l_inf at lr 0.1, 3 seeds, the landscape on                      (9 runs: l_p figures)
 #   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
-#   endpoint  standard and BN at lr 0.1, 3 seeds, 8,000 steps (scale=cpu_endpoint): the claims about
+#   endpoint  standard and BN at lr 0.1, 3 seeds, 20,000 steps (scale=cpu_endpoint): the claims about
 #           trained networks, in their own sweep (RUNS_DIR-endpoint) and report (OUT_DIR/endpoint)  (6 runs)
 # and beyond the paper (issue 29; EXTENSIONS=0 skips them), lr 0.1, 3 seeds, beside the paper sweep's
 # BN and standard runs; a training the paper or noisy sweep already holds is not run again:
@@ -31,7 +31,8 @@
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, the 2026-12-06 campaign's runs that nothing else slowed:
 # 2.9-3.0 min per standard VGG run, 3.0-3.3 BN, 4.2-4.7 noisy BN, 3.3-3.4 l_p, 0.7-3.6 per DLN run
-# (two at a time): about 3 h for the paper, about 6.5 h more for the extensions (54 runs of 3-4.5
+# (two at a time), ~26 min per endpoint run: about 3 h for the paper, 2.6 h for the endpoint runs,
+# about 6.5 h more for the extensions (54 runs of 3-4.5
 # min, 27 of ~6-7 with the curvature probe), so it spans sessions on a machine whose processes end
 # with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.

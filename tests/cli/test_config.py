@@ -63,7 +63,7 @@ def test_the_endpoint_scale_is_the_cpu_scale_run_longer():
     """The endpoint claims are judged on cpu_small's network and protocol, only trained longer."""
     small = compose(["experiment=fig1", "scale=cpu_small"])
     long = compose(["experiment=fig1", "scale=cpu_endpoint"])
-    assert long.trainer.max_steps == 8000 > small.trainer.max_steps
+    assert long.trainer.max_steps == 20000 > small.trainer.max_steps
     assert (long.model, long.data, long.optim, long.seed) == (small.model, small.data, small.optim, small.seed)
     assert long.model.width == 0.25 and long.probe.points == small.probe.points
 
