@@ -225,7 +225,7 @@ def fig_lp(runs: Runs):
     axes[0][0].get_legend().remove()
     axes[0][2].legend(handles, labels, loc="center left")
     axes[0][2].set_axis_off()
-    _ridges(axes[1:], sub, [11], lp, None)
+    _ridges(axes[1:], sub, [11], [(v, POINT) for v in lp], None)
     suptitle(fig, f"Figures 5, 6, 12: l_p normalisations (histograms: {_unit(sub)}; {note})")
     return fig
 

@@ -1,4 +1,5 @@
-"""The deep-linear-network figure from a tiny DLN sweep made here: its cosine row shows every lr."""
+"""The l_p and deep-linear-network figures from tiny sweeps made here: every panel drawn, the DLN's
+cosine row at every lr."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from ics_study.analysis.figures import FIGURES
 from ics_study.analysis.figures.style import RC
 from ics_study.analysis.runs import find_runs
 from ics_study.train import train
-from tests.conftest import compose
+from tests.conftest import TINY, compose
 
-# slow: 4 DLN runs with ICS and the landscape, ~20 s alone; `make test-all` (CI) runs it
+# slow: 4 DLN and 4 tiny VGG runs with the landscape, ~40 s alone; `make test-all` (CI) runs it
 pytestmark = pytest.mark.slow
 
 RUNS = [(norm, lr) for norm in ("none", "batch") for lr in (1e-6, 1e-7)]
@@ -47,4 +48,26 @@ def test_the_dln_figure_shows_the_cosines_at_every_lr_and_the_rest_at_the_papers
         assert "lr 1e-06" in title and "1e-07" in title
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert legend and not any("lr" in t for t in legend)  # the lr-1e-6 rows name no lr: the title does
+        plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def lp_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lp")
+    tiny16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
+    for i, model in enumerate(("vgg", "vgg_bn", "vgg_lp1", "vgg_lpinf")):
+        train(compose([*tiny16, f"model={model}", "landscape.enabled=true", "landscape.every=4"]), root / f"{i}_{model}")
+    return root
+
+
+def test_the_lp_figure_draws_accuracy_smoothness_and_each_norms_histograms(lp_sweep):
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(RC):
+        fig = FIGURES["fig_lp"](find_runs([lp_sweep]))
+        acc = next(ax for ax in fig.axes if "training accuracy" in ax.get_ylabel())
+        assert len(acc.get_lines()) == 4  # the l_p nets beside BN and the standard net
+        ridges = [ax for ax in fig.axes if ax.patches]
+        assert [ax.get_title() for ax in ridges] == ["Standard + L1, layer #11", r"Standard + L$\infty$, layer #11"]
+        assert len({ax.get_xlim() for ax in ridges}) == 1  # one value axis: widths compare by eye
         plt.close("all")
