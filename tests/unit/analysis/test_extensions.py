@@ -199,7 +199,14 @@ def test_the_smoothness_paragraph_says_what_the_edge_of_stability_verdicts_say()
                              for lr, v in verdicts.items()] + [{"id": "fig1.bn_faster", "lr": 0.1, "verdict": "reproduced"}])
 
     tracks = smoothness_paragraph(claims({0.02: "reproduced", 0.1: "reproduced"}))
-    assert "at lr 0.02, 0.1 beyond the seed spread" in tracks and "tracks 2/lr" in tracks
+    assert "within it beyond the seed spread at lr 0.02, 0.1" in tracks and "tracks 2/lr" in tracks
     mixed = smoothness_paragraph(claims({0.02: "reproduced", 0.1: "not reproduced", 0.2: "inconclusive"}))
     assert "outside it at lr 0.1; undecided at lr 0.2" in mixed and "not set by the learning rate alone" in mixed
+    one = smoothness_paragraph(claims({0.1: "reproduced"}))  # one lr: near 2/lr there, no tracking shown
+    assert "At every learning rate" not in one and "One learning rate cannot show" in one and "none" not in one
+    both = smoothness_paragraph(pd.concat([claims({0.1: "reproduced"}), pd.DataFrame(
+        [{"id": "ext.eos.vgg.beta_near_edge.lr0.1", "lr": 0.1, "verdict": "reproduced"},
+         {"id": "ext.eos.std_top_above_edge.lr0.1", "lr": 0.1, "verdict": "inconclusive"}])]))
+    assert "The standard net's is within it beyond the seed spread at lr 0.1" in both
+    assert both.endswith("is undecided against it at lr 0.1.") and "stays below" not in both
     assert smoothness_paragraph(claims({0.1: "not measured (no runs)"})) == ""
