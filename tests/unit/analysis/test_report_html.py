@@ -52,3 +52,17 @@ def test_reference_report_renders_whole_in_a_browser(tmp_path):
     shot = screenshot(page.as_uri(), tmp_path / "report.png", size=(1366, 900), budget_ms=3000)
     non_white, saturated = coloured_pixels(shot)
     assert non_white > 0.05 and saturated > 200  # text and the colour-coded verdicts drawn
+
+
+def test_the_readmes_verdict_table_is_the_committed_claims():
+    """The README's table of the paper's claims counts the committed claims.csv, figure by figure."""
+    readme = (REPO / "README.md").read_text()
+    head = "| figure | paper's claims | reproduced | not reproduced | inconclusive | not testable at this scale |"
+    assert head in readme
+    rows = readme.split(head, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]  # below the |---| line
+    table = {r.split("|")[1].strip(): [int(x) for x in r.split("|")[2:-1]] for r in rows}
+    claims = pd.read_csv(REFERENCE / "claims.csv")
+    claims = claims[claims.kind == "paper"].assign(v=lambda c: c.verdict.str.replace(r" \(.*", "", regex=True))
+    verdicts = ["reproduced", "not reproduced", "inconclusive", "not testable at this scale"]
+    expected = {f: [len(g)] + [int((g.v == v).sum()) for v in verdicts] for f, g in claims.groupby("figure")}
+    assert table == expected
