@@ -12,8 +12,6 @@
 #   noisy   noisy BN and the noise-only control at lr 0.1, 3 seeds                 (6 runs: Figs 2, 8)
 #   lp      l1, l2, l_inf at lr 0.1, 3 seeds, the landscape on                      (9 runs: l_p figures)
 #   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
-#   endpoint  standard and BN at lr 0.1, 3 seeds, 20,000 steps (scale=cpu_endpoint): the claims about
-#           trained networks, in their own sweep (RUNS_DIR-endpoint) and report (OUT_DIR/endpoint)  (6 runs)
 # and beyond the paper (issue 29; EXTENSIONS=0 skips them), lr 0.1, 3 seeds, beside the paper sweep's
 # BN and standard runs; a training the paper or noisy sweep already holds is not run again:
 #   noise_strength     noisy BN at k = 0, 0.5, 2, 4 (k = 1: the noisy sweep)         (12 runs)
@@ -31,8 +29,7 @@
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, the 2026-12-06 campaign's runs that nothing else slowed:
 # 2.9-3.0 min per standard VGG run, 3.0-3.3 BN, 4.2-4.7 noisy BN, 3.3-3.4 l_p, 0.7-3.6 per DLN run
-# (two at a time), ~26 min per endpoint run: about 3 h for the paper, 2.6 h for the endpoint runs,
-# about 6.5 h more for the extensions (54 runs of 3-4.5
+# (two at a time): about 3 h for the paper, about 6.5 h more for the extensions (54 runs of 3-4.5
 # min, 27 of ~6-7 with the curvature probe), so it spans sessions on a machine whose processes end
 # with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
@@ -49,8 +46,7 @@ runs=${RUNS_DIR:-results/multiruns/reference}
 precision=${PRECISION:-bf16}
 here=$(dirname "$0")
 common=("data.download=false" logger.tensorboard=false trainer.progress_bar=false)
-on_data=("data.root=$data" "trainer.precision=$precision" "${common[@]}")
-vgg=(scale=cpu_small "${on_data[@]}")
+vgg=(scale=cpu_small "data.root=$data" "trainer.precision=$precision" "${common[@]}")
 start=$(date +%s)
 mkdir -p "$runs"
 
@@ -65,7 +61,6 @@ for lr in 1e-6 1e-7; do
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sweep stops the script here
-ics-study train -m experiment=fig1 optim.lr=0.1 scale=cpu_endpoint "${on_data[@]}" "hydra.sweep.dir=$runs-endpoint"
 sweeps=(paper noisy lp dln_lr1e-6 dln_lr1e-7)
 if [[ ${EXTENSIONS:-1} != 0 ]]; then
   ics-study train -m experiment=noise_strength model.noise.strength=0,0.5,2,4 "${vgg[@]}" "hydra.sweep.dir=$runs/noise_strength"
@@ -84,6 +79,3 @@ echo "all runs done in $(( ($(date +%s) - start) / 60 )) min" >&2
 for sweep in "${sweeps[@]}"; do ics-study aggregate "$runs/$sweep"; done
 ics-study figures "$runs" --out "$out" --format png,pdf
 ics-study report "$runs" --out "$out" --notes "$here/../results/reference/NOTES.md"
-ics-study aggregate "$runs-endpoint"
-ics-study figures "$runs-endpoint" --out "$out/endpoint" --format png,pdf
-ics-study report "$runs-endpoint" --out "$out/endpoint" --notes "$here/../results/reference/endpoint/NOTES.md"

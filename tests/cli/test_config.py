@@ -59,15 +59,6 @@ def test_every_scale_composes_with_every_preset(scale):
     assert "How to run" in text.split("\n", 3)[1], "each scale starts with the command that runs it"
 
 
-def test_the_endpoint_scale_is_the_cpu_scale_run_longer():
-    """The endpoint claims are judged on cpu_small's network and protocol, only trained longer."""
-    small = compose(["experiment=fig1", "scale=cpu_small"])
-    long = compose(["experiment=fig1", "scale=cpu_endpoint"])
-    assert long.trainer.max_steps == 20000 > small.trainer.max_steps
-    assert (long.model, long.data, long.optim, long.seed) == (small.model, small.data, small.optim, small.seed)
-    assert long.model.width == 0.25 and long.probe.points == small.probe.points
-
-
 @pytest.mark.parametrize("override, message", [
     ("model.dpeth=11", "dpeth"),
     ("optim.lr=abc", "optim.lr=abc"),
