@@ -60,7 +60,7 @@ class Requires:
     text: str  # what it means, for the verdict's reason
 
 
-CONVERGED = Requires("final_train_acc", CONVERGED_ACC, f"both networks reach {CONVERGED_ACC:.0%} training accuracy")
+CONVERGED = Requires("final_train_acc", CONVERGED_ACC, f"both networks to reach {CONVERGED_ACC:.0%} training accuracy")
 
 
 @dataclass(frozen=True)

@@ -105,15 +105,17 @@ def _decide(c: Claim, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> tuple[bo
 
 
 def _unmet(c: Claim, table: pd.DataFrame) -> str | None:
-    """The first precondition that some run of either side fails, as the verdict's reason."""
+    """The first precondition that some run fails, as the verdict's reason, naming each side short of it."""
     for req in c.requires:
+        short = []
         for variant in (v for v in (c.a, c.b) if v):
             values, _ = _runs(table, variant, c.lr, req.statistic, keep_diverged=True)
             below = int((~(values >= req.minimum)).sum())  # NaN (diverged, unmeasured) fails too
             if below:
                 worst = np.nanmin(values) if np.isfinite(values).any() else np.nan
-                return (f"needs {req.text}; {below} of {len(values)} {variant} runs below {req.minimum:g} "
-                        f"in {req.statistic} (lowest {worst:.3g})")
+                short.append(f"{below} of {len(values)} {variant} runs below {req.minimum:g} (lowest {worst:.3g})")
+        if short:
+            return f"needs {req.text}; in {req.statistic}: {'; '.join(short)}"
     return None
 
 

@@ -105,6 +105,13 @@ def test_the_registry_covers_every_figure_and_each_entry_is_judged():
     assert len(out) == len(CLAIMS) and out.verdict.str.startswith("not measured").all()
 
 
+def row_reason(row: dict) -> str:
+    """The part of a "not testable" verdict after the precondition's words."""
+    verdict = row["verdict"]
+    assert verdict.startswith("not testable at this scale (") and verdict.endswith(")")
+    return verdict[:-1].split("; ", 1)[1]
+
+
 def test_a_failed_precondition_reads_not_testable_with_the_reason():
     """An endpoint claim needs both networks converged; one run short of it makes the claim untestable,
     whatever the statistic says, and the verdict names the runs and the threshold."""
@@ -114,8 +121,11 @@ def test_a_failed_precondition_reads_not_testable_with_the_reason():
     t = table({"a": [0.7, 0.8, 0.9], "b": [0.4, 0.5, 0.6]})
     t["final_train_acc"] = [0.999, 0.995, 0.992, 0.999, 0.97, 0.999]  # one b run at 97%
     row = judge(c, t)
-    assert row["verdict"].startswith("not testable at this scale (needs both networks reach 99% training accuracy")
-    assert "1 of 3 b runs below 0.99" in row["verdict"] and "lowest 0.97" in row["verdict"]
+    assert row["verdict"].startswith("not testable at this scale (needs both networks to reach 99% training accuracy")
+    assert "1 of 3 b runs below 0.99 (lowest 0.97)" in row["verdict"] and " a runs" not in row["verdict"]
+    t["final_train_acc"] = [0.98, 0.995, 0.992, 0.999, 0.97, 0.999]  # both sides short: both named
+    assert row_reason(judge(c, t)) == ("in final_train_acc: 1 of 3 a runs below 0.99 (lowest 0.98); "
+                                       "1 of 3 b runs below 0.99 (lowest 0.97)")
     t["final_train_acc"] = 0.995
     assert judge(c, t)["verdict"] == "reproduced"
     t.loc[0, "final_train_acc"] = np.nan  # a run without the statistic cannot show the precondition
