@@ -88,8 +88,10 @@ def test_the_strength_figure_plots_each_setting_s_seeds_and_mean():
     assert any("Standard: 3/3 seeds never got there" in t.get_text() for t in fig.axes[2].texts)  # no steps_to_80
     ax = fig.axes[0]
     means = ax.lines[-1]  # the line through the means over seeds
-    np.testing.assert_allclose(means.get_xdata(), [0, 1, 4])
+    np.testing.assert_allclose(means.get_xdata(), [0, 1, 2])  # evenly spaced, labelled with k
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "4"]
     np.testing.assert_allclose(means.get_ydata(), [0.61, 0.56, 0.21])
+    assert fig.axes[1].get_ylim()[0] == 0 and fig.axes[2].get_ylim()[0] == 0  # steps from 0
     refs = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
     np.testing.assert_allclose(refs, [0.31, 0.61])  # the standard net's and BN's means
 
