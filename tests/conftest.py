@@ -21,6 +21,8 @@ TINY = [
     "model.depth=11", "model.width=0.125", "trainer.max_steps=12", "trainer.eval_every=6", "trainer.log_every=5",
     "trainer.progress_bar=false", "trainer.device=cpu", "probe.every=4",
 ]
+# VGG-16 (the figures' layers #3, #9, #11, #13 exist) at 1/16 width: the figure and report tests' runs
+TINY16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
 
 
 @pytest.fixture

@@ -113,15 +113,15 @@ def fig1(runs: Runs):
     if not len(sub):
         raise MissingRuns("needs runs of vgg and vgg_bn at lr 0.1 or 0.5 (experiment=fig1)")
     at_lr, note = _at_lr(sub)
-    columns = [("vgg", POINT), ("vgg_bn", POINT)]
+    layers, columns = [3, 11], [("vgg", POINT), ("vgg_bn", POINT)]
     bn = _first_run(at_lr, "vgg_bn")
-    before = bn is not None and len(at_lr.histograms(bn, 3, point=BEFORE_NORM)) > 0
+    before = bn is not None and len(at_lr.histograms(bn, layers[0], point=BEFORE_NORM)) > 0
     if before:  # BN's layer input too: the distribution the stability claim judges
         columns.append(("vgg_bn", BEFORE_NORM))
     fig, accuracy, axes = figure_over(2, 2, len(columns), height_per_row=1.7)
     _accuracy(accuracy[0], sub, "train", smooth=25, legend=False)
     _accuracy(accuracy[1], sub, "test", smooth=1, legend=False)
-    _ridges(axes, at_lr, [3, 11], columns, None)
+    _ridges(axes, at_lr, layers, columns, None)
     where = f" and, for BN, {BEFORE_NORM} (before the norm; the standard net's {POINT} is its {BEFORE_NORM})" if before else ""
     suptitle(fig, f"Figure 1: VGG with and without BatchNorm (histograms: {_unit(sub)}{where}, first seed, "
                   f"{note.split(';')[0]}{left_out})")
@@ -134,13 +134,9 @@ def fig2(runs: Runs):
     variants = NETWORKS
     sub = _need(runs, "runs of vgg_bn_noise with vgg and vgg_bn (experiment=fig2)", variant="vgg_bn_noise")
     sub, note = _at_lr(runs.select(variant=variants + [CONTROL]))
-    fig, axes = figure(4, 3, height_per_row=1.6)
-    grid = axes[0][0].get_gridspec()
-    for ax in axes[0]:
-        ax.remove()
-    accuracy = fig.add_subplot(grid[0, :])  # one wide panel on top, the control included
+    fig, (accuracy,), axes = figure_over(1, 3, 3, height_per_row=1.6)  # one wide panel on top, the control included
     _accuracy(accuracy, sub, "train", smooth=25, legend=False)
-    _ridges(axes[1:], sub.select(variant=variants), [2, 9, 13], [(v, POINT) for v in variants], None)
+    _ridges(axes, sub.select(variant=variants), [2, 9, 13], [(v, POINT) for v in variants], None)
     # what the panels show, not what the paper concludes from them: the verdicts are the report's
     suptitle(fig, f"Figure 2: training accuracy and activation distributions with BN, noisy BN and neither "
                   f"(histograms: {_unit(sub)}; {note})")

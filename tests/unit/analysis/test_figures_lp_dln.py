@@ -9,7 +9,7 @@ from ics_study.analysis.figures import FIGURES
 from ics_study.analysis.figures.style import RC
 from ics_study.analysis.runs import find_runs
 from ics_study.train import train
-from tests.conftest import TINY, compose
+from tests.conftest import TINY16, compose
 
 # slow: 4 DLN and 4 tiny VGG runs with the landscape, ~40 s alone; `make test-all` (CI) runs it
 pytestmark = pytest.mark.slow
@@ -54,9 +54,8 @@ def test_the_dln_figure_shows_the_cosines_at_every_lr_and_the_rest_at_the_papers
 @pytest.fixture(scope="module")
 def lp_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("lp")
-    tiny16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
     for i, model in enumerate(("vgg", "vgg_bn", "vgg_lp1", "vgg_lpinf")):
-        train(compose([*tiny16, f"model={model}", "landscape.enabled=true", "landscape.every=4"]), root / f"{i}_{model}")
+        train(compose([*TINY16, f"model={model}", "landscape.enabled=true", "landscape.every=4"]), root / f"{i}_{model}")
     return root
 
 

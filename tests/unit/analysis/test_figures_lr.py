@@ -14,7 +14,7 @@ from ics_study.analysis.figures import FIGURES
 from ics_study.analysis.figures.style import RC
 from ics_study.analysis.runs import find_runs
 from ics_study.train import train
-from tests.conftest import TINY, compose
+from tests.conftest import TINY16, compose
 
 MIXED = [("vgg_bn", 0.1, 0), ("vgg_bn", 0.1, 1), ("vgg_bn", 0.5, 0), ("vgg", 0.1, 0), ("vgg_bn_noise", 0.1, 0),
          ("vgg_bn_noise", 0.02, 0)]
@@ -23,9 +23,8 @@ MIXED = [("vgg_bn", 0.1, 0), ("vgg_bn", 0.1, 1), ("vgg_bn", 0.5, 0), ("vgg", 0.1
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     root = tmp_path_factory.mktemp("mixed")
-    tiny16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
     for i, (model, lr, seed) in enumerate(MIXED):
-        train(compose([*tiny16, f"model={model}", f"optim.lr={lr}", f"seed={seed}", "landscape.enabled=true",
+        train(compose([*TINY16, f"model={model}", f"optim.lr={lr}", f"seed={seed}", "landscape.enabled=true",
                        "landscape.every=4"]), root / f"{i}_{model}")
     # a diverged standard run at lr 0.1 (seed 1): a copy of seed 0 whose summary says so
     bad = root / "9_vgg_diverged"

@@ -11,7 +11,7 @@ from ics_study.analysis.figures.style import RC
 from ics_study.analysis.report import make_report
 from ics_study.analysis.runs import find_runs
 from ics_study.train import train
-from tests.conftest import REPO, TINY, compose, run_cli
+from tests.conftest import REPO, TINY16, compose, run_cli
 
 # slow: the sweep behind these tests and the figure files take ~2 min; `make test-all` (CI) runs them
 pytestmark = pytest.mark.slow
@@ -23,11 +23,10 @@ SWEEP = [("vgg", 0.1, 0), ("vgg", 0.1, 1), ("vgg_bn", 0.1, 0), ("vgg_bn", 0.1, 1
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    tiny16 = [a for a in TINY if not a.startswith("model.")] + ["model.depth=16", "model.width=0.0625"]
     for i, (model, lr, seed) in enumerate(SWEEP):
         measured = ["ics.enabled=true", "ics.every=4", "landscape.enabled=true", "landscape.every=4",
                     "probe.points=[pre_relu,pre_norm]"] if lr == 0.1 else []
-        train(compose([*tiny16, f"model={model}", f"optim.lr={lr}", f"seed={seed}", *measured]), root / f"{i}_{model}")
+        train(compose([*TINY16, f"model={model}", f"optim.lr={lr}", f"seed={seed}", *measured]), root / f"{i}_{model}")
     return root
 
 
