@@ -14,6 +14,8 @@
 #   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
 # and beyond the paper (issue 29; EXTENSIONS=0 skips them), lr 0.1, 3 seeds, beside the paper sweep's
 # BN and standard runs; a training the paper or noisy sweep already holds is not run again:
+# The noise and edge-of-stability sweeps record no activation probes (their figures and claims read
+# the metrics table only).
 #   noise_strength     noisy BN at k = 0, 0.5, 2, 4 (k = 1: the noisy sweep)         (12 runs)
 #   noise_granularity  (mu, sigma) per layer or position x redrawn every step, every 100 steps or
 #                      held; per channel held for 100 steps or the run (every step: the noisy sweep) (24 runs)
@@ -33,6 +35,12 @@
 # min, 27 of ~6-7 with the curvature probe), so it spans sessions on a machine whose processes end
 # with them.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
+# The runs go to OUT_DIR/runs (RUNS_DIR to choose), and results/reference/runs is committed: every
+# run's tables, config and summary, without its checkpoint (5 MB a run at width 1/4). A finished run
+# whose checkpoint is gone still returns at once where its config matches (the data root included:
+# other data trains again), so a campaign that outlasts its machine resumes from what was committed.
+# To redraw the figures and the report from the committed runs, without training: the last two
+# commands below, with runs=results/reference/runs.
 #
 # The paper's full scale on one GPU (VGG-16 width 1, 15,000 steps), every figure:
 #   ics-study train -m experiment=paper data.root=DATA_ROOT
@@ -42,7 +50,7 @@
 set -euo pipefail
 data=${1:?usage: scripts/reproduce.sh DATA_ROOT [OUT_DIR]}
 out=${2:-results/reference}
-runs=${RUNS_DIR:-results/multiruns/reference}
+runs=${RUNS_DIR:-$out/runs}
 precision=${PRECISION:-bf16}
 here=$(dirname "$0")
 common=("data.download=false" logger.tensorboard=false trainer.progress_bar=false)

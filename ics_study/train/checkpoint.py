@@ -130,6 +130,27 @@ def saved_step(run_dir: Path) -> int | None:
         return None
 
 
+def finished_without(run_dir: Path, cfg: TrainConfig) -> int | None:
+    """The steps of a completed run in ``run_dir`` whose checkpoint is gone, where its ``config.yaml``
+    matches ``cfg`` for the trajectory; else None (train as usual). Published runs keep their tables
+    and drop their weights (results/reference/runs: 5 MB a run at width 1/4): rerunning their sweep
+    must return at once, not train them again into tables that are already there."""
+    import yaml
+
+    summary, config = run_dir / "summary.json", run_dir / "config.yaml"
+    if find(run_dir) is not None or not (summary.is_file() and config.is_file()):
+        return None
+    try:
+        done, saved = json.loads(summary.read_text()), yaml.safe_load(config.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    if not (isinstance(done, dict) and isinstance(saved, dict) and done.get("status") == "completed"
+            and isinstance(done.get("steps"), int) and done["steps"] >= cfg.trainer.max_steps):
+        return None
+    diff = _differences(_without_free(saved), trajectory_config(cfg), trajectory_config(TrainConfig()))
+    return None if diff else done["steps"]
+
+
 def load(path: Path, cfg: TrainConfig) -> dict:
     state = read(path)
     saved = _without_free(json.loads(state["config"]))

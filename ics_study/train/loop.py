@@ -70,6 +70,8 @@ def _train(cfg: TrainConfig, run_dir: Path, on_step: Callable[[int], None] | Non
         run_dir = source.parent  # continue writing into the run being resumed
     if state is not None and state["step"] >= t.max_steps and (run_dir / "summary.json").exists():
         return _already_done(run_dir, state["step"])
+    if state is None and not t.resume and (steps := checkpoint.finished_without(run_dir, cfg)) is not None:
+        return _already_done(run_dir, steps)
 
     # === the process, then the run ========================================================================
     device = process.pick_device(t.device)

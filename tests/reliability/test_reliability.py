@@ -80,6 +80,22 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny_cfg):
     assert (tmp_path / "metrics").stat().st_mtime_ns == mtime
 
 
+def test_a_finished_run_without_its_checkpoint_is_not_trained_again(tmp_path, tiny_cfg):
+    """Published runs (results/reference/runs) keep their tables, not their weights: rerunning their
+    sweep returns at once. Another config or a longer run trains as before."""
+    first = train(tiny_cfg("trainer.max_steps=6"), tmp_path / "run")
+    (tmp_path / "run" / checkpoint.FILENAME).unlink()
+    tables = {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("part-*.parquet"))}
+    assert train(tiny_cfg("trainer.max_steps=6", "trainer.eval_every=3"), tmp_path / "run") == first  # a free setting
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("part-*.parquet"))} == tables
+    assert not (tmp_path / "run" / checkpoint.FILENAME).exists()
+    assert checkpoint.finished_without(tmp_path / "run", tiny_cfg("trainer.max_steps=6", "seed=1")) is None
+    assert checkpoint.finished_without(tmp_path / "run", tiny_cfg("trainer.max_steps=7")) is None
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    assert checkpoint.finished_without(tmp_path / "run", tiny_cfg("trainer.max_steps=6")) is None
+
+
 def test_a_checkpoint_from_another_config_is_refused(tmp_path, tiny_cfg):
     train(tiny_cfg("trainer.max_steps=6"), tmp_path)
     with pytest.raises(UserError, match="different config.*model.width"):
