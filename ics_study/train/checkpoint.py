@@ -131,10 +131,11 @@ def saved_step(run_dir: Path) -> int | None:
 
 
 def finished_without(run_dir: Path, cfg: TrainConfig) -> int | None:
-    """The steps of a completed run in ``run_dir`` whose checkpoint is gone, where its ``config.yaml``
-    matches ``cfg`` for the trajectory; else None (train as usual). Published runs keep their tables
-    and drop their weights (results/reference/runs: 5 MB a run at width 1/4): rerunning their sweep
-    must return at once, not train them again into tables that are already there."""
+    """The steps of a finished run in ``run_dir`` whose checkpoint is gone (completed at ``cfg``'s
+    max_steps, or diverged: it would diverge again), where its ``config.yaml`` matches ``cfg`` for
+    the trajectory; else None (train as usual). Published runs keep their tables and drop their
+    weights (results/reference/runs: 5 MB a run at width 1/4): rerunning their sweep must return at
+    once, not train them again into tables that are already there."""
     import yaml
 
     summary, config = run_dir / "summary.json", run_dir / "config.yaml"
@@ -144,8 +145,10 @@ def finished_without(run_dir: Path, cfg: TrainConfig) -> int | None:
         done, saved = json.loads(summary.read_text()), yaml.safe_load(config.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return None
-    if not (isinstance(done, dict) and isinstance(saved, dict) and done.get("status") == "completed"
-            and isinstance(done.get("steps"), int) and done["steps"] >= cfg.trainer.max_steps):
+    if not (isinstance(done, dict) and isinstance(saved, dict) and isinstance(done.get("steps"), int)):
+        return None
+    ended = done.get("status") == "diverged" or (done.get("status") == "completed" and done["steps"] >= cfg.trainer.max_steps)
+    if not ended:
         return None
     diff = _differences(_without_free(saved), trajectory_config(cfg), trajectory_config(TrainConfig()))
     return None if diff else done["steps"]

@@ -94,6 +94,12 @@ def test_a_finished_run_without_its_checkpoint_is_not_trained_again(tmp_path, ti
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
     assert checkpoint.finished_without(tmp_path / "run", tiny_cfg("trainer.max_steps=6")) is None
+    diverging = tiny_cfg("model=vgg", "optim.lr=1e12", "trainer.max_steps=40", "trainer.log_every=4")
+    ended = train(diverging, tmp_path / "diverged")
+    assert ended["status"] == "diverged" and ended["steps"] < 40
+    (tmp_path / "diverged" / checkpoint.FILENAME).unlink(missing_ok=True)
+    again = train(diverging, tmp_path / "diverged")  # returns at once: it would only diverge again
+    assert json.dumps(again, sort_keys=True) == json.dumps(ended, sort_keys=True)  # (its loss is NaN)
 
 
 def test_a_checkpoint_from_another_config_is_refused(tmp_path, tiny_cfg):
