@@ -23,7 +23,9 @@
 #                      landscape on                                                  (18 runs)
 #   edge_of_stability  (issue 30) standard and BN at lr 0.02, 0.05, 0.1, 0.2, BN also at 0.5, the
 #                      landscape and the curvature probe on (LN and GN: the preset, not run here) (27 runs)
-# The DLN sweeps carry the curvature probe too (its Hessian has 2,500 rows: cheap).
+# The DLN sweeps carry the curvature probe too (its Hessian has 2,500 rows: cheap), and no activation
+# probes: its figure and claims read the metrics table only, and 10,000 steps of 25 layers' probes are
+# 13 MB of tables a run.
 # The paper, noisy and lp presets record the probes at two points (pre_relu and pre_norm).
 # VGG runs use PRECISION (default bf16: 1.7-1.9x faster on a CPU with AMX/AVX512-BF16; at this scale
 # its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
@@ -65,7 +67,7 @@ ics-study train -m experiment=lp_norms model=vgg_lp1,vgg_lp2,vgg_lpinf "${vgg[@]
 # (measured here: a BN-DLN run 98-105 s so, 139-143 s alone on two threads).
 pids=()
 for lr in 1e-6 1e-7; do
-  ics-study train -m experiment=dln optim.lr=$lr trainer.threads=1 "${common[@]}" "hydra.sweep.dir=$runs/dln_lr$lr" &
+  ics-study train -m experiment=dln optim.lr=$lr probe.enabled=false trainer.threads=1 "${common[@]}" "hydra.sweep.dir=$runs/dln_lr$lr" &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed sweep stops the script here
