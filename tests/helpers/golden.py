@@ -13,7 +13,8 @@ table, the summary (timing aside) and every part of the checkpoint, with ICS and
 
 Both fixtures carry the machine they were recorded on (``machine()``: CPU model and instruction
 sets, ATen's and oneDNN's kernel choice, library versions, threads). Where all of it matches, the
-tests ask for every bit. Elsewhere the trajectory is compared within ``SPREAD_FACTOR`` times the
+tests ask for every bit; the digests too on the machines listed under ``also_identical_on``, where
+every digest was found equal (AMD EPYC family 26 model 2, 2026-12-07; a regeneration drops the list). Elsewhere the trajectory is compared within ``SPREAD_FACTOR`` times the
 spread measured between forced kernel variants of the recording machine (``VARIANTS``), stored in
 the fixture; ``tests/unit/train/test_identical_training.py`` also shows that real changes (another noise
 stream, another learning rate, bf16) fall outside it.
