@@ -13,9 +13,8 @@
 #   lp      l1, l2, l_inf at lr 0.1, 3 seeds, the landscape on                      (9 runs: l_p figures)
 #   dln     the deep linear network, 5 normalisations x 6 seeds, lr 1e-6 and 1e-7  (2 x 30 runs, fp32)
 # and beyond the paper (issue 29; EXTENSIONS=0 skips them), lr 0.1, 3 seeds, beside the paper sweep's
-# BN and standard runs; a training the paper or noisy sweep already holds is not run again:
-# The noise and edge-of-stability sweeps record no activation probes (their figures and claims read
-# the metrics table only).
+# BN and standard runs; a training the paper or noisy sweep already holds is not run again (the noise
+# and edge-of-stability presets record no activation probes: their figures and claims read metrics):
 #   noise_strength     noisy BN at k = 0, 0.5, 2, 4 (k = 1: the noisy sweep)         (12 runs)
 #   noise_granularity  (mu, sigma) per layer or position x redrawn every step, every 100 steps or
 #                      held; per channel held for 100 steps or the run (every step: the noisy sweep) (24 runs)

@@ -76,6 +76,11 @@ def _differences(saved: dict, now: dict, defaults: dict, prefix: str = "") -> li
     return out
 
 
+def _config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """The trajectory settings in which a saved config differs from ``cfg``."""
+    return _differences(_without_free(saved), trajectory_config(cfg), trajectory_config(TrainConfig()))
+
+
 def find(path: str | Path) -> Path | None:
     """The checkpoint file at ``path`` (a file or a run dir), or None."""
     path = Path(path).expanduser()
@@ -150,14 +155,12 @@ def finished_without(run_dir: Path, cfg: TrainConfig) -> int | None:
     ended = done.get("status") == "diverged" or (done.get("status") == "completed" and done["steps"] >= cfg.trainer.max_steps)
     if not ended:
         return None
-    diff = _differences(_without_free(saved), trajectory_config(cfg), trajectory_config(TrainConfig()))
-    return None if diff else done["steps"]
+    return None if _config_differences(saved, cfg) else done["steps"]
 
 
 def load(path: Path, cfg: TrainConfig) -> dict:
     state = read(path)
-    saved = _without_free(json.loads(state["config"]))
-    diff = _differences(saved, trajectory_config(cfg), trajectory_config(TrainConfig()))
+    diff = _config_differences(json.loads(state["config"]), cfg)
     if diff:
         raise ConfigMismatch(f"checkpoint {path} was written with a different config (differs in: {', '.join(diff[:6])}); "
                         "use the same settings, or another run dir to start afresh")
