@@ -56,6 +56,17 @@ precision=${PRECISION:-bf16}
 here=$(dirname "$0")
 common=("data.download=false" logger.tensorboard=false trainer.progress_bar=false)
 vgg=(scale=cpu_small "data.root=$data" "trainer.precision=$precision" "${common[@]}")
+# Emulated bf16 (a CPU without AVX512-BF16 or AMX) is 11x slower than fp32 (docs/performance.md):
+# stop before a campaign of days. BF16_EMULATED=1 goes on, e.g. where every run is committed already.
+# (asked of the interpreter that runs ics-study, which need not be the first python on PATH)
+py=$(sed -n '1s/^#!//p' "$(command -v ics-study)")
+if [[ $precision == bf16 && ${BF16_EMULATED:-0} != 1 ]] && ! ${py:-python3} -c "from ics_study.train.precision import \
+    bf16_is_native; from ics_study.train.process import pick_device; import sys; sys.exit(not bf16_is_native(pick_device('auto')))"; then
+  echo "scripts/reproduce.sh: this machine has no native bf16 (AVX512-BF16, AMX or a GPU from Ampere on), so its bf16 runs" \
+    "would be 11x slower than fp32; rerun with PRECISION=fp32 (a new set, not the committed bf16 runs), or with" \
+    "BF16_EMULATED=1 where every run is finished already" >&2
+  exit 2
+fi
 start=$(date +%s)
 mkdir -p "$runs"
 
