@@ -79,7 +79,8 @@ def test_the_strength_figure_plots_each_setting_s_seeds_and_mean():
         rows += [{"variant": "vgg_bn_noise" + (f"[strength={k:g}]" if k != 1 else ""), "seed": s, "noise_strength": k,
                   "noise_granularity": "channel", "noise_redraw_every": 1, "auc_train_acc": auc + 0.01 * s,
                   "steps_to_50": 100.0 * (s + 1), "steps_to_80": np.nan if k == 4 and s else 900.0,
-                  "final_test_acc_last3": 0.5} for s in range(3)]
+                  "final_test_acc_last3": 0.5, "final_test_acc_recalibrated": 0.7 - 0.1 * k, "max_steps": 1000}
+                 for s in range(3)]
     fig = fig_noise_strength(Runs(_table(rows)))
     from matplotlib.text import Annotation
 
@@ -92,6 +93,11 @@ def test_the_strength_figure_plots_each_setting_s_seeds_and_mean():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "4"]
     np.testing.assert_allclose(means.get_ydata(), [0.61, 0.56, 0.21])
     assert fig.axes[1].get_ylim()[0] == 0 and fig.axes[2].get_ylim()[0] == 0  # steps from 0
+    assert fig.axes[2].get_ylim()[1] > 1000  # the "never got there" marks above the last step, not on seeds
+    recalibrated = fig.axes[4]  # the noisy nets' test accuracy with clean BN statistics, beside "as trained"
+    assert "re-estimated" in recalibrated.get_title() and "as trained" in fig.axes[3].get_title()
+    np.testing.assert_allclose(recalibrated.lines[-1].get_ydata(), [0.7, 0.6, 0.3])
+    assert not any(line.get_linestyle() == "--" for line in recalibrated.lines)  # BN, standard: never re-estimated
     refs = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
     np.testing.assert_allclose(refs, [0.31, 0.61])  # the standard net's and BN's means
 
