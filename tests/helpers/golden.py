@@ -23,6 +23,14 @@ Regenerate (only when training is meant to change, and say so in the commit; ~1 
 
     .venv/bin/python tests/helpers/golden.py tests/fixtures/golden_trajectory.npz
     .venv/bin/python tests/helpers/golden.py tests/fixtures/golden_outputs.json
+
+Forced variants do not cover every machine: on a CPU with AVX2 only (AMD EPYC family 25 model 1) the
+noisy net's trajectory drifted from the AVX512 recording by up to 2e-3 of its late training loss, 50x
+the variants' spread, from step 7 of 12 (steps 1-6 within 1e-6), while the standard and BN nets
+stayed inside it. On such a machine, with training unchanged, widen the fixture's spread by what it
+measures (``widen_with_this_machine``; the recording and its bit-for-bit test are kept):
+
+    .venv/bin/python tests/helpers/golden.py --widen tests/fixtures/golden_trajectory.npz
 """
 
 from __future__ import annotations
@@ -169,6 +177,24 @@ def differences(got: dict, want: dict, bitwise: bool) -> list[str]:
     return out
 
 
+def widen_with_this_machine(target: Path) -> list[str]:
+    """Where a real machine differs by more than the forced variants did (``VARIANTS`` cannot force
+    every kernel that a CPU of another class picks), that measured difference joins the fixture's
+    spread, as ``spread()`` groups it: the tolerance of other machines becomes 10x the larger of the
+    two. The recorded trajectory itself, and so the bit-for-bit test on its machine, stay as they were.
+    Run it only on a commit whose training is unchanged since the recording (the test's own history
+    says so); ``test_a_real_change...`` must still fail the changes it lists. Returns the machines
+    that have widened it."""
+    want = dict(np.load(target))
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        here = trajectory(Path(tmp))
+    observed = spread(want, [here])
+    widened = {k: np.maximum(want[k], v) for k, v in observed.items()}
+    by = [*want.get("widened_by", np.array([], dtype="U200")).tolist(), machine()["cpu"] + " " + machine()["isa"]]
+    np.savez_compressed(target, **{**want, **widened, "widened_by": np.array(by, dtype="U200")})
+    return by
+
+
 def record_trajectory(target: Path) -> None:
     """The trajectory here, and the spread of the kernel variants (each in its own process)."""
     import subprocess
@@ -257,6 +283,9 @@ if __name__ == "__main__":
 
     plain = sys.argv[1] == "--plain"  # the trajectory alone (one kernel variant of record_trajectory)
     target = Path(sys.argv[-1])
+    if sys.argv[1] == "--widen":
+        print(f"{target}: spread widened by {widen_with_this_machine(target)}")
+        sys.exit(0)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if target.suffix == ".json":

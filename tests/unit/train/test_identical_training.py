@@ -2,7 +2,8 @@
 channel moments, probe summaries and final weights against a fixture recorded by the code before.
 
 Bit for bit on the machine the fixture was recorded on (tests/helpers/golden.py: ``machine()``); elsewhere
-within the spread measured between that machine's kernel variants, which real changes exceed."""
+within the spread measured between that machine's kernel variants and the real machines that widened it
+(``widened_by``), which real changes exceed."""
 
 from __future__ import annotations
 
