@@ -36,7 +36,7 @@ from ics_study.models import build_model, set_noise_generator
 from ics_study.models.noise_stream import CounterStream
 from ics_study.models.noisy_bn import NoisyBatchNorm, noisy_layers
 from ics_study.train.host_memory import keep_freed_memory
-from ics_study.train.precision import autocast, bf16_is_native
+from ics_study.train.precision import autocast, fastest
 
 from .common import alternate, median, rounds, table
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = ap.parse_args(argv)
     if args.run_precision is None:  # emulated bf16 is 11x slower than fp32, and reproduce.sh refuses it
-        args.run_precision = "bf16" if bf16_is_native(torch.device("cpu")) else "fp32"
+        args.run_precision = fastest(torch.device("cpu"))
     if args.quick:
         args.width, args.batch, args.steps, args.repeats, args.run_steps = 0.0625, 8, 1, 1, 4
     keep_freed_memory()  # as train() does on a CPU: large blocks reused, not page-faulted in again

@@ -14,8 +14,8 @@ table, the summary (timing aside) and every part of the checkpoint, with ICS and
 Both fixtures carry the machine they were recorded on (``machine()``: CPU model and instruction
 sets, ATen's and oneDNN's kernel choice, library versions, threads). Where all of it matches, the
 tests ask for every bit; the digests too on the machines listed under ``also_identical_on``, where
-every digest was found equal (AMD EPYC family 26 model 2, 2026-12-07; a regeneration drops the list). Elsewhere the trajectory is compared within ``SPREAD_FACTOR`` times the
-spread measured between forced kernel variants of the recording machine (``VARIANTS``), stored in
+every digest was found equal (AMD EPYC family 26 model 2, 2026-12-07; a regeneration drops the
+list). Elsewhere the trajectory is compared within ``SPREAD_FACTOR`` times the spread measured between forced kernel variants of the recording machine (``VARIANTS``), stored in
 the fixture; ``tests/unit/train/test_identical_training.py`` also shows that real changes (another noise
 stream, another learning rate, bf16) fall outside it.
 
@@ -39,6 +39,7 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,7 @@ def widen_with_this_machine(target: Path) -> list[str]:
     says so); ``test_a_real_change...`` must still fail the changes it lists. Returns the machines
     that have widened it."""
     want = dict(np.load(target))
-    with __import__("tempfile").TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         here = trajectory(Path(tmp))
     observed = spread(want, [here])
     widened = {k: np.maximum(want[k], v) for k, v in observed.items()}
@@ -198,7 +199,6 @@ def widen_with_this_machine(target: Path) -> list[str]:
 def record_trajectory(target: Path) -> None:
     """The trajectory here, and the spread of the kernel variants (each in its own process)."""
     import subprocess
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         want = trajectory(Path(tmp) / "here")
@@ -279,7 +279,6 @@ def outputs(tmp: Path) -> dict:
 
 if __name__ == "__main__":
     import json
-    import tempfile
 
     plain = sys.argv[1] == "--plain"  # the trajectory alone (one kernel variant of record_trajectory)
     target = Path(sys.argv[-1])

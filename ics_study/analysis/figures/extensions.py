@@ -12,6 +12,8 @@ net at the same learning rate are dashed reference lines with their seed range s
 
 from __future__ import annotations
 
+from itertools import zip_longest
+
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -72,9 +74,8 @@ def _panels(table: pd.DataFrame, specs: list, rows: int = 1):
     statistic the table lacks is left blank."""
     fig, axes = figure(rows, -(-len(specs) // rows), height_per_row=2.0)
     panels = []
-    for n, ax in enumerate(axes.flat):
-        column, title, log = specs[n] if n < len(specs) else (None, None, None)
-        if column not in table:
+    for n, (ax, (column, title, log)) in enumerate(zip_longest(axes.flat, specs, fillvalue=(None, None, None))):
+        if column not in table:  # a statistic the table lacks, or a grid cell past the last panel
             ax.set_axis_off()
             continue
         _references(ax, table, column)

@@ -7,7 +7,7 @@ import torch
 
 from ics_study.data.cifar10 import load_cifar10
 from ics_study.train import train
-from ics_study.train.precision import bf16_is_native
+from ics_study.train.precision import fastest
 from tests.conftest import compose
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -24,7 +24,7 @@ def test_loader_reads_the_real_copy(cifar_root):
 def test_bn_beats_standard_on_narrow_vgg16(cifar_root, tmp_path):
     # bf16, as the CPU reference campaign runs (scripts/reproduce.sh; 1.8x faster than fp32) where the
     # CPU has it natively; emulated it is 11x slower than fp32 (35 min for this test), so fp32 there
-    precision = "bf16" if bf16_is_native(torch.device("cpu")) else "fp32"
+    precision = fastest(torch.device("cpu"))
     common = ["model.width=0.25", "trainer.max_steps=500", "trainer.eval_every=500", "trainer.progress_bar=false",
               f"data.root={cifar_root}", "data.download=false", "trainer.device=cpu", "probe.every=250",
               f"trainer.precision={precision}"]
