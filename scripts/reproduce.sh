@@ -26,9 +26,10 @@
 # probes: its figure and claims read the metrics table only, and 10,000 steps of 25 layers' probes are
 # 13 MB of tables a run.
 # The paper, noisy and lp presets record the probes at two points (pre_relu and pre_norm).
-# VGG runs use PRECISION (default bf16: 1.7-1.9x faster on a CPU with AMX/AVX512-BF16; at this scale
-# its verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for
-# the default precision. The DLN always runs in fp32 (its summed loss is ~1e4). Sweeps run one after
+# VGG runs use PRECISION (default bf16: 1.7-1.9x faster on a CPU with AMX/AVX512-BF16, and at fp32's
+# speed on one without, through fp32's kernels: ics_study/train/precision.py; at this scale its
+# verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for the
+# default precision (a new set, not the committed bf16 runs). The DLN always runs in fp32 (its summed loss is ~1e4). Sweeps run one after
 # another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
 # (measured here). On the 2-core AMD EPYC here, the 2026-12-06 campaign's runs that nothing else slowed:
 # 2.9-3.0 min per standard VGG run, 3.0-3.3 BN, 4.2-4.7 noisy BN, 3.3-3.4 l_p, 0.7-3.6 per DLN run
@@ -56,17 +57,6 @@ precision=${PRECISION:-bf16}
 here=$(dirname "$0")
 common=("data.download=false" logger.tensorboard=false trainer.progress_bar=false)
 vgg=(scale=cpu_small "data.root=$data" "trainer.precision=$precision" "${common[@]}")
-# Emulated bf16 (a CPU without AVX512-BF16 or AMX) is 11x slower than fp32 (docs/performance.md):
-# stop before a campaign of days. BF16_EMULATED=1 goes on, e.g. where every run is committed already.
-# (asked of the interpreter that runs ics-study, which need not be the first python on PATH)
-py=$(sed -n '1s/^#!//p' "$(command -v ics-study)")
-if [[ $precision == bf16 && ${BF16_EMULATED:-0} != 1 ]] && ! ${py:-python3} -c "from ics_study.train.precision import \
-    bf16_is_native; from ics_study.train.process import pick_device; import sys; sys.exit(not bf16_is_native(pick_device('auto')))"; then
-  echo "scripts/reproduce.sh: this machine has no native bf16 (AVX512-BF16, AMX or a GPU from Ampere on), so its bf16 runs" \
-    "would be 11x slower than fp32; rerun with PRECISION=fp32 (a new set, not the committed bf16 runs), or with" \
-    "BF16_EMULATED=1 where every run is finished already" >&2
-  exit 2
-fi
 start=$(date +%s)
 mkdir -p "$runs"
 

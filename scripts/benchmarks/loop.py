@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
              for p in sorted({known[v][1] for v in variants})}
     print(f"\n{args.model} width {args.width}, batch 128, {steps} steps/run, median of {args.repeats} alternating "
           f"runs; device {device} ({name_dev}, {threads} threads, native bf16: "
-          f"{'yes' if bf16_is_native(device) else 'no, emulated'}); torch {torch.__version__}; 'steady' = after "
+          f"{'yes' if bf16_is_native(device) else 'no, through fp32 kernels' if device.type == 'cpu' else 'no, emulated'}); torch {torch.__version__}; 'steady' = after "
           f"step {steady_after(steps)} (no autotuning, no graph capture); TFLOP/s from the steady rate and "
           f"{flop / 1e9:.3f} GFLOP per image and step (forward + backward, counted); 'vs layers alone': the "
           f"steady rate against forward + backward through the network's convolutions, pools and linear "

@@ -36,7 +36,7 @@ from ics_study.models import build_model, set_noise_generator
 from ics_study.models.noise_stream import CounterStream
 from ics_study.models.noisy_bn import NoisyBatchNorm, noisy_layers
 from ics_study.train.host_memory import keep_freed_memory
-from ics_study.train.precision import autocast, fastest
+from ics_study.train.precision import autocast
 
 from .common import alternate, median, rounds, table
 
@@ -184,13 +184,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is printed")
     ap.add_argument("--run-steps", type=int, default=0, help="whole short runs of this many steps (0: skip)")
     ap.add_argument("--run-repeats", type=int, default=1)
-    ap.add_argument("--run-precision", default=None,
-                    help="the whole runs' precision (default: bf16 where the CPU has it natively, as reproduce.sh; else fp32)")
+    ap.add_argument("--run-precision", default="bf16", help="the whole runs' precision (reproduce.sh's)")
     ap.add_argument("--data-root", default="", help="real CIFAR-10 for the whole runs (else synthetic data)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = ap.parse_args(argv)
-    if args.run_precision is None:  # emulated bf16 is 11x slower than fp32, and reproduce.sh refuses it
-        args.run_precision = fastest(torch.device("cpu"))
     if args.quick:
         args.width, args.batch, args.steps, args.repeats, args.run_steps = 0.0625, 8, 1, 1, 4
     keep_freed_memory()  # as train() does on a CPU: large blocks reused, not page-faulted in again
