@@ -35,7 +35,8 @@
 # 2.9-3.0 min per standard VGG run, 3.0-3.3 BN, 4.2-4.7 noisy BN, 3.3-3.4 l_p, 0.7-3.6 per DLN run
 # (two at a time): about 3 h for the paper, about 6.5 h more for the extensions (54 runs of 3-4.5
 # min, 27 of ~6-7 with the curvature probe), so it spans sessions on a machine whose processes end
-# with them.
+# with them. On an AVX2-only AMD EPYC (bf16 through fp32's kernels) 2.5-4x as long: 8.1 min per BN
+# run, ~11.5 per noisy BN run.
 # Interrupted? Rerun the same command: finished runs return at once, the others resume.
 # The runs go to OUT_DIR/runs (RUNS_DIR to choose), and results/reference/runs is committed: every
 # run's tables, config and summary, without its checkpoint (5 MB a run at width 1/4). A finished run
