@@ -15,6 +15,7 @@ numbers at fp32's speed. ``train`` says so in one line (``bf16_note``).
 
 from __future__ import annotations
 
+import functools
 from contextlib import ExitStack, nullcontext
 
 import torch
@@ -70,15 +71,21 @@ def bf16_is_native(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return _cpu_bf16_native()
     return False
+
+
+@functools.cache
+def _cpu_bf16_native() -> bool:
+    # asked once: autocast() asks at every step, and the answer is the machine's
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def bf16_note(device: torch.device, precision: str) -> str | None:
     """One line for the log when bf16 was asked for on hardware that only emulates it; else None."""
     if precision != "bf16" or bf16_is_native(device):
         return None
-    if device.type == "cpu":
+    if bf16_through_fp32(device, precision):
         return ("trainer.precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so convolutions and "
                 "matrix products run through fp32's kernels on bf16-rounded operands, rounded to bf16: bf16's "
                 "numbers at fp32's speed, no faster (docs/performance.md)")
