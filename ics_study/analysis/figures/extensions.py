@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ...config import ABLATIONS, NoiseConfig
 from ..aggregate import one_per_seed
 from ..runs import Runs
 from .panels import seed_lines
@@ -44,12 +45,18 @@ def _at_lr(runs: Runs) -> pd.DataFrame:
     return one_per_seed(t[t.lr == PAPER_LR])
 
 
-def _noisy(table: pd.DataFrame) -> pd.DataFrame:
-    """The noisy-BN runs with their ablation options (defaults where the table predates them)."""
+def _noisy(table: pd.DataFrame, *varying: str) -> pd.DataFrame:
+    """The noisy-BN runs that differ from Algorithm 1 (NoiseConfig's defaults) in the options ``varying``
+    at most, with those options as columns (defaults where the table predates them): the strength
+    figure must not read the granularity sweep's k = 1 runs as more seeds of k = 1."""
     t = table[table.variant.str.startswith(NOISY + "[") | (table.variant == NOISY)].copy()
-    for column, default in (("noise_strength", 1.0), ("noise_granularity", "channel"), ("noise_redraw_every", 1)):
+    keep = pd.Series(True, index=t.index)
+    for option in ABLATIONS:
+        column, default = f"noise_{option}", getattr(NoiseConfig, option)
         t[column] = t[column].fillna(default) if column in t else default
-    return t.astype({"noise_strength": float, "noise_redraw_every": int})
+        if option not in varying:
+            keep &= t[column] == default
+    return t[keep].astype({"noise_strength": float, "noise_redraw_every": int})
 
 
 def _references(ax, table: pd.DataFrame, column: str) -> None:
@@ -107,7 +114,7 @@ def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = Non
 def fig_noise_strength(runs: Runs):
     """Speed and final accuracy of the noisy BN against the strength k of its noise."""
     table = _at_lr(runs)
-    noisy = _noisy(table)
+    noisy = _noisy(table, "strength")
     if noisy.noise_strength.nunique() < 2:
         raise MissingRuns("noisy-BN runs at two or more noise strengths (experiment=noise_strength)")
     ks = sorted(noisy.noise_strength.unique())
@@ -128,20 +135,21 @@ def fig_noise_strength(runs: Runs):
 def fig_noise_granularity(runs: Runs):
     """Speed and final accuracy against who shares (mu_t, sigma_t) and how long they are held."""
     table = _at_lr(runs)
-    noisy = _noisy(table)
+    noisy = _noisy(table, "granularity", "redraw_every")
     if len(noisy[["noise_granularity", "noise_redraw_every"]].drop_duplicates()) < 2:
         raise MissingRuns("noisy-BN runs at two or more granularities or redraw intervals (experiment=noise_granularity)")
-    noisy = noisy[noisy.noise_strength == 1.0]
     grains = [g for g in ("channel", "layer", "position") if g in set(noisy.noise_granularity)]
     times = [t for t in TIMES if t in set(noisy.noise_redraw_every)]
     colours = dict(zip(TIMES, ("#2ca02c", "#17becf", "#bcbd22")))
     fig, axes, panels = _panels(table, SPEED, rows=2)
     for _, ax, column, ylabel, _ in panels:
         for j, every in enumerate(times):
-            for i, grain in enumerate(grains):
-                cell = noisy[(noisy.noise_granularity == grain) & (noisy.noise_redraw_every == every)]
+            cells = [(i, noisy[(noisy.noise_granularity == g) & (noisy.noise_redraw_every == every)]) for i, g in
+                     enumerate(grains)]
+            cells = [(i, cell) for i, cell in cells if len(cell)]  # a sweep may lack a granularity at this time
+            for n, (i, cell) in enumerate(cells):
                 _points(ax, i + (j - (len(times) - 1) / 2) * 0.2, cell[column], colours[every],
-                        f"(mu, sigma) {TIMES[every]}" if i == 0 else None, marker="os^"[j % 3])
+                        f"(mu, sigma) {TIMES[every]}" if n == 0 else None, marker="os^"[j % 3])
         ax.set(xticks=range(len(grains)), xticklabels=grains, title=ylabel,
                xlabel="one (mu, sigma) per", xlim=(-0.6, len(grains) - 0.4))
     return finish(fig, axes[0][0], f"Beyond the paper: who shares the shift, and how long it is held. Noisy BN at "

@@ -81,6 +81,10 @@ def test_the_strength_figure_plots_each_setting_s_seeds_and_mean():
                   "steps_to_50": 100.0 * (s + 1), "steps_to_80": np.nan if k == 4 and s else 900.0,
                   "final_test_acc_last3": 0.5, "final_test_acc_recalibrated": 0.7 - 0.1 * k, "max_steps": 1000}
                  for s in range(3)]
+    # the granularity sweep's runs are noisy BN at k = 1 too, but not Algorithm 1: not more seeds of k = 1
+    rows += [{"variant": "vgg_bn_noise[granularity=layer]", "seed": s, "noise_strength": 1.0, "noise_granularity": "layer",
+              "noise_redraw_every": 1, "auc_train_acc": 0.9, "steps_to_50": 100.0, "steps_to_80": np.nan,
+              "final_test_acc_last3": 0.5, "final_test_acc_recalibrated": 0.7, "max_steps": 1000} for s in range(3)]
     fig = fig_noise_strength(Runs(_table(rows)))
     from matplotlib.text import Annotation
 
@@ -117,6 +121,10 @@ def test_the_granularity_figure_has_a_column_per_granularity_and_a_series_per_ti
                                                           ("redrawn every step", "redrawn every 100 steps", "held for the run")]
     got = sorted(round(float(c.get_offsets()[0][1]), 3) for c in _seed_dots(ax))
     assert got[0] == 0.3 and got[-1] == 0.52  # position/every step's first seed ... channel/held's first seed
+    # without the per-channel held runs (a separate sweep), each time keeps its legend entry
+    partial = [r for r in rows if r["noise_granularity"] != "channel" or r["noise_redraw_every"] == 1]
+    labels = fig_noise_granularity(Runs(_table(partial))).axes[0].get_legend_handles_labels()[1]
+    assert len([x for x in labels if x.startswith("(mu")]) == 3
 
 
 def test_the_normaliser_figure_has_one_column_per_normaliser_after_bn_and_standard():
