@@ -45,13 +45,13 @@ PER_VARIANT = {"train_acc": "final_train_acc", "auc": "auc_train_acc", "test_acc
 CLAIM_SECTIONS = (("paper", "claims", "The paper's claims", ""),
                   ("check", "checks", "Checks of our implementation",
                    "These hold by how a network or probe is built: they test our code, not the paper, and are "
-                   "never counted as reproduced."),
+                   "never counted as reproduced: each holds or does not."),
                   ("extension", "beyond", "Beyond the paper",
                    "Questions the paper does not ask: how strong, how widely shared and how persistent the injected "
                    "shift must be before BN's advantage is gone, which part of BN does the work, whether normalisers "
                    "without batch statistics behave alike, and whether 'BN is smoother' is a property of BN or of the "
                    "learning rate (the edge of stability). Our own statements, judged by the same rules against the "
-                   "same seed spread, beside the paper preset's BN and standard runs; the 'paper' column names what "
+                   "same seed spread (each holds, does not hold, or is inconclusive), beside the paper preset's BN and standard runs; the 'paper' column names what "
                    "prompted each. Never counted with the paper's claims."))
 
 
@@ -99,7 +99,7 @@ def smoothness_paragraph(claims: pd.DataFrame) -> str:
                 out.append(f"{text} at lr {', '.join(lrs)}")
         return "; ".join(out)
 
-    near = {"reproduced": "within it beyond the seed spread", "not reproduced": "outside it",
+    near = {"holds": "within it beyond the seed spread", "does not hold": "outside it",
             "inconclusive": "undecided"}
     bn, std = verdicts(r"ext\.eos\.vgg_bn\.beta_near_edge"), verdicts(r"ext\.eos\.vgg\.beta_near_edge")
     above = verdicts(r"ext\.eos\.std_top_above_edge")
@@ -110,17 +110,17 @@ def smoothness_paragraph(claims: pd.DataFrame) -> str:
             f"steps) is {clauses(bn, near)}. ")
     if len(std):
         text += f"The standard net's is {clauses(std, near)}. "
-    if (bn.verdict == "reproduced").all() and len(bn) >= 2:
+    if (bn.verdict == "holds").all() and len(bn) >= 2:
         text += (f"At every learning rate tested ({len(bn)}) BN's smoothness tracks 2/lr, so the paper's BN value at lr "
                  "0.1 (~20 = 2/0.1) reads the learning rate as much as the network. ")
-    elif (bn.verdict == "reproduced").all():
+    elif (bn.verdict == "holds").all():
         text += ("One learning rate cannot show whether BN's smoothness tracks 2/lr or only sits near it there: "
                  "that needs the edge_of_stability sweep's learning rates. ")
     else:
         text += "BN's smoothness does not follow 2/lr at every learning rate tested: it is not set by the learning rate alone. "
     if len(above):
         text += "The standard net's top Hessian eigenvalue " + clauses(
-            above, {"reproduced": "exceeds 2/lr beyond the seed spread", "not reproduced": "stays below it",
+            above, {"holds": "exceeds 2/lr beyond the seed spread", "does not hold": "stays below it",
                     "inconclusive": "is undecided against it"}) + "."
     return text.rstrip()
 

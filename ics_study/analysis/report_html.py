@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..recording.storage import atomic_write
 
-COLOURS = {"reproduced": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e", "inconsistent": "#d9534f",
+COLOURS = {"reproduced": "#1a7f37", "holds": "#1a7f37", "consistent": "#4d9f5a", "not reproduced": "#cf222e",
+           "does not hold": "#cf222e", "inconsistent": "#d9534f",
            "inconclusive": "#9a6700", "not measured": "#6e7781", "not testable at this scale": "#6e7781"}
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1180px;

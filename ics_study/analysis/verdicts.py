@@ -3,7 +3,8 @@
 With at least ``MIN_SEEDS`` (3) runs on each side a rule asks for separation beyond the spread of
 the runs: "higher" needs every run of a above every run of b. At 3 vs 3 that ordering has an exact
 one-sided permutation p of 1/C(6,3) = 0.05 under "no difference". The opposite, beyond the spread,
-is "not reproduced"; anything else is "inconclusive". With fewer runs the same comparison is made
+is "not reproduced"; anything else is "inconclusive". Our own statements (``kind`` "extension") and the
+checks of our implementation were never the paper's to reproduce: they "hold" or "do not hold". With fewer runs the same comparison is made
 on the means and gives at most "consistent (k seeds)" (or "inconsistent (k seeds)"). Ties are never
 a direction. Runs that diverged are left out of every rule but ``fails_trains`` (where diverging is
 failing), and the evidence says how many. A claim whose preconditions (``Claim.requires``) fail on
@@ -22,17 +23,20 @@ from .aggregate import one_per_seed
 from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, TRAIN_ACC, Claim
 
 MIN_SEEDS = 3
+# a verdict's words by the claim's kind: (holds beyond the spread, the opposite beyond the spread)
+OUTCOMES = {"paper": ("reproduced", "not reproduced"), "check": ("holds", "does not hold"),
+            "extension": ("holds", "does not hold")}
 
 RULES = {
     "higher": "every run of {a} above every run of {b} ({p})",
     "lower": "every run of {a} below every run of {b} ({p})",
     "about_equal": "|mean {a} - mean {b}| plus both half-ranges within {f:g} x |mean {b} - mean {ref}|",
-    "not_lower": "every run of {a} at least {keep:g} x every run of {b} (not reproduced: every run below {keep:g} x every run of {b})",
-    "not_higher_by": "every run of {a} at most every run of {b} + {t:g} (not reproduced: every run above that)",
+    "not_lower": "every run of {a} at least {keep:g} x every run of {b} ({no}: every run below {keep:g} x every run of {b})",
+    "not_higher_by": "every run of {a} at most every run of {b} + {t:g} ({no}: every run above that)",
     "fails_trains": f"every {{a}} run diverges or ends below {FAIL_ACC:g} train accuracy; every {{b}} run ends above {TRAIN_ACC:g}",
-    "at_least": "every run of {a} at least {t:g} (not reproduced: every run below)",
-    "at_most": "every run of {a} at most {t:g} (not reproduced: every run above)",
-    "within_factor": "every run of {a} within a factor {t:g} of 1 (not reproduced: every run outside)",
+    "at_least": "every run of {a} at least {t:g} ({no}: every run below)",
+    "at_most": "every run of {a} at most {t:g} ({no}: every run above)",
+    "within_factor": "every run of {a} within a factor {t:g} of 1 ({no}: every run outside)",
 }
 ONE_SIDED = ("at_least", "at_most", "within_factor")  # rules on a alone
 
@@ -48,7 +52,8 @@ def rule_text(c: Claim, n_a: int = MIN_SEEDS, n_b: int = MIN_SEEDS) -> str:
     MIN_SEEDS a side where a side has none)."""
     n_a, n_b = (n_a, n_b) if n_a and n_b else (MIN_SEEDS, MIN_SEEDS)
     p = f"{n_a} vs {n_b}: exact one-sided p = {separation_p(n_a, n_b):.2g}"
-    return RULES[c.rule].format(a=c.a, b=c.b, ref=c.ref, f=SIMILAR_OF_GAP, keep=1 - c.tolerance, t=c.tolerance, p=p)
+    return RULES[c.rule].format(a=c.a, b=c.b, ref=c.ref, f=SIMILAR_OF_GAP, keep=1 - c.tolerance, t=c.tolerance, p=p,
+                                no=OUTCOMES[c.kind][1])
 
 
 def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_diverged: bool) -> tuple[np.ndarray, int]:
@@ -159,7 +164,8 @@ def judge(c: Claim, table: pd.DataFrame) -> dict:
     n = min([len(a)] + ([len(b)] if c.b else []) + ([len(ref)] if c.ref else []))
     if n >= MIN_SEEDS:
         holds, opposite = _decide(c, a, b, ref)
-        verdict = "reproduced" if holds else "not reproduced" if opposite else "inconclusive"
+        yes, no = OUTCOMES[c.kind]
+        verdict = yes if holds else no if opposite else "inconclusive"
     else:  # too few runs for a spread: the same comparison on the means
         mean = lambda x: np.array([np.nanmean(x)]) if c.rule != "fails_trains" else x  # noqa: E731
         holds, opposite = _decide(c, mean(a), mean(b), mean(ref))

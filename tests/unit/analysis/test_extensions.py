@@ -154,7 +154,7 @@ def test_the_report_shows_the_extension_claims_in_their_own_section(tmp_path):
 
     cl = pd.DataFrame([{"id": i, "kind": k, "figure": "fig1", "claim": i.upper(), "paper": "-", "statistic": "s",
                         "lr": 0.1, "rule": "r", "evidence": "e", "verdict": v, "ordering": "", "note": ""}
-                       for i, k, v in (("p", "paper", "reproduced"), ("x", "extension", "not reproduced"))])
+                       for i, k, v in (("p", "paper", "reproduced"), ("x", "extension", "does not hold"))])
     runs = pd.DataFrame({"data": ["cifar10"], "width": [0.25], "max_steps": [10], "precision": ["bf16"],
                          "path": [str(tmp_path / "run")], "variant": ["vgg"], "status": ["completed"]})
     text = render(ReportData(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
@@ -214,14 +214,14 @@ def test_the_smoothness_paragraph_says_what_the_edge_of_stability_verdicts_say()
         return pd.DataFrame([{"id": f"ext.eos.vgg_bn.beta_near_edge.lr{lr:g}", "lr": lr, "verdict": v}
                              for lr, v in verdicts.items()] + [{"id": "fig1.bn_faster", "lr": 0.1, "verdict": "reproduced"}])
 
-    tracks = smoothness_paragraph(claims({0.02: "reproduced", 0.1: "reproduced"}))
+    tracks = smoothness_paragraph(claims({0.02: "holds", 0.1: "holds"}))
     assert "within it beyond the seed spread at lr 0.02, 0.1" in tracks and "tracks 2/lr" in tracks
-    mixed = smoothness_paragraph(claims({0.02: "reproduced", 0.1: "not reproduced", 0.2: "inconclusive"}))
+    mixed = smoothness_paragraph(claims({0.02: "holds", 0.1: "does not hold", 0.2: "inconclusive"}))
     assert "outside it at lr 0.1; undecided at lr 0.2" in mixed and "not set by the learning rate alone" in mixed
-    one = smoothness_paragraph(claims({0.1: "reproduced"}))  # one lr: near 2/lr there, no tracking shown
+    one = smoothness_paragraph(claims({0.1: "holds"}))  # one lr: near 2/lr there, no tracking shown
     assert "At every learning rate" not in one and "One learning rate cannot show" in one and "none" not in one
-    both = smoothness_paragraph(pd.concat([claims({0.1: "reproduced"}), pd.DataFrame(
-        [{"id": "ext.eos.vgg.beta_near_edge.lr0.1", "lr": 0.1, "verdict": "reproduced"},
+    both = smoothness_paragraph(pd.concat([claims({0.1: "holds"}), pd.DataFrame(
+        [{"id": "ext.eos.vgg.beta_near_edge.lr0.1", "lr": 0.1, "verdict": "holds"},
          {"id": "ext.eos.std_top_above_edge.lr0.1", "lr": 0.1, "verdict": "inconclusive"}])]))
     assert "The standard net's is within it beyond the seed spread at lr 0.1" in both
     assert both.endswith("is undecided against it at lr 0.1.") and "stays below" not in both

@@ -196,6 +196,17 @@ def test_derived_means_leave_out_step_1_and_figure_4_is_judged_after_the_transie
     assert out["settled/landscape/beta_smoothness"] == pytest.approx(30)
 
 
+@pytest.mark.parametrize("kind, yes, no", [("paper", "reproduced", "not reproduced"),
+                                            ("extension", "holds", "does not hold"), ("check", "holds", "does not hold")])
+def test_only_the_paper_s_claims_are_reproduced_our_own_statements_hold(kind, yes, no):
+    """"Not reproduced" for a statement the paper never made would read as a failed replication."""
+    c = Claim("t", "fig1", "a not much lower", "-", "s", "not_lower", "a", "b", tolerance=0.2, kind=kind)
+    assert judge(c, table({"a": [0.9, 1.0, 1.1], "b": [1.0, 1.05, 1.1]}))["verdict"] == yes
+    row = judge(c, table({"a": [0.3, 0.4, 0.5], "b": [1.0, 1.05, 1.1]}))
+    assert row["verdict"] == no and f"({no}: every run below" in row["rule"]
+    assert judge(c, table({"a": [0.7, 0.9, 1.2], "b": [1.0, 1.05, 1.1]}))["verdict"] == "inconclusive"
+
+
 def test_absolute_levels_judge_one_variant_alone():
     """"cos(G, G') near 1" and "almost uncorrelated" are levels, not comparisons: at_least / at_most
     judge every run of a against the stated threshold, and b takes no part."""
