@@ -58,7 +58,7 @@ EDGE_OF_STABILITY = {"landscape/beta_smoothness": "landscape/beta_over_2_lr",
 TRANSIENT = 0.1  # [I] the first 10% of steps: the standard net's gradients start vanishingly small (~150 of
 # 2,000 steps at cpu_small), which makes its gradient look 100x more predictive; Figure 4 is judged after it
 IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "probe_point",
-            "probe_unit", "ics", "landscape", "steps", "diverged_at", "device",
+            "probe_unit", "ics", "landscape", "steps", "diverged_at", "device", "hardware",
             *(f"noise_{k}" for k in ABLATIONS))  # the keys of identity()
 FLAGS = ("probe", "ics", "landscape")
 # the dtype of identity's noise_<option> column for each of config.ABLATIONS (missing: a run without the noise)
@@ -79,7 +79,8 @@ def identity(run: Path) -> dict:
             "max_steps": trainer.get("max_steps"), "data": (cfg.get("data") or {}).get("name"),
             "probe_point": _points(cfg)[0], "probe_unit": (cfg.get("probe") or {}).get("unit", "channel"),
             **{group: bool((cfg.get(group) or {}).get("enabled")) for group in FLAGS},
-            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"), "device": summary.get("device"),
+            "steps": summary.get("steps"), "diverged_at": summary.get("diverged_at"),
+            "device": summary.get("device"), "hardware": summary.get("hardware"),
             **_noise_options(model)}
 
 

@@ -97,7 +97,8 @@ def write_html(path: Path, data) -> None:
     wall = table["summary/wall_time_s"] if "summary/wall_time_s" in table else pd.Series(index=table.index, dtype=float)
     parts.append(_table(["run", "variant", "lr", "seed", "status", "steps", "wall time", "device"],
                         [[e(Path(r.path).name), e(str(r.variant)), f"{r.lr:g}", str(r.seed), e(str(r.status)),
-                          _num(r.steps, "{:.0f}"), _num(w, "{:.0f} s"), e(str(getattr(r, "device", "-")))]
+                          _num(r.steps, "{:.0f}"), _num(w, "{:.0f} s"),
+                          e(str(getattr(r, "hardware", None) or getattr(r, "device", "-")))]
                          for r, w in zip(table.itertuples(), wall)]))
     if notes:
         import markdown

@@ -7,6 +7,7 @@ process share these settings by nature).
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -43,3 +44,28 @@ def configure(t: TrainerConfig, device: torch.device) -> None:
             torch.cuda.set_device(device)
         # the summary's peak memory is the process's from here: per job when a sweep shares the process
         torch.cuda.reset_peak_memory_stats(device)
+
+
+CPUINFO = "/proc/cpuinfo"  # Linux's description of the CPU; absent elsewhere
+
+
+def hardware(device: torch.device) -> str:
+    """What ran a run, for its summary: the GPU's name, or the CPU's model name with its family and
+    model numbers and torch's thread count. Wall times from different machines are not comparable,
+    and a CPU's name alone can hide it: "AMD EPYC" covers both AVX2-only and AVX512-BF16 parts,
+    whose bf16 runs differ 2.5x in speed."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    fields: dict[str, str] = {}
+    try:
+        with open(CPUINFO) as f:
+            for line in f:
+                if not line.strip() and fields:
+                    break  # the first processor's block names the machine
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux: the platform's own name
+        pass
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    numbers = f"family {fields['cpu family']} model {fields['model']}, " if {"cpu family", "model"} <= fields.keys() else ""
+    return f"{name} ({numbers}{torch.get_num_threads()} threads)"

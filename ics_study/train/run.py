@@ -31,6 +31,7 @@ from .clock import Clock
 from .evaluation import NOISY_MODES, NoisyEvaluation, evaluate
 from .graphed_step import wanted as graph_wanted
 from .precision import bf16_through_fp32
+from .process import hardware
 from .readback import ReadBack
 from .schedule import tensorboard_rows
 from .step import TrainStep
@@ -211,6 +212,7 @@ class Run:
             **self.clock.summary(completed=status == "completed"),
             "resumed_from": self.resumed_from,
             "device": str(device),
+            "hardware": hardware(device),  # the wall times' machine: lscpu's model name with family/model, or the GPU
             "cuda_graph": self.train_step.uses_graph,
             "bf16_through_fp32": bf16_through_fp32(device, cfg.trainer.precision),  # provenance: which bf16 kernels
             "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,

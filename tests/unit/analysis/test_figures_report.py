@@ -245,6 +245,13 @@ def test_wall_time_per_preset_from_a_hand_made_table():
     assert w.loc[("paper", "vgg_bn")].tolist() == ["cpu", 1, 4.0, 4.0, 4.0]
     lp = w.loc[("lp", "vgg_lp1")]
     assert lp.device == "cuda" and lp.runs == 1 and pd.isna(lp.median_min) and pd.isna(lp.total_min)
+    # the machine where the summary names it: two CPUs are two rows, never one median
+    runs["hardware"] = [None, "AMD EPYC (family 25 model 1, 2 threads)", "AMD EPYC (family 25 model 1, 2 threads)",
+                        None, "NVIDIA H100"]
+    w = wall_time_table(runs).set_index(["sweep", "variant", "device"])
+    assert w.loc[("paper", "vgg", "cpu")].tolist() == [1, 2.0, 2.0, 2.0]
+    assert w.loc[("paper", "vgg", "AMD EPYC (family 25 model 1, 2 threads)")].tolist() == [2, 6.5, 3.0, 13.0]
+    assert w.loc[("lp", "vgg_lp1", "NVIDIA H100")].runs == 1
 
 
 @pytest.mark.parametrize("name", ["fig3", "fig4", "fig8"])
