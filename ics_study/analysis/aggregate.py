@@ -295,12 +295,17 @@ TRAJECTORY = ("variant", "lr", "seed", "width", "max_steps", "precision", "data"
 
 def one_per_seed(table: pd.DataFrame, prefer: str | None = None) -> pd.DataFrame:
     """Each training once: runs that share ``TRAJECTORY`` trained alike (measurements never change
-    training), such as a noisy-BN seed in both the paper sweep and the noise_strength preset. Keeps,
-    of each such group, a run that has ``prefer`` (a statistic) where one has it."""
+    training; on another CPU, to its rounding), such as a noisy-BN seed in both the paper sweep and
+    the noise_strength preset. Keeps, of each such group, a run that has ``prefer`` (a statistic)
+    where one has it, and of those the run with the most measurements on (``FLAGS``): the paper's
+    claims are judged on the paper sweep's runs, never on whichever sweep's folder sorts first (the
+    edge-of-stability sweep retrains lr 0.1 with the curvature probe, on another machine)."""
     keys = [k for k in TRAJECTORY if k in table]
-    if prefer is not None and prefer in table:
-        table = table.assign(_missing=table[prefer].isna()).sort_values("_missing", kind="stable").drop(columns="_missing")
-    return table.drop_duplicates(keys).sort_index()
+    rank = pd.DataFrame({"missing": table[prefer].isna() if prefer in table else False,
+                         "measured": sum((table[f].astype(bool) for f in FLAGS if f in table), start=0)},
+                        index=table.index)
+    rank = rank.sort_values(["missing", "measured"], ascending=[True, False], kind="stable")
+    return table.loc[rank.index].drop_duplicates(keys).sort_index()
 
 
 def per_run(agg: pd.DataFrame) -> pd.DataFrame:

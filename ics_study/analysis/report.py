@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..errors import UserError
 from . import report_html, report_md
-from .aggregate import THRESHOLDS, load, per_run
+from .aggregate import THRESHOLDS, load, one_per_seed, per_run
 from .claims import EOS_FACTOR
 from .figures import FIGURES, make_figures
 from .runs import ENDED
@@ -56,8 +56,9 @@ CLAIM_SECTIONS = (("paper", "claims", "The paper's claims", ""),
 
 
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and learning rate, over its seeds, each training once (``one_per_seed``)."""
     out = []
-    for (variant, lr), g in runs_df.groupby(["variant", "lr"], sort=True):
+    for (variant, lr), g in one_per_seed(runs_df).groupby(["variant", "lr"], sort=True):
         row = {"variant": variant, "lr": lr, "seeds": len(g), "diverged": int((g.status == "diverged").sum())}
         for name, col in PER_VARIANT.items():
             vals = g[col].astype(float) if col in g else pd.Series(dtype=float)

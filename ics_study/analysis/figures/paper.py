@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..aggregate import one_per_seed
 from ..runs import Runs
 from .panels import ridge, seed_band, seed_lines
 from .style import figure, figure_over, finish, label, suptitle
@@ -52,14 +53,20 @@ def _at_lr(runs: Runs, lr: float = PAPER_LR) -> tuple[Runs, str]:
     others = [f"{x:g}" for x in lrs if x != chosen]
     if others:
         note += f"; lr {', '.join(others)} not shown"
-    return runs.select(lr=chosen), note
+    return _once(runs.select(lr=chosen)), note
 
 
 def _at_lrs(runs: Runs, lrs: tuple[float, ...]) -> tuple[Runs, str]:
     """The runs at the figure's own learning rates, and a caption note naming any left out."""
     others = sorted(set(runs.table.lr) - set(lrs))
     note = f"; lr {', '.join(f'{x:g}' for x in others)} not shown" if others else ""
-    return runs.select(lr=list(lrs)), note
+    return _once(runs.select(lr=list(lrs))), note
+
+
+def _once(runs: Runs) -> Runs:
+    """Each training once: a seed that two sweeps trained (the edge-of-stability sweep retrains lr 0.1
+    with the curvature probe) is the run that measured the most, not an average of both."""
+    return Runs(one_per_seed(runs.table))
 
 
 def _first_run(runs: Runs, variant: str, lr: float | None = None) -> str | None:

@@ -68,3 +68,39 @@ def test_lines_are_per_lr_and_diverged_runs_apart(mixed):
         assert not any("0.02" in t or "0.5" in t for t in _legend(fig2))
         assert "lr 0.02, 0.5 not shown" in fig2._suptitle.get_text()
         plt.close("all")
+
+
+def test_a_seed_trained_in_two_sweeps_is_drawn_once_from_the_run_that_measured_more(mixed, tmp_path):
+    """The edge-of-stability sweep retrains lr 0.1 (landscape and curvature on, no activation probes),
+    on another machine: the paper figures and the results table draw the paper sweep's run, never
+    an average of both."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from ics_study.analysis.report import results_table
+
+    root = tmp_path / "runs"
+    shutil.copytree(mixed, root / "paper")
+    again = root / "a_edge_of_stability" / "0_vgg_bn"  # sorts before the paper sweep
+    shutil.copytree(mixed / "0_vgg_bn", again)
+    cfg = yaml.safe_load((again / "config.yaml").read_text())
+    cfg["probe"]["enabled"] = False
+    (again / "config.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.rmtree(again / "activations", ignore_errors=True)
+    metrics = pd.read_parquet(again / "metrics")
+    shutil.rmtree(again / "metrics")
+    (again / "metrics").mkdir()
+    metrics.assign(value=metrics.value * 10).to_parquet(again / "metrics" / "part-000001.parquet")
+    runs = find_runs([root])
+    assert len(runs.table[runs.table.variant == "vgg_bn"]) == 4  # both are found ...
+    with plt.rc_context(RC):
+        fig4 = FIGURES["fig4"](runs)
+        assert "Standard + BatchNorm (2 seeds)" in [t.get_text() for t in fig4.legends[0].get_texts()]
+        beta = runs.metric("landscape/beta_smoothness")
+        paper = beta[(beta.variant == "vgg_bn") & (beta.lr == 0.1) & ~beta.run.str.contains("edge")]
+        want = paper.groupby("step").value.mean().to_numpy()
+        line = next(li for li in fig4.axes[2].get_lines() if li.get_label().startswith("Standard + BatchNorm"))
+        np.testing.assert_allclose(line.get_ydata(), want)  # ... the paper sweep's seeds are drawn
+        plt.close("all")
+    bn = results_table(runs.table).set_index(["variant", "lr"]).loc[("vgg_bn", 0.1)]
+    assert bn.seeds == 2 and bn.auc_mean <= 1  # the copy's train-curve area is 10x

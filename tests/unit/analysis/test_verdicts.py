@@ -233,6 +233,14 @@ def test_a_seed_run_in_two_sweeps_counts_once_with_its_measurement():
     twice = pd.concat([t, t.assign(s=np.nan)], ignore_index=True)  # seeds again, without the statistic
     row = judge(HIGHER, twice)
     assert row["verdict"] == "reproduced" and "n=3" in row["evidence"] and "0.8" in row["evidence"]
+    # the same training with fewer measurements on (the edge-of-stability sweep's lr 0.1) listed first:
+    # the run that measured more is kept for what both measured, the other for what only it measured
+    flags = {"probe": True, "ics": True, "landscape": True}
+    eos = t.assign(s=t.s + 100, probe=False, ics=False, landscape=True, only=1.0)
+    both = pd.concat([eos, t.assign(**flags, only=np.nan)], ignore_index=True)
+    assert "n=3" in judge(HIGHER, both)["evidence"] and " 0.8 " in judge(HIGHER, both)["evidence"]
+    only = Claim("t", "fig1", "a higher", "-", "only", "higher", "a", "b")
+    assert judge(only, both)["n_a"] == 3  # the statistic only the edge-of-stability runs measured
     other = pd.concat([t, t[t.variant == "a"].assign(width=0.5)], ignore_index=True)  # another width: not the same run
     assert "n=6" in judge(HIGHER, other.assign(width=other.width.fillna(0.25)))["evidence"].split(";")[0]
 
