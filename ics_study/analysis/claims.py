@@ -86,7 +86,7 @@ _STD, _BN, _NOISY, _NOISE_ONLY = "vgg", "vgg_bn", "vgg_bn_noise", "vgg_noise"
 # Distribution stability is judged before the norm (``probe.point=pre_norm``): at the norm's output a
 # BN channel's batch mean is beta and its variance gamma^2 at every step by construction, so there
 # the measure reads how fast beta moves. That pinned reading is kept, as a check.
-STABILITY = "shift/pre_norm/w1_lag"  # Wasserstein-1 between a unit's histograms 100 steps apart (shift.py)
+STABILITY = "shift/pre_norm/w1_lag"  # Wasserstein-1 between a unit's consecutive histograms, probe.every steps apart (shift.py)
 PINNED = "drift/pre_relu/relative"
 
 CLAIMS: list[Claim] = [

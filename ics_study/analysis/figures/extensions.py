@@ -183,7 +183,7 @@ def fig_normalisers(runs: Runs):
             _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], f"Beyond the paper: BN's parts and other normalisers at lr {PAPER_LR:g} (ICS: "
                   "mean after step 1; beta-smoothness: after the first 10% of steps; shift: Wasserstein-1 between a "
-                  f"unit's histograms 100 steps apart before the norm, over its spread; {_seeds(table)})")
+                  f"unit's consecutive histograms (probe.every steps apart) before the norm, over its spread; {_seeds(table)})")
 
 
 EOS_NETWORKS = ["vgg", "vgg_bn", "vgg_ln", "vgg_gn"]
