@@ -7,6 +7,7 @@
     host         the whole loop's host time per step around a free CUDA-graph replay
     host-probes  the probes' host work alone (flushes, tables, events): what a GPU may wait for
     profile      torch.profiler over the steady steps of one run: where the time goes
+    jobs         one run on every core against N runs side by side (reproduce.sh's JOBS)
 
 ``python scripts/bench.py NAME --help`` gives each one's options. Every benchmark alternates what it
 compares inside one process run (``benchmarks/common.py``; quote ratios measured side by side), and
@@ -21,7 +22,7 @@ import sys
 
 # name -> module of the benchmarks package beside this file (python puts this file's folder on the path)
 BENCHMARKS = {"loop": "loop", "probes": "probes", "noise": "noise", "variants": "variants", "host": "host_loop",
-              "host-probes": "host_probes", "profile": "torch_profile"}
+              "host-probes": "host_probes", "profile": "torch_profile", "jobs": "jobs"}
 
 
 def main(argv: list[str]) -> None:

@@ -30,8 +30,8 @@
 # speed on one without, through fp32's kernels: ics_study/train/precision.py; at this scale its
 # verdicts agree with fp32 within seed noise, results/reference/bf16_cpu/); PRECISION=fp32 for the
 # default precision (a new set, not the committed bf16 runs). The DLN always runs in fp32 (its summed loss is ~1e4). Sweeps run one after
-# another (the two DLN sweeps aside): a second process beside a 2-thread VGG run made it 3.5x slower
-# (measured here). On the 2-core AMD EPYC here, the 2026-12-06 campaign's runs that nothing else slowed:
+# another, two runs of a sweep at a time (JOBS below); never a second process beside them: one more
+# 2-thread run made a VGG run 3.5x slower (measured here). On the 2-core AMD EPYC here, the 2026-12-06 campaign's runs that nothing else slowed:
 # 2.9-3.0 min per standard VGG run, 3.0-3.3 BN, 4.2-4.7 noisy BN, 3.3-3.4 l_p, 0.7-3.6 per DLN run
 # (two at a time): about 3 h for the paper, about 6.5 h more for the extensions (54 runs of 3-4.5
 # min, 27 of ~6-7 with the curvature probe), so it spans sessions on a machine whose processes end
@@ -56,8 +56,17 @@ out=${2:-results/reference}
 runs=${RUNS_DIR:-$out/runs}
 precision=${PRECISION:-bf16}
 here=$(dirname "$0")
+# JOBS VGG runs at once (default 2), each on cores/JOBS threads: on the 2-core AVX2 AMD EPYC here two
+# 1-thread runs train 1.29x (BN) and 1.12x (noisy BN) the steps per second of one 2-thread run
+# (`python scripts/bench.py jobs`, side by side). JOBS=1: one at a time on every core.
+jobs=${JOBS:-2}
+parallel=()
+if (( jobs > 1 )); then
+  threads=$(( $(nproc) / jobs ))
+  parallel=(launcher=local_parallel "hydra.launcher.n_jobs=$jobs" "trainer.threads=$(( threads > 0 ? threads : 1 ))")
+fi
 common=("data.download=false" logger.tensorboard=false trainer.progress_bar=false)
-vgg=(scale=cpu_small "data.root=$data" "trainer.precision=$precision" "${common[@]}")
+vgg=(scale=cpu_small "data.root=$data" "trainer.precision=$precision" "${common[@]}" "${parallel[@]}")
 start=$(date +%s)
 mkdir -p "$runs"
 

@@ -68,4 +68,5 @@ def hardware(device: torch.device) -> str:
         pass
     name = fields.get("model name") or platform.processor() or "unknown CPU"
     numbers = f"family {fields['cpu family']} model {fields['model']}, " if {"cpu family", "model"} <= fields.keys() else ""
-    return f"{name} ({numbers}{torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{name} ({numbers}{threads} thread{'s' * (threads != 1)})"

@@ -45,7 +45,7 @@ def test_metrics_table_and_summary(tiny_cfg, tmp_path):
     assert sorted(m[m.metric == "test/acc"].step) == [6, 12]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["steps"] == 12
-    assert on_disk["device"] == "cpu" and on_disk["hardware"].endswith(f"{torch.get_num_threads()} threads)")
+    assert on_disk["device"] == "cpu" and " thread" in on_disk["hardware"]  # the machine (tests/unit/train/test_process.py)
     assert on_disk["final"]["test_acc"] == pytest.approx(m[(m.metric == "test/acc") & (m.step == 12)].value.item())
     assert on_disk["final"]["train_loss"] == pytest.approx(losses(tmp_path)[-1], rel=1e-6)
     assert summary["train_images_per_s"] > 0
