@@ -95,14 +95,16 @@ def _panels(table: pd.DataFrame, specs: list, rows: int = 1):
     return fig, axes, panels
 
 
-def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = None, marker: str = "o") -> None:
-    """Each seed a dot, the mean a larger marker with a min-max bar."""
+def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = None, marker: str = "o",
+            row: int = 0) -> None:
+    """Each seed a dot, the mean a larger marker with a min-max bar; a "never got there" count in text
+    row ``row`` under the top (series side by side: one row each, or their counts run together)."""
     values = values.astype(float)
     v = values.dropna()
     if len(v) < len(values):  # a "steps to" some seeds never reached: an x at the top, with the count
         ax.plot([x], [0.97], "x", color=colour, ms=4, transform=ax.get_xaxis_transform())
         ax.annotate(f"{len(values) - len(v)}/{len(values)}", (x, 0.97), xycoords=ax.get_xaxis_transform(),
-                    xytext=(0, -9), textcoords="offset points", ha="center", fontsize=5, color=colour)
+                    xytext=(0, -9 - 6 * row), textcoords="offset points", ha="center", fontsize=5, color=colour)
     if not len(v):
         return
     ax.scatter(np.full(len(v), x), v, s=4, color=colour, alpha=0.6, lw=0)
@@ -149,7 +151,7 @@ def fig_noise_granularity(runs: Runs):
             cells = [(i, cell) for i, cell in cells if len(cell)]  # a sweep may lack a granularity at this time
             for n, (i, cell) in enumerate(cells):
                 _points(ax, i + (j - (len(times) - 1) / 2) * 0.2, cell[column], colours[every],
-                        f"(mu, sigma) {TIMES[every]}" if n == 0 else None, marker="os^"[j % 3])
+                        f"(mu, sigma) {TIMES[every]}" if n == 0 else None, marker="os^"[j % 3], row=j)
         ax.set(xticks=range(len(grains)), xticklabels=grains, title=ylabel,
                xlabel="one (mu, sigma) per", xlim=(-0.6, len(grains) - 0.4))
     return finish(fig, axes[0][0], f"Beyond the paper: who shares the shift, and how long it is held. Noisy BN at "
