@@ -77,9 +77,9 @@ def wall_time_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     the device of runs that predate it): what a preset costs on the hardware that ran it, never a
     median over two machines."""
     wall = runs_df["summary/wall_time_s"] if "summary/wall_time_s" in runs_df else pd.Series(np.nan, runs_df.index)
-    device = runs_df.get("device", pd.Series("-", runs_df.index)).fillna("-")
+    fallback = runs_df.get("device", pd.Series("-", runs_df.index)).fillna("-")
     df = pd.DataFrame({"sweep": runs_df.path.map(lambda p: Path(p).parent.name), "variant": runs_df.variant,
-                       "device": runs_df.get("hardware", pd.Series(None, runs_df.index, dtype=object)).fillna(device),
+                       "device": runs_df.get("hardware", pd.Series(None, runs_df.index, dtype=object)).fillna(fallback),
                        "minutes": wall.astype(float) / 60})
     out = [{"sweep": sweep, "variant": variant, "device": device, "runs": len(g), "median_min": g.minutes.median(),
             "fastest_min": g.minutes.min(), "total_min": g.minutes.sum(min_count=1)}

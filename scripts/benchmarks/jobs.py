@@ -2,7 +2,7 @@
 """How many runs at once: one run on every core against N runs side by side, each on cores/N threads.
 
     python scripts/bench.py jobs                                 # 2 jobs, BN and noisy BN, width 1/4, bf16
-    python scripts/bench.py jobs --jobs 2,4 --models vgg_bn --steps 20
+    python scripts/bench.py jobs --jobs 2,4 --norms batch --steps 20
 
 What ``scripts/reproduce.sh``'s ``JOBS`` chooses. Each candidate is a set of worker processes that
 build VGG-16 (channels-last, batch 128, one fixed batch), warm up, wait at a barrier and then time
@@ -40,7 +40,7 @@ def worker(args) -> None:
 
 def side_by_side(jobs: int, norm: str, args) -> float:
     """Training steps per second of ``jobs`` workers timed together, each on cores/jobs threads."""
-    threads = max(1, os.cpu_count() // jobs)
+    threads = max(1, CORES // jobs)
     cmd = [sys.executable, sys.argv[0], "jobs", "--worker", "--norm", norm, "--threads", str(threads),
            "--steps", str(args.steps), "--width", str(args.width), "--batch", str(args.batch), "--precision", args.precision]
     procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
@@ -54,13 +54,13 @@ def side_by_side(jobs: int, norm: str, args) -> float:
     return sum(1e3 / m for m in ms)
 
 
-NORMS = {"vgg": "none", "vgg_bn": "batch", "vgg_bn_noise": "noisy_batch", "vgg_gn": "group", "vgg_ln": "layer"}
+CORES = len(os.sched_getaffinity(0))  # the cores this process may use: what reproduce.sh's nproc counts
 
 
 def main(argv: list[str], prog: str = "bench.py jobs") -> None:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", default="2", help="comma-separated numbers of runs at once, each against 1")
-    ap.add_argument("--models", default="vgg_bn,vgg_bn_noise", help=f"comma-separated, of {', '.join(NORMS)}")
+    ap.add_argument("--norms", default="batch,noisy_batch", help="comma-separated values of model.norm")
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--precision", default="bf16")
@@ -73,13 +73,11 @@ def main(argv: list[str], prog: str = "bench.py jobs") -> None:
     if args.worker:
         return worker(args)
     counts = [1] + [int(j) for j in args.jobs.split(",") if int(j) != 1]
-    for model in args.models.split(","):
-        if model not in NORMS:
-            ap.error(f"unknown model {model!r}; choose from {', '.join(NORMS)}")
-        rates = alternate({n: lambda r, n=n, norm=NORMS[model]: side_by_side(n, norm, args) for n in counts}, args.repeats)
+    for norm in args.norms.split(","):
+        rates = alternate({n: lambda r, n=n, norm=norm: side_by_side(n, norm, args) for n in counts}, args.repeats)
         mid = {n: median(v) for n, v in rates.items()}
-        print(f"\n{model}: VGG-16 width {args.width}, batch {args.batch}, {args.precision}, {os.cpu_count()} cores "
+        print(f"\nmodel.norm={norm}: VGG-16 width {args.width}, batch {args.batch}, {args.precision}, {CORES} cores "
               f"(median of {args.repeats} alternating rounds of {args.steps} steps per worker)\n")
         print(table(["runs at once", "threads each", "steps/s, whole machine", "vs 1 run", "rounds"],
-                    [[n, max(1, os.cpu_count() // n), f"{s:.2f}", f"{s / mid[1]:.2f}x", rounds(rates[n], "{:.2f}")]
+                    [[n, max(1, CORES // n), f"{s:.2f}", f"{s / mid[1]:.2f}x", rounds(rates[n], "{:.2f}")]
                      for n, s in mid.items()]))
