@@ -1,5 +1,5 @@
 """``report.html``: the report as a page to look at. Self-contained: the figures are embedded as
-PNG data, the style is inline, nothing is fetched; it opens from a file, reads on a laptop screen
+PNG data (in 256 colours where that keeps them: a third of the bytes), the style is inline, nothing is fetched; it opens from a file, reads on a laptop screen
 and prints cleanly. Claims first (verdicts colour-coded, each linked to its figure), then the
 figures, the results per variant and learning rate, the runs and the provenance notes."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,31 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 
 
+FAITHFUL = 0.005  # [I] at most this fraction of a figure's pixels may move by over 16 levels (of 255) in any channel
+
+
+def embedded_png(path: Path) -> bytes:
+    """The figure at ``path`` as a 256-colour PNG where that keeps it: a figure of lines, text and a few
+    fills quantises (median cut, no dithering) with every pixel near its colour, in a third of the bytes
+    (the reference figures: 2.2 MB of PNGs in 0.75 MB; 0.002% to 0.18% of pixels off by over 16
+    levels), so the page stays small enough to mail. A figure whose colours do not fit in 256 (a
+    large full-colour image) is embedded as drawn. The PNG files beside the report keep every colour."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, "white")
+    flat.paste(rgba, mask=rgba.getchannel("A"))  # a transparent pixel reads as the page's white
+    quantised = flat.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    off = np.abs(np.asarray(flat, dtype=np.int16) - np.asarray(quantised.convert("RGB"), dtype=np.int16)).max(-1)
+    if (off > 16).mean() > FAITHFUL:
+        return path.read_bytes()
+    buf = io.BytesIO()
+    quantised.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
 def _num(v, fmt="{:.3f}") -> str:
     return "-" if pd.isna(v) else fmt.format(v)
 
@@ -78,7 +104,7 @@ def write_html(path: Path, data) -> None:
     if figures:
         parts.append("<h2 id='figures'>Figures</h2>")
         for f in figures:
-            png = base64.b64encode((path.parent / f"{f}.png").read_bytes()).decode()
+            png = base64.b64encode(embedded_png(path.parent / f"{f}.png")).decode()
             parts.append(f"<figure id='{f}'><figcaption>{f}</figcaption><img alt='{f}' src='data:image/png;base64,{png}'></figure>")
     parts.append("<h2 id='results'>Results per variant and learning rate</h2>")
     parts.append(_table(["variant", "lr", "seeds", "final train acc", "train-curve area", "test acc (last 3)",
