@@ -113,6 +113,10 @@ def _points(ax, x: float, values: pd.Series, colour: str, name: str | None = Non
                 ms=3.5, capsize=2, lw=0.9, label=name)
 
 
+# how the steps-to panels read, in the title of every figure that draws them
+STEPS_TO = "steps to X%: the seeds that got there, x n/m: m seeds of which n never did"
+
+
 def fig_noise_strength(runs: Runs):
     """Speed and final accuracy of the noisy BN against the strength k of its noise."""
     table = _at_lr(runs)
@@ -130,8 +134,7 @@ def fig_noise_strength(runs: Runs):
         ax.plot(range(len(ks)), means, color=color(NOISY), lw=0.8)
         ax.set(xlabel="noise strength k", title=ylabel, xticks=range(len(ks)), xticklabels=[f"{k:g}" for k in ks])
     return finish(fig, axes[0][0], f"Beyond the paper: how strong must the shift be? Noisy BN at lr {PAPER_LR:g}, "
-                  f"every range of Algorithm 1 scaled by k (0: plain BN, 1: the paper); steps to X%: the seeds that got "
-                  f"there, x n/m: m seeds of which n never did ({_seeds(noisy)})")
+                  f"every range of Algorithm 1 scaled by k (0: plain BN, 1: the paper); {STEPS_TO} ({_seeds(noisy)})")
 
 
 def fig_noise_granularity(runs: Runs):
@@ -155,7 +158,7 @@ def fig_noise_granularity(runs: Runs):
         ax.set(xticks=range(len(grains)), xticklabels=grains, title=ylabel,
                xlabel="one (mu, sigma) per", xlim=(-0.6, len(grains) - 0.4))
     return finish(fig, axes[0][0], f"Beyond the paper: who shares the shift, and how long it is held. Noisy BN at "
-                  f"lr {PAPER_LR:g}, k = 1; per-element parts fresh at every step ({_seeds(noisy)})")
+                  f"lr {PAPER_LR:g}, k = 1; per-element parts fresh at every step; {STEPS_TO} ({_seeds(noisy)})")
 
 
 NORMALISER_PANELS = [("auc_train_acc", "train-curve area", False),
