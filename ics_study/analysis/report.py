@@ -95,25 +95,29 @@ def smoothness_paragraph(claims: pd.DataFrame) -> str:
         rows = claims[claims.id.str.match(pattern)]
         return rows[~rows.verdict.str.startswith(("not measured", "not testable"))]
 
-    def clauses(rows: pd.DataFrame, words: dict[str, str]) -> str:
+    def clauses(rows: pd.DataFrame, words: dict[str, str], ratio: bool = False) -> str:
+        """Each verdict's words and its learning rates, with the seeds' mean ratio to 2/lr if ``ratio``."""
         out = []
         for verdict, text in words.items():
-            lrs = [f"{lr:g}" for lr in rows[rows.verdict == verdict].lr]
+            hits = rows[rows.verdict == verdict]
+            lrs = [f"{r.lr:g}" + (f" ({r.mean_a:.2g} x 2/lr)" if ratio and pd.notna(getattr(r, "mean_a", None)) else "")
+                   for r in hits.itertuples()]
             if lrs:
                 out.append(f"{text} at lr {', '.join(lrs)}")
         return "; ".join(out)
 
-    near = {"holds": "within it beyond the seed spread", "does not hold": "outside it",
-            "inconclusive": "undecided"}
+    near = {"holds": f"within a factor {EOS_FACTOR:g} of 2/lr in every seed",
+            "does not hold": f"more than a factor {EOS_FACTOR:g} from 2/lr in every seed",
+            "inconclusive": f"undecided against a factor {EOS_FACTOR:g} of 2/lr"}
     bn, std = verdicts(r"ext\.eos\.vgg_bn\.beta_near_edge"), verdicts(r"ext\.eos\.vgg\.beta_near_edge")
     above = verdicts(r"ext\.eos\.std_top_above_edge")
     if not len(bn):
         return ""
     text = (f"**What this means for the paper's smoothness claim.** Gradient descent's sharpness settles near "
-            f"2/lr. Within a factor {EOS_FACTOR:g} of it, BN's effective beta-smoothness (after the first 10% of "
-            f"steps) is {clauses(bn, near)}. ")
+            f"2/lr (Cohen et al. 2021). BN's effective beta-smoothness (after the first 10% of steps) is "
+            f"{clauses(bn, near, ratio=True)}. ")
     if len(std):
-        text += f"The standard net's is {clauses(std, near)}. "
+        text += f"The standard net's is {clauses(std, near, ratio=True)}. "
     if (bn.verdict == "holds").all() and len(bn) >= 2:
         text += (f"At every learning rate tested ({len(bn)}) BN's smoothness tracks 2/lr, so the paper's BN value at lr "
                  "0.1 (~20 = 2/0.1) reads the learning rate as much as the network. ")

@@ -211,18 +211,20 @@ def test_the_smoothness_paragraph_says_what_the_edge_of_stability_verdicts_say()
     from ics_study.analysis.report import smoothness_paragraph
 
     def claims(verdicts):
-        return pd.DataFrame([{"id": f"ext.eos.vgg_bn.beta_near_edge.lr{lr:g}", "lr": lr, "verdict": v}
-                             for lr, v in verdicts.items()] + [{"id": "fig1.bn_faster", "lr": 0.1, "verdict": "reproduced"}])
+        return pd.DataFrame([{"id": f"ext.eos.vgg_bn.beta_near_edge.lr{lr:g}", "lr": lr, "verdict": v,
+                              "mean_a": 0.5 + lr} for lr, v in verdicts.items()] + [{"id": "fig1.bn_faster", "lr": 0.1, "verdict": "reproduced"}])
 
     tracks = smoothness_paragraph(claims({0.02: "holds", 0.1: "holds"}))
-    assert "within it beyond the seed spread at lr 0.02, 0.1" in tracks and "tracks 2/lr" in tracks
+    assert "is within a factor 2 of 2/lr in every seed at lr 0.02 (0.52 x 2/lr), 0.1 (0.6 x 2/lr)." in tracks
+    assert "tracks 2/lr" in tracks
     mixed = smoothness_paragraph(claims({0.02: "holds", 0.1: "does not hold", 0.2: "inconclusive"}))
-    assert "outside it at lr 0.1; undecided at lr 0.2" in mixed and "not set by the learning rate alone" in mixed
+    assert ("more than a factor 2 from 2/lr in every seed at lr 0.1 (0.6 x 2/lr); undecided against a factor 2 of "
+            "2/lr at lr 0.2 (0.7 x 2/lr)") in mixed and "not set by the learning rate alone" in mixed
     one = smoothness_paragraph(claims({0.1: "holds"}))  # one lr: near 2/lr there, no tracking shown
     assert "At every learning rate" not in one and "One learning rate cannot show" in one and "none" not in one
     both = smoothness_paragraph(pd.concat([claims({0.1: "holds"}), pd.DataFrame(
-        [{"id": "ext.eos.vgg.beta_near_edge.lr0.1", "lr": 0.1, "verdict": "holds"},
+        [{"id": "ext.eos.vgg.beta_near_edge.lr0.1", "lr": 0.1, "verdict": "holds", "mean_a": 1.5},
          {"id": "ext.eos.std_top_above_edge.lr0.1", "lr": 0.1, "verdict": "inconclusive"}])]))
-    assert "The standard net's is within it beyond the seed spread at lr 0.1" in both
+    assert "The standard net's is within a factor 2 of 2/lr in every seed at lr 0.1 (1.5 x 2/lr)." in both
     assert both.endswith("is undecided against it at lr 0.1.") and "stays below" not in both
     assert smoothness_paragraph(claims({0.1: "not measured (no runs)"})) == ""
