@@ -1,7 +1,8 @@
 """``report.html``: the report as a page to look at. Self-contained: the figures are embedded as
-PNG data (in 256 colours where that keeps them: a third of the bytes), the style is inline, nothing is fetched; it opens from a file, reads on a laptop screen
-and prints cleanly. Claims first (verdicts colour-coded, each linked to its figure), then the
-figures, the results per variant and learning rate, the runs and the provenance notes."""
+PNG data (in 256 colours where that keeps them: a third of the bytes), the style is inline, nothing
+is fetched; it opens from a file, reads on a laptop screen and prints cleanly. Claims first
+(verdicts colour-coded, each linked to its figure), then the figures, the results per variant and
+learning rate, the runs and the provenance notes."""
 
 from __future__ import annotations
 
