@@ -14,7 +14,9 @@ Metrics:
 - ``summary/...``: wall time, training images/s, steps (``summary.json``);
 - derived, with the definitions the report uses (so that every report number is in this table):
   ``final/train_acc`` the mean batch accuracy over the last 5% of steps, ``final/test_acc`` the test
-  accuracy after the last step, ``steps_to/90`` and ``steps_to/99`` the first step at which the
+  accuracy after the last step, ``auc/train_acc`` the train-curve area, the mean batch accuracy
+  over the planned steps (a diverged run's unrun steps at the accuracy it recorded once diverged),
+  ``steps_to/90`` and ``steps_to/99`` the first step at which the
   100-step rolling mean of the batch accuracy reaches 90% / 99% (NaN: never), ``mean/<series>`` the
   mean over the probed steps after step 1 of every ICS, landscape and sharpness series (step 1 is
   the initialisation, where BN's ICS is ~10x its later value), ``settled/landscape/<series>`` and
@@ -127,7 +129,7 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu", lr: float
             hit = rolling[rolling >= th]
             out[f"steps_to/{round(th * 100)}"] = (None, float(hit.index[0]) if len(hit) else np.nan)
         # area under the training curve per step: a speed that every run has, ceiling or not
-        out["auc/train_acc"] = (last, float(acc.value.mean()))
+        out["auc/train_acc"] = (last, _area(acc, read_summary(run)))
     loss = metrics[metrics.metric == "train/loss"].value.to_numpy(dtype=float)
     if len(loss) and (loss > 0).all():  # the DLN's speed (no accuracy): mean log10 training loss
         out["auc/log10_train_loss"] = (None, float(np.mean(np.log10(loss))) if np.isfinite(loss).all() else np.nan)
@@ -167,6 +169,20 @@ def derived(run: Path, metrics: pd.DataFrame, point: str = "pre_relu", lr: float
             if not np.isnan(value):
                 out[name] = (None, value)
     return out
+
+
+def _area(acc: pd.DataFrame, summary: dict) -> float:
+    """Mean batch accuracy per step over the run's planned steps. A diverged run stops a few steps
+    after its loss turns non-finite; the steps it did not run count at the accuracy it recorded
+    once diverged (a network of NaNs predicts one class whatever it is given), so its area is
+    comparable with a finished run's instead of stopping at the moment it broke."""
+    at, planned = summary.get("diverged_at"), summary.get("max_steps")
+    if summary.get("status") != "diverged" or at is None or not planned or acc.step.max() >= planned:
+        return float(acc.value.mean())
+    broken = acc[acc.step >= at].value
+    if not len(broken):
+        return float(acc.value.mean())
+    return float((acc.value.sum() + (planned - acc.step.max()) * broken.mean()) / planned)
 
 
 def _table(folder: Path, columns: list[str], **read) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import one_per_seed
-from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, TRAIN_ACC, Claim
+from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, SPEED, TRAIN_ACC, Claim
 
 MIN_SEEDS = 3
 # a verdict's words by the claim's kind: (holds beyond the spread, the opposite beyond the spread)
@@ -58,22 +58,24 @@ def rule_text(c: Claim, n_a: int = MIN_SEEDS, n_b: int = MIN_SEEDS) -> str:
 
 def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_diverged: bool) -> tuple[np.ndarray, int]:
     """The variant's values of ``statistic`` at ``lr`` (NaN where a run has none) and how many of
-    its runs diverged (left out unless ``keep_diverged``)."""
+    its runs diverged: left out unless ``keep_diverged`` (then as NaN, a failure), except in the
+    train-curve area, which counts a diverged run's unrun steps (``aggregate._area``) and so keeps
+    it as the slow run it is; leaving it out would judge a variant by its seeds that survived."""
     t = one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)], statistic)
     diverged = int((t.status == "diverged").sum())
-    if not keep_diverged:
+    if not keep_diverged and statistic != SPEED:
         t = t[t.status != "diverged"]
     if statistic not in t:
         return np.array([]), diverged
     values = t[statistic].astype(float).to_numpy()
-    if keep_diverged:  # a diverged run's missing value stays, as a failure
+    if keep_diverged:  # a diverged run's value stays missing, as a failure
         return np.where(t.status.to_numpy() == "diverged", np.nan, values), diverged
     return values[~np.isnan(values)], diverged
 
 
 def _describe(name: str, v: np.ndarray, diverged: int) -> str:
     if not len(v):
-        return f"{name}: no runs"
+        return f"{name}: {diverged} runs, every one diverged" if diverged else f"{name}: no runs"
     finite = v[np.isfinite(v)]
     text = f"{name} {np.mean(finite):.4g} ± {np.std(finite, ddof=1) if len(finite) > 1 else 0:.2g} (n={len(v)}"
     text += f", {np.min(finite):.4g} to {np.max(finite):.4g})" if len(finite) > 1 else ")"
@@ -153,8 +155,9 @@ def judge(c: Claim, table: pd.DataFrame) -> dict:
         [_describe(c.ref, ref, dr)] if c.ref else [])
     row["evidence"] = "; ".join(parts)
     if not len(a) or not len(b) or not len(ref):
-        missing = [v for v, x in ((c.a, a), (c.b, b), (c.ref, ref)) if v and not len(x)]
-        return {**row, "verdict": f"not measured (no {', '.join(missing)} runs at lr {c.lr:g} with {c.statistic})"}
+        gone = [f"every {v} run diverged" if d else f"no {v} runs"
+                for v, x, d in ((c.a, a, da), (c.b, b, db), (c.ref, ref, dr)) if v and not len(x)]
+        return {**row, "verdict": f"not measured ({', '.join(gone)} at lr {c.lr:g} with {c.statistic})"}
     unmet = _unmet(c, table)
     if unmet:
         return {**row, "verdict": f"not testable at this scale ({unmet})"}

@@ -75,11 +75,11 @@ def _references(ax, table: pd.DataFrame, column: str) -> None:
         ax.text(0.02, 0.02, "\n".join(missing), transform=ax.transAxes, va="bottom", fontsize=5)
 
 
-def _panels(table: pd.DataFrame, specs: list, rows: int = 1):
+def _panels(table: pd.DataFrame, specs: list, rows: int = 1, height: float = 2.0):
     """The figure and, for each (column, title, log) of ``specs`` that the table has, its panel with BN's
     and the standard net's reference lines drawn, as (index, ax, column, title, log); a panel whose
     statistic the table lacks is left blank."""
-    fig, axes = figure(rows, -(-len(specs) // rows), height_per_row=2.0)
+    fig, axes = figure(rows, -(-len(specs) // rows), height_per_row=height)
     panels = []
     for n, (ax, (column, title, log)) in enumerate(zip_longest(axes.flat, specs, fillvalue=(None, None, None))):
         if column not in table:  # a statistic the table lacks, or a grid cell past the last panel
@@ -178,17 +178,29 @@ def fig_normalisers(runs: Runs):
     if not present:
         raise MissingRuns(f"runs of {'/'.join(NORMALISERS)} (experiment=normalisers)")
     columns = [v for v in REFERENCES if v in set(table.variant)] + present
-    fig, axes, panels = _panels(table, NORMALISER_PANELS, rows=2)
+    fig, axes, panels = _panels(table, NORMALISER_PANELS, rows=2, height=3.0)  # room for upright names
+    names = [label(v) + _diverged(table[table.variant == v]) for v in columns]
     for n, ax, column, title, log in panels:
         for i, variant in enumerate(columns):
-            _points(ax, i, table[table.variant == variant][column], color(variant))
-        ax.set_xticks(range(len(columns)), [label(v) for v in columns] if n >= 4 else [], rotation=60, ha="right")
+            runs_v = table[table.variant == variant]
+            if column != "auc_train_acc":  # the area alone counts a diverged run (its unrun steps at its
+                runs_v = runs_v[runs_v.status != "diverged"]  # diverged accuracy); elsewhere it has no value
+            _points(ax, i, runs_v[column], color(variant))
+        # upright: at 60 degrees eight names ran into each other in a quarter-width panel
+        ax.set_xticks(range(len(columns)), names if n >= 4 else [], rotation=90)
         ax.set(title=title, yscale="log" if log else "linear", xlim=(-0.6, len(columns) - 0.4))
         if log:
             _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], f"Beyond the paper: BN's parts and other normalisers at lr {PAPER_LR:g} (ICS: "
                   "mean after step 1; beta-smoothness: after the first 10% of steps; shift: Wasserstein-1 between a "
                   f"unit's consecutive histograms (probe.every steps apart) before the norm, over its spread; {_seeds(table)})")
+
+
+def _diverged(runs_v: pd.DataFrame) -> str:
+    """" (3/3 diverged)" after the name of a column whose runs diverged: their dots are missing from
+    every panel but the train-curve area's, which a reader would otherwise take for runs never made."""
+    d = int((runs_v.status == "diverged").sum()) if "status" in runs_v else 0
+    return f" ({d}/{len(runs_v)} diverged)" if d else ""
 
 
 EOS_NETWORKS = ["vgg", "vgg_bn", "vgg_ln", "vgg_gn"]

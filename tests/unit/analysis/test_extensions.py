@@ -140,6 +140,22 @@ def test_the_normaliser_figure_has_one_column_per_normaliser_after_bn_and_standa
     assert beta.get_yscale() == "log" and max(float(c.get_offsets()[:, 1].max()) for c in _seed_dots(beta)) == 99.0
 
 
+def test_a_normaliser_whose_runs_diverged_is_named_and_drawn_only_in_the_area():
+    """Its runs have a train-curve area (aggregate._area) and no other value: the area panel draws
+    its seeds, the others draw nothing there (no "never reached" mark), and its name says why."""
+    stats = {"auc_train_acc": 0.5, "settled/landscape/beta_smoothness": 10.0, "shift/pre_norm/w1_lag": 0.1,
+             "mean/ics/layer05/l2_diff": 1.0, "mean/ics/layer10/l2_diff": 1.0, "mean/ics/layer05/cosine": 0.9,
+             "mean/ics/layer10/cosine": 0.9, "final_test_acc_last3": 0.6}
+    rows = _reference_rows({v: dict(stats) for v in ["vgg", "vgg_bn"]})
+    rows += [{"variant": "vgg_bn_running", "seed": s, "status": "diverged", "auc_train_acc": 0.08,
+              **{k: np.nan for k in stats if k != "auc_train_acc"}} for s in range(3)]
+    fig = fig_normalisers(Runs(_table(rows)))
+    area, beta = fig.axes[0], fig.axes[6]
+    assert beta.get_xticklabels()[-1].get_text().endswith("(3/3 diverged)")
+    assert any(np.allclose(c.get_offsets()[:, 1], 0.08) for c in _seed_dots(area))
+    assert len(_seed_dots(beta)) == 2 and not beta.texts  # BN's and the standard net's seeds only
+
+
 @pytest.mark.parametrize("figure", [fig_noise_strength, fig_noise_granularity, fig_normalisers])
 def test_without_their_runs_the_extension_figures_say_which_preset_makes_them(figure):
     from ics_study.analysis.figures.paper import MissingRuns

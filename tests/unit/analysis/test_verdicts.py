@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ics_study.analysis.claims import CLAIMS, Claim
+from ics_study.analysis.claims import CLAIMS, SPEED, Claim
 from ics_study.analysis.verdicts import judge, judge_all
 
 
@@ -87,6 +87,23 @@ def test_fails_trains_counts_divergence_as_failing():
 def test_diverged_runs_are_left_out_elsewhere_and_said():
     row = judge(HIGHER, table({"a": [0.0, 0.7, 0.8, 0.9], "b": [0.4, 0.5, 0.6]}, diverged={"a": 1}))
     assert row["verdict"] == "reproduced" and row["n_a"] == 3 and "1 diverged" in row["evidence"]
+
+
+def test_a_diverged_run_stays_in_a_speed_verdict_and_elsewhere_is_named():
+    """The train-curve area counts a diverged run's unrun steps, so a variant whose runs all diverge
+    is judged slower, not "not measured"; on any other statistic its verdict names the divergence."""
+    rows = [{"variant": "a", "lr": 0.1, "seed": s, "status": "diverged", SPEED: 0.08, "x": np.nan} for s in range(3)]
+    rows += [{"variant": "b", "lr": 0.1, "seed": s, "status": "completed", SPEED: 0.3 + s / 100, "x": 1.0}
+             for s in range(3)]
+    t = pd.DataFrame(rows)
+    row = judge(Claim("t", "fig1", "a faster", "-", SPEED, "higher", "a", "b"), t)
+    assert row["verdict"] == "not reproduced" and row["n_a"] == 3 and "3 diverged" in row["evidence"]
+    # one diverged seed of three is not dropped from a speed verdict (the survivors alone are above b)
+    mixed = t.assign(**{SPEED: [0.08, 0.5, 0.6, 0.3, 0.31, 0.32]})
+    assert judge(Claim("t", "fig1", "a faster", "-", SPEED, "higher", "a", "b"), mixed)["verdict"] == "inconclusive"
+    row = judge(Claim("t", "fig1", "a lower x", "-", "x", "lower", "a", "b"), t)
+    assert row["verdict"] == "not measured (every a run diverged at lr 0.1 with x)"
+    assert "a: 3 runs, every one diverged" in row["evidence"]
 
 
 def test_other_learning_rates_never_enter():
@@ -194,6 +211,22 @@ def test_derived_means_leave_out_step_1_and_figure_4_is_judged_after_the_transie
     assert out["settled/landscape/gradpred_max"] == pytest.approx(0.75)
     assert out["settled/landscape/gradpred_relative"] == pytest.approx((0.1 + 0.25) / 2)
     assert out["settled/landscape/beta_smoothness"] == pytest.approx(30)
+
+
+def test_a_diverged_run_s_area_counts_its_unrun_steps_at_its_diverged_accuracy(tmp_path):
+    """100 planned steps; 0.5 until step 20, the loss non-finite from step 21 and 0.1 accuracy from
+    there until the run stopped at step 50: (20 x 0.5 + 30 x 0.1 + 50 x 0.1) / 100 = 0.18. The same
+    curve in a run that completed its 50 planned steps is its plain mean, 0.26."""
+    import json
+
+    from ics_study.analysis.aggregate import derived
+
+    acc = pd.DataFrame([("train/acc", s, 0.5 if s <= 20 else 0.1) for s in range(1, 51)],
+                       columns=["metric", "step", "value"])
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "diverged", "steps": 50, "final": {}, "diverged_at": 21, "max_steps": 100}))
+    assert derived(tmp_path, acc)["auc/train_acc"][1] == pytest.approx(0.18)
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed", "steps": 50, "final": {}, "max_steps": 50}))
+    assert derived(tmp_path, acc)["auc/train_acc"][1] == pytest.approx(0.26)
 
 
 @pytest.mark.parametrize("kind, yes, no", [("paper", "reproduced", "not reproduced"),
