@@ -6,6 +6,11 @@ from __future__ import annotations
 import pandas as pd
 
 
+def _cell(text: str) -> str:
+    """A table cell: "|" escaped, or a rule such as "|mean a - mean b|" or "||G - G'||" splits the row."""
+    return str(text).replace("|", "\\|")
+
+
 def _fmt(mean, std) -> str:
     return "-" if pd.isna(mean) else f"{mean:.3f} ± {0 if pd.isna(std) else std:.3f}"
 
@@ -53,7 +58,8 @@ def render(data) -> str:
         for c in rows.itertuples():
             fig = f"[{c.figure}]({c.figure}.png)" if c.figure in figures else c.figure
             verdict = f"**{c.verdict}**" + (f"; {c.ordering}" if c.ordering else "")
-            lines.append(f"| {fig} | {c.claim} (lr {c.lr:g}) | {c.paper} | {c.evidence} | {c.rule} | {verdict} |")
+            cells = [fig, f"{c.claim} (lr {c.lr:g})", c.paper, c.evidence, c.rule, verdict]
+            lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
         lines.append("")
         if kind == "extension" and data.beyond:
             lines += [data.beyond, ""]

@@ -22,6 +22,7 @@ def table(values: dict[str, list[float]], stat="s", lr=0.1, diverged: dict[str, 
 
 
 HIGHER = Claim("t", "fig1", "a higher", "-", "s", "higher", "a", "b")
+RULES_ABOUT_EQUAL = "|mean a - mean b| plus both half-ranges within 0.5 x |mean b - mean ref|"
 
 
 @pytest.mark.parametrize("a, b, verdict", [
@@ -186,6 +187,27 @@ def test_checks_are_apart_from_the_paper_s_claims_and_never_counted(tmp_path):
             "beyond the paper, not counted)") in text
     paper_part, check_part = text.split("## Checks of our implementation")
     assert "| P (lr 0.1)" in paper_part and "| C (lr 0.1)" in check_part and "| C (lr 0.1)" not in paper_part
+
+
+def test_a_rule_with_bars_stays_in_its_markdown_cell(tmp_path):
+    """"|mean a - mean b| ..." and "||G - G'||" in a claims-table cell would split the row into more
+    cells than the header has; every row keeps the header's six cells, the bars escaped."""
+    import re
+
+    from ics_study.analysis.report import ReportData
+    from ics_study.analysis.report_md import render
+
+    cl = pd.DataFrame([{"id": "p", "kind": "paper", "figure": "fig_lp", "claim": "ICS ||G - G'||", "paper": "-",
+                        "statistic": "s", "lr": 0.1, "rule": RULES_ABOUT_EQUAL, "evidence": "e",
+                        "verdict": "reproduced", "ordering": "", "note": ""}])
+    runs = pd.DataFrame({"data": ["synthetic"], "width": [0.25], "max_steps": [10], "precision": ["fp32"],
+                         "path": [str(tmp_path / "run")], "variant": ["vgg"], "status": ["completed"]})
+    text = render(ReportData(pd.DataFrame(columns=["variant", "lr", "seeds", "diverged", "test_acc_recalibrated_mean"]),
+                             cl, runs, []))
+    header, _, row = text.split("| figure | claim |")[1].splitlines()[:3]
+    cells = lambda line: re.split(r"(?<!\\)\|", line.strip().strip("|"))  # noqa: E731
+    assert len(cells(row)) == len(cells("| figure | claim |" + header)) == 6
+    assert "\\|mean a - mean b\\|" in row
 
 
 def test_derived_means_leave_out_step_1_and_figure_4_is_judged_after_the_transient(tmp_path):
