@@ -13,10 +13,10 @@ install:  ## fresh .venv with ics-study (editable) and its dev tools
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
 
-test:  ## the fast suite (4.8 min on 2 cores): units, structure and CLI; no slow, real-data or browser tests
+test:  ## the fast suite: units, structure and CLI; no slow, real-data or browser tests (times: README)
 	$(BIN)/python -m pytest -m "not slow and not realdata" tests/unit tests/structure tests/cli
 
-test-all:  ## everything CI runs (22 min on 2 cores): slow, real-data and browser tests too
+test-all:  ## everything CI runs: slow, real-data and browser tests too
 	$(BIN)/python -m pytest
 
 lint:  ## ruff
