@@ -57,6 +57,7 @@ LAST_EVALS = 3  # final/test_acc_last3: test accuracy averaged over the last eva
 DRIFT_LAYERS = (2, 9, 13)
 EDGE_OF_STABILITY = {"landscape/beta_smoothness": "landscape/beta_over_2_lr",
                      "sharpness/top_eigenvalue": "sharpness/top_over_2_lr"}  # settled value x lr / 2 (Cohen et al. 2021)
+KEEPS_DIVERGED = "auc_train_acc"  # the one per-run statistic a diverged run has in full (_area); others leave it out
 TRANSIENT = 0.1  # [I] the first 10% of steps: the standard net's gradients start vanishingly small (~150 of
 # 2,000 steps at cpu_small), which makes its gradient look 100x more predictive; Figure 4 is judged after it
 IDENTITY = ("variant", "norm", "lr", "seed", "width", "precision", "max_steps", "data", "probe", "probe_point",

@@ -27,7 +27,8 @@ Adding a claim is adding an entry below. Statistics (``aggregate.derived``; all 
 ``auc_train_acc`` mean batch training accuracy over the planned steps (speed, never an endpoint at
 the ceiling; a diverged run's unrun steps count at the accuracy it recorded once diverged, so it
 stays in a speed verdict as a slow run; every other statistic leaves diverged runs out, and a side
-with none left reads "not measured (every ... run diverged)"); ``final_test_acc_last3`` test accuracy averaged over the last 3 evaluations;
+with none left reads "not measured (every ... run diverged)"); ``final_test_acc_last3`` test
+accuracy averaged over the last 3 evaluations;
 ``mean/ics/...`` and ``mean/landscape/...`` means over the probed steps after step 1 (the
 initialisation, where BN's ICS is ~10x its later value); ``settled/landscape/...`` the same after
 the initial transient (``aggregate.TRANSIENT``: the first 10% of steps) with ``log_loss_range`` =

@@ -19,8 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .aggregate import one_per_seed
-from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, SPEED, TRAIN_ACC, Claim
+from .aggregate import KEEPS_DIVERGED, one_per_seed
+from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, TRAIN_ACC, Claim
 
 MIN_SEEDS = 3
 # a verdict's words by the claim's kind: (holds beyond the spread, the opposite beyond the spread)
@@ -63,7 +63,7 @@ def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_div
     it as the slow run it is; leaving it out would judge a variant by its seeds that survived."""
     t = one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)], statistic)
     diverged = int((t.status == "diverged").sum())
-    if not keep_diverged and statistic != SPEED:
+    if not keep_diverged and statistic != KEEPS_DIVERGED:
         t = t[t.status != "diverged"]
     if statistic not in t:
         return np.array([]), diverged

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ...config import ABLATIONS, NoiseConfig
-from ..aggregate import one_per_seed
+from ..aggregate import KEEPS_DIVERGED, one_per_seed
 from ..runs import Runs
 from .panels import seed_lines
 from .paper import PAPER_LR, MissingRuns
@@ -183,8 +183,8 @@ def fig_normalisers(runs: Runs):
     for n, ax, column, title, log in panels:
         for i, variant in enumerate(columns):
             runs_v = table[table.variant == variant]
-            if column != "auc_train_acc":  # the area alone counts a diverged run (its unrun steps at its
-                runs_v = runs_v[runs_v.status != "diverged"]  # diverged accuracy); elsewhere it has no value
+            if column != KEEPS_DIVERGED:  # a diverged run has no other value: no "never reached" marks
+                runs_v = runs_v[runs_v.status != "diverged"]
             _points(ax, i, runs_v[column], color(variant))
         # upright: at 60 degrees eight names ran into each other in a quarter-width panel
         ax.set_xticks(range(len(columns)), names if n >= 4 else [], rotation=90)
