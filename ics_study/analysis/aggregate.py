@@ -47,6 +47,7 @@ import yaml
 
 from ..config import ABLATIONS, NOISY_NORMS, ModelConfig, NoiseConfig
 from ..errors import UserError
+from .claims import FAIL_ACC
 from .run_records import read_summary
 from .shift import unit_shift
 from .sweeps import jobs
@@ -323,6 +324,14 @@ def one_per_seed(table: pd.DataFrame, prefer: str | None = None) -> pd.DataFrame
                         index=table.index)
     rank = rank.sort_values(["missing", "measured"], ascending=[True, False], kind="stable")
     return table.loc[rank.index].drop_duplicates(keys).sort_index()
+
+
+def at_chance(table: pd.DataFrame) -> pd.Series:
+    """Per run: ended below ``FAIL_ACC`` train accuracy without diverging, a network that never
+    trained (its curvature or shift is not a trained network's; the evidence and figures say so)."""
+    if "final_train_acc" not in table:
+        return pd.Series(False, index=table.index)
+    return (table.status != "diverged") & (table.final_train_acc.astype(float) < FAIL_ACC)
 
 
 def per_run(agg: pd.DataFrame) -> pd.DataFrame:

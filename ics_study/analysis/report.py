@@ -87,6 +87,14 @@ def wall_time_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["sweep", "variant", "device", "runs", "median_min", "fastest_min", "total_min"])
 
 
+def _chance(claim) -> str:
+    """", every run at chance" where every run of the claim's network ended at chance: the curvature
+    of a network that never trained, not of one at the edge of stability."""
+    n, stuck = getattr(claim, "n_a", 0), getattr(claim, "a_at_chance", 0)
+    return ("" if not n or pd.isna(stuck) or not stuck else
+            ", every run at chance" if stuck == n else f", {int(stuck)} of {n} runs at chance")
+
+
 def smoothness_paragraph(claims: pd.DataFrame) -> str:
     """What the edge-of-stability claims (issue 30) say about the paper's smoothness claim, worded from
     their verdicts alone; empty where none was measured. "Tracks 2/lr" needs two learning rates or
@@ -100,7 +108,8 @@ def smoothness_paragraph(claims: pd.DataFrame) -> str:
         out = []
         for verdict, text in words.items():
             hits = rows[rows.verdict == verdict]
-            lrs = [f"{r.lr:g}" + (f" ({r.mean_a:.2g} x 2/lr)" if ratio and pd.notna(getattr(r, "mean_a", None)) else "")
+            lrs = [f"{r.lr:g}" + (f" ({r.mean_a:.2g} x 2/lr{_chance(r)})" if ratio and pd.notna(getattr(r, "mean_a", None))
+                                  else f" ({_chance(r)[2:]})" if _chance(r) else "")
                    for r in hits.itertuples()]
             if lrs:
                 out.append(f"{text} at lr {', '.join(lrs)}")

@@ -7,7 +7,7 @@ is "not reproduced"; anything else is "inconclusive". Our own statements (``kind
 checks of our implementation were never the paper's to reproduce: they "hold" or "do not hold". With fewer runs the same comparison is made
 on the means and gives at most "consistent (k seeds)" (or "inconsistent (k seeds)"). Ties are never
 a direction. Runs that diverged are left out of every rule but ``fails_trains`` (where diverging is
-failing), and the evidence says how many. A claim whose preconditions (``Claim.requires``) fail on
+failing), and the evidence says how many, and how many ended at chance without diverging. A claim whose preconditions (``Claim.requires``) fail on
 some run reads "not testable at this scale", with the reason. ``about_equal`` claims also get an
 ``ordering``: where a sits against b beyond the spread, and whether it is nearer b than ``ref``.
 """
@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .aggregate import KEEPS_DIVERGED, one_per_seed
+from .aggregate import KEEPS_DIVERGED, at_chance, one_per_seed
 from .claims import CLAIMS, FAIL_ACC, SIMILAR_OF_GAP, TRAIN_ACC, Claim
 
 MIN_SEEDS = 3
@@ -73,12 +73,19 @@ def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_div
     return values[~np.isnan(values)], diverged
 
 
-def _describe(name: str, v: np.ndarray, diverged: int) -> str:
+def _at_chance(table: pd.DataFrame, variant: str, lr: float) -> int:
+    """How many of the variant's runs at ``lr`` ended at chance without diverging (``at_chance``)."""
+    return int(at_chance(one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)])).sum())
+
+
+def _describe(name: str, v: np.ndarray, diverged: int, at_chance: int = 0) -> str:
     if not len(v):
         return f"{name}: {diverged} runs, every one diverged" if diverged else f"{name}: no runs"
     finite = v[np.isfinite(v)]
     text = f"{name} {np.mean(finite):.4g} ± {np.std(finite, ddof=1) if len(finite) > 1 else 0:.2g} (n={len(v)}"
     text += f", {np.min(finite):.4g} to {np.max(finite):.4g})" if len(finite) > 1 else ")"
+    if at_chance:
+        text += f", {'every one' if at_chance == len(v) else at_chance} ended at chance (train acc < {FAIL_ACC:g})"
     return text + (f", {diverged} diverged" if diverged else "")
 
 
@@ -151,8 +158,10 @@ def judge(c: Claim, table: pd.DataFrame) -> dict:
            "statistic": c.statistic, "lr": c.lr, "rule": rule_text(c, len(a), len(b)), "n_a": len(a), "n_b": len(b) if c.b else 0,
            "mean_a": np.nanmean(a) if np.isfinite(a).any() else np.nan,
            "mean_b": np.nanmean(b) if c.b and np.isfinite(b).any() else np.nan, "note": c.note, "ordering": ""}
-    parts = [_describe(c.a, a, da)] + ([_describe(c.b, b, db)] if c.b else []) + (
-        [_describe(c.ref, ref, dr)] if c.ref else [])
+    chance = {v: _at_chance(table, v, c.lr) for v in (c.a, c.b, c.ref) if v}
+    row["a_at_chance"] = chance[c.a]
+    parts = [_describe(c.a, a, da, chance[c.a])] + ([_describe(c.b, b, db, chance[c.b])] if c.b else []) + (
+        [_describe(c.ref, ref, dr, chance[c.ref])] if c.ref else [])
     row["evidence"] = "; ".join(parts)
     if not len(a) or not len(b) or not len(ref):
         gone = [f"every {v} run diverged" if d else f"no {v} runs"

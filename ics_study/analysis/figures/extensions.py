@@ -19,7 +19,8 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ...config import ABLATIONS, NoiseConfig
-from ..aggregate import KEEPS_DIVERGED, one_per_seed
+from ..aggregate import KEEPS_DIVERGED, at_chance, one_per_seed
+from ..claims import FAIL_ACC
 from ..runs import Runs
 from .panels import seed_lines
 from .paper import PAPER_LR, MissingRuns
@@ -218,6 +219,10 @@ def fig_eos(runs: Runs):
     t = t[t["settled/sharpness/top_eigenvalue"].notna()]
     lrs = sorted(t.lr.unique())
     sub = Runs(t)
+    # runs that ended at chance, by (variant, lr): a network that never trained is not at the edge of
+    # stability, and its low curvature should not read as a smooth trained one's
+    chance = at_chance(t).groupby([t.variant, t.lr]).agg(["sum", "size"])
+    stuck = set(chance[chance["sum"] == chance["size"]].index)
     fig, axes = figure(2, len(lrs) + 1, height_per_row=2.0)
     for row, (series, settled, name) in enumerate(EOS_SERIES):
         df = sub.metric(series)
@@ -225,7 +230,12 @@ def fig_eos(runs: Runs):
             ax = axes[row][j]
             seed_lines(ax, df[df.lr == lr] if len(df) else df, show_lr=False)
             ax.axhline(2 / lr, color="k", ls=":", lw=0.8, label="2 / lr")
-            ax.set(yscale="log", title=f"{name}, lr {lr:g}", xlabel="steps" if row else None)
+            # The quantity names its row (the first panel's y label): in every title it overran the
+            # panel, five panels to a page's width.
+            title = f"lr {lr:g}" + "".join(f"\n{label(v)}: {n}/{chance.loc[(v, lr), 'size']} at chance"
+                                           for v in EOS_NETWORKS if (v, lr) in chance.index
+                                           and (n := chance.loc[(v, lr), "sum"]))
+            ax.set(yscale="log", title=title, xlabel="steps" if row else None, ylabel=None if j else name)
             _log_labels(ax.yaxis)
         ax = axes[row][-1]
         for variant in [v for v in EOS_NETWORKS if v in set(t.variant)]:
@@ -233,15 +243,20 @@ def fig_eos(runs: Runs):
             mean, low, high = g.mean(), g.min(), g.max()
             x = 2 / mean.index.to_numpy()
             ax.errorbar(x, mean, yerr=[np.maximum(mean - low, 0), np.maximum(high - mean, 0)], color=color(variant),
-                        marker="o", ms=3, capsize=2, lw=0.9)
+                        capsize=2, lw=0.9)
+            hollow = np.array([(variant, at) in stuck for at in mean.index], dtype=bool)
+            ax.plot(x[~hollow], mean[~hollow], "o", ms=3.5, color=color(variant), zorder=3)
+            ax.plot(x[hollow], mean[hollow], "o", ms=4, mfc="white", mec=color(variant), mew=1.0, zorder=3)
         edge = 2 / np.array(lrs)
         ax.plot(edge, edge, "k:", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="2 / lr", title=f"{name} after 10% of steps vs 2/lr")
+        ax.set(xscale="log", yscale="log", xlabel="2 / lr", title="settled vs 2 / lr")
         _log_labels(ax.xaxis)
         _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
                   "Figure 4c) and the top eigenvalue of the batch loss's Hessian against 2/lr, the level gradient "
-                  f"descent's sharpness settles at (Cohen et al. 2021); dotted: 2/lr ({_seeds(t)})")
+                  f"descent's sharpness settles at (Cohen et al. 2021); dotted: 2/lr. Right: each network's mean after the first "
+                  f"10% of steps, seeds' mean and range. At chance: ended below {FAIL_ACC:g} train accuracy (hollow: every "
+                  f"seed; {_seeds(t)})")
 
 
 def _log_labels(axis) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -215,7 +216,13 @@ def test_the_edge_of_stability_figure_has_a_panel_per_lr_with_the_2_over_lr_line
 
     fig = fig_eos(find_runs([eos_sweep]))
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:2] == ["effective $\\beta$-smoothness, lr 0.05", "effective $\\beta$-smoothness, lr 0.1"]
+    assert [t.split("\n")[0] for t in titles[:3]] == ["lr 0.05", "lr 0.1", "settled vs 2 / lr"]
+    for lr, title in ((0.05, titles[0]), (0.1, titles[1])):  # a network whose every run ended at chance is named
+        for model, name in (("vgg", "Standard"), ("vgg_bn", "Standard + BatchNorm")):
+            final = [json.loads(p.read_text())["final"]["train_acc"] for p in eos_sweep.glob(f"*_{model}_lr{lr}_*/summary.json")]
+            stuck = sum(a < 0.2 for a in final)
+            assert len(final) == 2 and (f"{name}: {stuck}/2 at chance" in title) == (stuck > 0), (title, final)
+    assert [fig.axes[i].get_ylabel() for i in (0, 1, 3)] == ["effective $\\beta$-smoothness", "", "top Hessian eigenvalue"]
     edge = [line.get_ydata()[0] for line in fig.axes[3].lines if line.get_label() == "2 / lr"]
     assert edge == [pytest.approx(40.0)]  # 2 / 0.05
     versus = fig.axes[5]  # top eigenvalue after the transient against 2/lr, one line per network
@@ -244,3 +251,21 @@ def test_the_smoothness_paragraph_says_what_the_edge_of_stability_verdicts_say()
     assert "The standard net's is within a factor 2 of 2/lr in every seed at lr 0.1 (1.5 x 2/lr)." in both
     assert both.endswith("is undecided against it at lr 0.1.") and "stays below" not in both
     assert smoothness_paragraph(claims({0.1: "not measured (no runs)"})) == ""
+
+
+def test_the_smoothness_paragraph_names_a_network_that_never_left_chance():
+    from ics_study.analysis.report import smoothness_paragraph
+
+    rows = [{"id": "ext.eos.vgg_bn.beta_near_edge.lr0.2", "lr": 0.2, "verdict": "holds", "mean_a": 0.8, "n_a": 3,
+             "a_at_chance": 0},
+            {"id": "ext.eos.vgg.beta_near_edge.lr0.2", "lr": 0.2, "verdict": "does not hold", "mean_a": 0.056, "n_a": 3,
+             "a_at_chance": 3},
+            {"id": "ext.eos.vgg.beta_near_edge.lr0.1", "lr": 0.1, "verdict": "holds", "mean_a": 1.4, "n_a": 3,
+             "a_at_chance": 1},
+            {"id": "ext.eos.std_top_above_edge.lr0.2", "lr": 0.2, "verdict": "does not hold", "mean_a": 0.025, "n_a": 3,
+             "a_at_chance": 3}]
+    text = smoothness_paragraph(pd.DataFrame(rows))
+    assert "BN's effective beta-smoothness (after the first 10% of steps) is within a factor 2 of 2/lr in every seed at lr 0.2 (0.8 x 2/lr)." in text
+    assert ("The standard net's is within a factor 2 of 2/lr in every seed at lr 0.1 (1.4 x 2/lr, 1 of 3 runs at "
+            "chance); more than a factor 2 from 2/lr in every seed at lr 0.2 (0.056 x 2/lr, every run at chance).") in text
+    assert text.endswith("The standard net's top Hessian eigenvalue stays below it at lr 0.2 (every run at chance).")

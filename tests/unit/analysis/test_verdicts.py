@@ -305,3 +305,20 @@ def test_a_seed_run_in_two_sweeps_counts_once_with_its_measurement():
 def test_within_a_factor_of_one_on_a_hand_made_table(values, verdict):
     c = Claim("t", "fig_eos", "near the edge", "-", "s", "within_factor", "a", "", tolerance=2.0)
     assert judge(c, table({"a": values}))["verdict"] == verdict
+
+
+def test_runs_that_never_left_chance_are_named_in_the_evidence_and_keep_their_verdict():
+    """A network at chance has a low curvature for no good reason: the evidence says so (train acc
+    below FAIL_ACC, not diverged), the verdict stays the rule's."""
+    c = Claim("t", "fig_eos", "a lower", "-", "s", "lower", "a", "b")
+    t = table({"a": [0.02, 0.03, 0.025], "b": [1.0, 1.1, 1.2]}).assign(final_train_acc=[0.09, 0.11, 0.1, 0.5, 0.6, 0.55])
+    row = judge(c, t)
+    assert row["verdict"] == "reproduced" and row["a_at_chance"] == 3
+    assert row["evidence"].startswith("a 0.025 ± 0.005 (n=3, 0.02 to 0.03), every one ended at chance (train acc < 0.2);")
+    assert "chance" not in row["evidence"].split(";")[1]
+    one = judge(c, t.assign(final_train_acc=[0.09, 0.4, 0.5, 0.5, 0.6, 0.55]))
+    assert one["a_at_chance"] == 1 and "), 1 ended at chance (train acc < 0.2)" in one["evidence"]
+    # a diverged run is said as diverged, not at chance
+    gone = judge(c, table({"a": [0.0, 0.03, 0.025], "b": [1.0, 1.1, 1.2]}, diverged={"a": 1})
+                 .assign(final_train_acc=[np.nan, 0.5, 0.5, 0.5, 0.6, 0.55]))
+    assert gone["a_at_chance"] == 0 and "chance" not in gone["evidence"] and "1 diverged" in gone["evidence"]
