@@ -13,11 +13,17 @@ install:  ## fresh .venv with ics-study (editable) and its dev tools
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
 
+# One pytest-xdist worker per core (at most 8: each holds its own torch), each test file on one worker
+# so that a module's fixtures are built once; tests/conftest.py divides the cores' threads among them.
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses 8 --dist loadfile
+
 test:  ## the fast suite: units, structure and CLI; no slow, real-data or browser tests (times: README)
-	$(BIN)/python -m pytest -m "not slow and not realdata" tests/unit tests/structure tests/cli
+	$(PYTEST) -m "not slow and not realdata" tests/unit tests/structure tests/cli
 
 test-all:  ## everything CI runs: slow, real-data and browser tests too
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 lint:  ## ruff
 	$(BIN)/ruff check ics_study tests scripts

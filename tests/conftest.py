@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# Under pytest-xdist (`make test-all` runs one worker per core), each worker's torch and the runs it
+# starts get the cores divided among the workers: two workers of two threads each on two cores
+# contend for them (set before anything imports torch, which reads it once).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+import pytest  # noqa: E402
 
 from ics_study.compose import compose  # noqa: F401  (re-exported for the tests)
 
@@ -50,7 +58,11 @@ def cifar_root() -> Path:
             pytest.fail(message + " and ICS_STUDY_REQUIRE_REAL_DATA=1")
         pytest.skip(message)
     cache = Path(os.environ.get("ICS_STUDY_CIFAR_CACHE", Path.home() / ".cache" / "ics-study" / "cifar10"))
-    subprocess.run([sys.executable, str(script), str(cache)], check=True, capture_output=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: parallel test workers would write the same .partial folder
+    with open(cache.parent / f".{cache.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([sys.executable, str(script), str(cache)], check=True, capture_output=True)
     return cache
 
 
@@ -69,3 +81,14 @@ def finished_cli_run(tmp_path_factory, name: str, args) -> Path:
     proc = run_cli("train", *args, f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr
     return run
+
+
+def pytest_collection_modifyitems(items):
+    """The files with real-data, then slow tests first, each in its collected order: the test workers
+    take files in this order, and a long file taken last ran alone on one core while the other
+    waited (longest first)."""
+    rank = {}
+    for item in items:
+        key = 0 if item.get_closest_marker("realdata") else 1 if item.get_closest_marker("slow") else 2
+        rank[item.path] = min(rank.get(item.path, 2), key)
+    items.sort(key=lambda item: rank[item.path])  # stable: the order within a rank is kept
