@@ -88,11 +88,12 @@ def wall_time_table(runs_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _chance(claim) -> str:
-    """", every run at chance" where every run of the claim's network ended at chance: the curvature
-    of a network that never trained, not of one at the edge of stability."""
+    """"every run at chance" (or "k of n runs at chance") where runs of the claim's network ended at
+    chance: the curvature of a network that never trained, not of one at the edge of stability."""
     n, stuck = getattr(claim, "n_a", 0), getattr(claim, "a_at_chance", 0)
-    return ("" if not n or pd.isna(stuck) or not stuck else
-            ", every run at chance" if stuck == n else f", {int(stuck)} of {n} runs at chance")
+    if not n or pd.isna(stuck) or not stuck:
+        return ""
+    return "every run at chance" if stuck == n else f"{int(stuck)} of {n} runs at chance"
 
 
 def smoothness_paragraph(claims: pd.DataFrame) -> str:
@@ -108,9 +109,11 @@ def smoothness_paragraph(claims: pd.DataFrame) -> str:
         out = []
         for verdict, text in words.items():
             hits = rows[rows.verdict == verdict]
-            lrs = [f"{r.lr:g}" + (f" ({r.mean_a:.2g} x 2/lr{_chance(r)})" if ratio and pd.notna(getattr(r, "mean_a", None))
-                                  else f" ({_chance(r)[2:]})" if _chance(r) else "")
-                   for r in hits.itertuples()]
+            lrs = []
+            for r in hits.itertuples():
+                notes = [f"{r.mean_a:.2g} x 2/lr"] if ratio and pd.notna(getattr(r, "mean_a", None)) else []
+                notes += [_chance(r)] if _chance(r) else []
+                lrs.append(f"{r.lr:g}" + (f" ({', '.join(notes)})" if notes else ""))
             if lrs:
                 out.append(f"{text} at lr {', '.join(lrs)}")
         return "; ".join(out)

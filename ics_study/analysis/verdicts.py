@@ -7,8 +7,8 @@ is "not reproduced"; anything else is "inconclusive". Our own statements (``kind
 checks of our implementation were never the paper's to reproduce: they "hold" or "do not hold". With fewer runs the same comparison is made
 on the means and gives at most "consistent (k seeds)" (or "inconsistent (k seeds)"). Ties are never
 a direction. Runs that diverged are left out of every rule but ``fails_trains`` (where diverging is
-failing), and the evidence says how many, and how many ended at chance without diverging. A claim whose preconditions (``Claim.requires``) fail on
-some run reads "not testable at this scale", with the reason. ``about_equal`` claims also get an
+failing); the evidence says how many, and how many ended at chance without diverging. A claim whose
+preconditions (``Claim.requires``) fail on some run reads "not testable at this scale", with the reason. ``about_equal`` claims also get an
 ``ordering``: where a sits against b beyond the spread, and whether it is nearer b than ``ref``.
 """
 

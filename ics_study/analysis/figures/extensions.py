@@ -230,8 +230,8 @@ def fig_eos(runs: Runs):
             ax = axes[row][j]
             seed_lines(ax, df[df.lr == lr] if len(df) else df, show_lr=False)
             ax.axhline(2 / lr, color="k", ls=":", lw=0.8, label="2 / lr")
-            # The quantity names its row (the first panel's y label): in every title it overran the
-            # panel, five panels to a page's width.
+            # The quantity names its row (the first panel's y label): five panels to a page's width
+            # leave a title about 20 characters.
             title = f"lr {lr:g}" + "".join(f"\n{label(v)}: {n}/{chance.loc[(v, lr), 'size']} at chance"
                                            for v in EOS_NETWORKS if (v, lr) in chance.index
                                            and (n := chance.loc[(v, lr), "sum"]))
