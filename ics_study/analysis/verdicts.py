@@ -8,8 +8,9 @@ checks of our implementation were never the paper's to reproduce: they "hold" or
 on the means and gives at most "consistent (k seeds)" (or "inconsistent (k seeds)"). Ties are never
 a direction. Runs that diverged are left out of every rule but ``fails_trains`` (where diverging is
 failing); the evidence says how many, and how many ended at chance without diverging. A claim whose
-preconditions (``Claim.requires``) fail on some run reads "not testable at this scale", with the reason. ``about_equal`` claims also get an
-``ordering``: where a sits against b beyond the spread, and whether it is nearer b than ``ref``.
+preconditions (``Claim.requires``) fail on some run reads "not testable at this scale", with the
+reason. ``about_equal`` claims also get an ``ordering``: where a sits against b beyond the spread,
+and whether it is nearer b than ``ref``.
 """
 
 from __future__ import annotations
@@ -56,12 +57,17 @@ def rule_text(c: Claim, n_a: int = MIN_SEEDS, n_b: int = MIN_SEEDS) -> str:
                                 no=OUTCOMES[c.kind][1])
 
 
+def _setting(table: pd.DataFrame, variant: str, lr: float, prefer: str | None = None) -> pd.DataFrame:
+    """The variant's runs at ``lr``, each training once (``one_per_seed``)."""
+    return one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)], prefer)
+
+
 def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_diverged: bool) -> tuple[np.ndarray, int]:
     """The variant's values of ``statistic`` at ``lr`` (NaN where a run has none) and how many of
     its runs diverged: left out unless ``keep_diverged`` (then as NaN, a failure), except in the
     train-curve area, which counts a diverged run's unrun steps (``aggregate._area``) and so keeps
     it as the slow run it is; leaving it out would judge a variant by its seeds that survived."""
-    t = one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)], statistic)
+    t = _setting(table, variant, lr, statistic)
     diverged = int((t.status == "diverged").sum())
     if not keep_diverged and statistic != KEEPS_DIVERGED:
         t = t[t.status != "diverged"]
@@ -75,17 +81,17 @@ def _runs(table: pd.DataFrame, variant: str, lr: float, statistic: str, keep_div
 
 def _at_chance(table: pd.DataFrame, variant: str, lr: float) -> int:
     """How many of the variant's runs at ``lr`` ended at chance without diverging (``at_chance``)."""
-    return int(at_chance(one_per_seed(table[(table.variant == variant) & np.isclose(table.lr.astype(float), lr)])).sum())
+    return int(at_chance(_setting(table, variant, lr)).sum())
 
 
-def _describe(name: str, v: np.ndarray, diverged: int, at_chance: int = 0) -> str:
+def _describe(name: str, v: np.ndarray, diverged: int, stuck: int = 0) -> str:
     if not len(v):
         return f"{name}: {diverged} runs, every one diverged" if diverged else f"{name}: no runs"
     finite = v[np.isfinite(v)]
     text = f"{name} {np.mean(finite):.4g} ± {np.std(finite, ddof=1) if len(finite) > 1 else 0:.2g} (n={len(v)}"
     text += f", {np.min(finite):.4g} to {np.max(finite):.4g})" if len(finite) > 1 else ")"
-    if at_chance:
-        text += f", {'every one' if at_chance == len(v) else at_chance} ended at chance (train acc < {FAIL_ACC:g})"
+    if stuck:
+        text += f", {'every one' if stuck == len(v) else stuck} ended at chance (train acc < {FAIL_ACC:g})"
     return text + (f", {diverged} diverged" if diverged else "")
 
 
