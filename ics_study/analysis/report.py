@@ -33,7 +33,9 @@ from . import report_html, report_md
 from .aggregate import THRESHOLDS, load, one_per_seed, per_run
 from .claims import EOS_FACTOR
 from .figures import FIGURES, make_figures
+from .figures.style import label
 from .runs import ENDED
+from .scaling import BETA, EOS_NETWORKS, TOP, eos_runs, exponent
 from .verdicts import judge_all
 
 PER_VARIANT = {"train_acc": "final_train_acc", "auc": "auc_train_acc", "test_acc": "final_test_acc",
@@ -96,10 +98,11 @@ def _chance(claim) -> str:
     return "every run at chance" if stuck == n else f"{int(stuck)} of {n} runs at chance"
 
 
-def smoothness_paragraph(claims: pd.DataFrame) -> str:
+def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
     """What the edge-of-stability claims (issue 30) say about the paper's smoothness claim, worded from
-    their verdicts alone; empty where none was measured. "Tracks 2/lr" needs two learning rates or
-    more: one lr cannot tell a level set by the lr from one that happens to sit near it."""
+    their verdicts, then the exponents of ``scaling.py`` fitted on ``runs``; empty where no claim was
+    measured. "Tracks 2/lr" needs two learning rates or more: one lr cannot tell a level set by the lr
+    from one that happens to sit near it."""
     def verdicts(pattern: str) -> pd.DataFrame:
         rows = claims[claims.id.str.match(pattern)]
         return rows[~rows.verdict.str.startswith(("not measured", "not testable"))]
@@ -141,8 +144,22 @@ def smoothness_paragraph(claims: pd.DataFrame) -> str:
     if len(above):
         text += "The standard net's top Hessian eigenvalue " + clauses(
             above, {"holds": "exceeds 2/lr beyond the seed spread", "does not hold": "stays below it",
-                    "inconclusive": "is undecided against it"}) + "."
-    return text.rstrip()
+                    "inconclusive": "is undecided against it"}) + ". "
+    return (text + (_exponents(runs) if runs is not None else "")).rstrip()
+
+
+def _exponents(runs: pd.DataFrame) -> str:
+    """The exponents s of settled curvature ~ (2/lr)^s per network (a statistic, judged by nothing)."""
+    eos = eos_runs(runs)
+    parts = []
+    for column, name in ((BETA, "effective beta-smoothness"), (TOP, "top Hessian eigenvalue")):
+        fits = [f"{label(v)} {e.describe()}" for v in EOS_NETWORKS if (e := exponent(eos, v, column)) is not None]
+        if fits:
+            parts.append(f"{name}: {'; '.join(fits)}")
+    if not parts:
+        return ""
+    return ("Fitted per seed on log-log axes, the settled curvature scales as (2/lr)^s (1: set by the learning rate; "
+            "0: not by it at all; a statistic, not a verdict): " + ". ".join(parts) + ".")
 
 
 def run_folders(table: pd.DataFrame) -> list[str]:
@@ -170,7 +187,7 @@ class ReportData:
 
     def __post_init__(self):
         self.folders = run_folders(self.runs)
-        self.beyond = smoothness_paragraph(self.claims) if "id" in self.claims else ""
+        self.beyond = smoothness_paragraph(self.claims, self.runs) if "id" in self.claims else ""
         self.settings = sorted({f"{d} data, width {w:g}, {s} steps, {p}" for d, w, s, p in
                                 zip(self.runs.data, self.runs.width, self.runs.max_steps, self.runs.precision)})
         self.wall = wall_time_table(self.runs)

@@ -22,6 +22,7 @@ from ...config import ABLATIONS, NoiseConfig
 from ..aggregate import KEEPS_DIVERGED, at_chance, one_per_seed
 from ..claims import FAIL_ACC
 from ..runs import Runs
+from ..scaling import BETA, EOS_NETWORKS, TOP, eos_runs, exponent
 from .panels import seed_lines
 from .paper import PAPER_LR, MissingRuns
 from .style import color, figure, finish, label
@@ -204,19 +205,17 @@ def _diverged(runs_v: pd.DataFrame) -> str:
     return f" ({d}/{len(runs_v)} diverged)" if d else ""
 
 
-EOS_NETWORKS = ["vgg", "vgg_bn", "vgg_ln", "vgg_gn"]
-EOS_SERIES = [("landscape/beta_smoothness", "settled/landscape/beta_smoothness", r"effective $\beta$-smoothness"),
-              ("sharpness/top_eigenvalue", "settled/sharpness/top_eigenvalue", "top Hessian eigenvalue")]
+EOS_SERIES = [("landscape/beta_smoothness", BETA, r"effective $\beta$-smoothness"),
+              ("sharpness/top_eigenvalue", TOP, "top Hessian eigenvalue")]
 
 
 def fig_eos(runs: Runs):
     """Effective beta-smoothness and the top Hessian eigenvalue over training, one panel per lr with
-    the 2/lr line; beside them each network's settled value against 2/lr on log-log axes."""
-    t = runs.table
-    t = one_per_seed(t[t.variant.isin(EOS_NETWORKS)], "settled/sharpness/top_eigenvalue")
-    if "settled/sharpness/top_eigenvalue" not in t or not t["settled/sharpness/top_eigenvalue"].notna().any():
+    the 2/lr line; beside them each network's settled value against 2/lr on log-log axes, with the
+    fitted exponent s of settled ~ (2/lr)^s (``scaling.py``: 1 = set by the lr, 0 = not at all)."""
+    t = eos_runs(runs.table)
+    if t.empty:
         raise MissingRuns("VGG runs with the curvature probe on (experiment=edge_of_stability)")
-    t = t[t["settled/sharpness/top_eigenvalue"].notna()]
     lrs = sorted(t.lr.unique())
     sub = Runs(t)
     # runs that ended at chance, by (variant, lr): a network that never trained is not at the edge of
@@ -247,6 +246,10 @@ def fig_eos(runs: Runs):
             hollow = np.array([(variant, at) in stuck for at in mean.index], dtype=bool)
             ax.plot(x[~hollow], mean[~hollow], "o", ms=3.5, color=color(variant), zorder=3)
             ax.plot(x[hollow], mean[hollow], "o", ms=4, mfc="white", mec=color(variant), mew=1.0, zorder=3)
+        fits = [(v, e) for v in EOS_NETWORKS if (e := exponent(t, v, settled)) is not None]
+        for i, (variant, e) in enumerate(fits):  # top left: above a rising curve, the empty corner
+            ax.text(0.04, 0.96 - 0.11 * i, f"{label(variant)} s = {e.mean:.2f}", transform=ax.transAxes,
+                    color=color(variant), fontsize=7, va="top")
         edge = 2 / np.array(lrs)
         ax.plot(edge, edge, "k:", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="2 / lr", title="settled vs 2 / lr")
@@ -255,7 +258,8 @@ def fig_eos(runs: Runs):
     return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
                   "Figure 4c) and the top eigenvalue of the batch loss's Hessian against 2/lr, the level gradient "
                   f"descent's sharpness settles at (Cohen et al. 2021); dotted: 2/lr. Right: each network's mean after the first "
-                  f"10% of steps, seeds' mean and range. At chance: ended below {FAIL_ACC:g} train accuracy (hollow: every "
+                  f"10% of steps, seeds' mean and range; s: its exponent in (2/lr)^s, fitted per seed where every seed "
+                  f"trained (1: set by the lr, 0: not at all). At chance: ended below {FAIL_ACC:g} train accuracy (hollow: every "
                   f"seed; {_seeds(t)})")
 
 
