@@ -247,9 +247,9 @@ def fig_eos(runs: Runs):
             ax.plot(x[~hollow], mean[~hollow], "o", ms=3.5, color=color(variant), zorder=3)
             ax.plot(x[hollow], mean[hollow], "o", ms=4, mfc="white", mec=color(variant), mew=1.0, zorder=3)
         fits = [(v, e) for v in EOS_NETWORKS if (e := exponent(t, v, settled)) is not None]
-        for i, (variant, e) in enumerate(fits):  # top left: above a rising curve, the empty corner
-            ax.text(0.04, 0.96 - 0.11 * i, f"{label(variant)} s = {e.mean:.2f}", transform=ax.transAxes,
-                    color=color(variant), fontsize=7, va="top")
+        for i, (variant, e) in enumerate(reversed(fits)):  # bottom right: below a rising curve, the empty corner
+            ax.text(0.97, 0.04 + 0.12 * i, f"s = {e.mean:.2f}", transform=ax.transAxes, color=color(variant),
+                    fontsize=7, ha="right", va="bottom")
         edge = 2 / np.array(lrs)
         ax.plot(edge, edge, "k:", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="2 / lr", title="settled vs 2 / lr")
@@ -258,16 +258,24 @@ def fig_eos(runs: Runs):
     return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
                   "Figure 4c) and the top eigenvalue of the batch loss's Hessian against 2/lr, the level gradient "
                   f"descent's sharpness settles at (Cohen et al. 2021); dotted: 2/lr. Right: each network's mean after the first "
-                  f"10% of steps, seeds' mean and range; s: its exponent in (2/lr)^s, fitted per seed where every seed "
-                  f"trained (1: set by the lr, 0: not at all). At chance: ended below {FAIL_ACC:g} train accuracy (hollow: every "
+                  f"10% of steps, seeds' mean and range, and s (in the network's colour): its exponent in (2/lr)^s, fitted "
+                  f"per seed where every seed trained (1: set by the lr, 0: not at all). At chance: ended below {FAIL_ACC:g} train accuracy (hollow: every "
                   f"seed; {_seeds(t)})")
 
 
 def _log_labels(axis) -> None:
     """Labels at 1, 2, 5 x 10^k as plain numbers: a decade's minor labels crowded an axis, and a short
-    range had none at all."""
+    range had none at all. Over more than about two decades only the powers of ten are labelled (a
+    panel two inches high had a label on every tick)."""
     axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+
+    def text(v: float, _) -> str:
+        low, high = axis.get_view_interval()
+        if low > 0 and high / low > 150 and not np.isclose(v, 10 ** np.round(np.log10(v))):
+            return ""
+        return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+    axis.set_major_formatter(FuncFormatter(text))
     axis.set_minor_formatter(NullFormatter())
 
 

@@ -73,10 +73,12 @@ def test_the_report_states_each_network_s_exponent_as_a_statistic():
 
 def test_the_figure_writes_each_network_s_exponent_beside_its_settled_values():
     from ics_study.analysis.figures.extensions import fig_eos
+    from ics_study.analysis.figures.style import color
     from ics_study.analysis.runs import Runs
 
     runs = pd.concat([_runs({0: 0.9, 1: 1.1}), _runs({0: 0.5, 1: 0.5}, variant="vgg")], ignore_index=True)
     fig = fig_eos(Runs(runs))
     for ax, value in ((fig.axes[len(LRS)], "1.00"), (fig.axes[-1], "1.00")):
         texts = [t.get_text() for t in ax.texts]
-        assert texts == ["Standard s = 0.50", f"Standard + BatchNorm s = {value}"], texts
+        colours = [t.get_color() for t in ax.texts]
+        assert sorted(zip(texts, colours)) == [("s = 0.50", color("vgg")), (f"s = {value}", color("vgg_bn"))], texts
