@@ -22,8 +22,9 @@ Metrics:
   the initialisation, where BN's ICS is ~10x its later value), ``settled/landscape/<series>`` and
   ``settled/sharpness/<series>`` the same after the first ``TRANSIENT`` of the run (Figure 4's
   claims; with ``log_loss_range`` = log10(loss_max / loss_min) and ``gradpred_relative`` =
-  gradpred_max / grad_norm, step by step; ``beta_over_2_lr`` and ``top_over_2_lr``, the settled
-  beta-smoothness and top Hessian eigenvalue x lr / 2: 1 is the edge of stability),
+  gradpred_max / grad_norm, step by step; ``beta_over_2_lr``, ``top_over_2_lr`` and
+  ``gradient_curvature_over_2_lr``, the settled beta-smoothness, top Hessian eigenvalue and curvature
+  along the gradient x lr / 2: 1 is the edge of stability),
   ``drift/<point>/unit_mean`` the mean over layers #2, #9, #13 and steps of |mu(t+1) - mu(t)|
   of the rank-0 sampled unit (the paper's "random activation") at the run's ``probe.point``,
   ``drift/<point>/relative`` the same over each unit's spread, and ``shift/<point>/w1_lag`` and
@@ -56,8 +57,9 @@ FILENAME = "aggregate.parquet"
 THRESHOLDS = (0.5, 0.8, 0.9, 0.99)  # steps_to/50 ... steps_to/99
 LAST_EVALS = 3  # final/test_acc_last3: test accuracy averaged over the last evaluations
 DRIFT_LAYERS = (2, 9, 13)
-EDGE_OF_STABILITY = {"landscape/beta_smoothness": "landscape/beta_over_2_lr",
-                     "sharpness/top_eigenvalue": "sharpness/top_over_2_lr"}  # settled value x lr / 2 (Cohen et al. 2021)
+EDGE_OF_STABILITY = {"landscape/beta_smoothness": "landscape/beta_over_2_lr",  # settled value x lr / 2 (Cohen et al. 2021)
+                     "sharpness/top_eigenvalue": "sharpness/top_over_2_lr",
+                     "sharpness/gradient_curvature": "sharpness/gradient_curvature_over_2_lr"}
 KEEPS_DIVERGED = "auc_train_acc"  # the one per-run statistic a diverged run has in full (_area); others leave it out
 TRANSIENT = 0.1  # [I] the first 10% of steps: the standard net's gradients start vanishingly small (~150 of
 # 2,000 steps at cpu_small), which makes its gradient look 100x more predictive; Figure 4 is judged after it

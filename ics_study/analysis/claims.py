@@ -260,6 +260,13 @@ for _lr in EOS_LRS:
                   f"{_net}'s top Hessian eigenvalue sits near 2/lr", "Cohen et al. 2021 (full batch); batch sharpness",
                   "settled/sharpness/top_over_2_lr", "within_factor", _v, "", lr=_lr, tolerance=EOS_FACTOR,
                   kind=_EXT, note=_EOS),
+            # SGD's own edge: the curvature along the step's gradient on its batch. Added once the
+            # standard net's runs were in, under the factor fixed before any data (NOTES.md says so).
+            Claim(f"ext.eos.{_v}.batch_sharpness_near_edge.lr{_lr:g}", "fig_eos",
+                  f"{_net}'s curvature along the gradient (batch sharpness) sits near 2/lr",
+                  "arXiv 2412.20553: SGD's batch sharpness hovers near 2/lr",
+                  "settled/sharpness/gradient_curvature_over_2_lr", "within_factor", _v, "", lr=_lr,
+                  tolerance=EOS_FACTOR, kind=_EXT, note=_EOS),
         ]
     CLAIMS += [
         Claim(f"ext.eos.std_top_above_edge.lr{_lr:g}", "fig_eos", "The standard net's top Hessian eigenvalue exceeds 2/lr",

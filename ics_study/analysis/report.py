@@ -35,7 +35,7 @@ from .claims import EOS_FACTOR
 from .figures import FIGURES, make_figures
 from .figures.style import label
 from .runs import ENDED
-from .scaling import BETA, EOS_NETWORKS, TOP, eos_runs, exponent
+from .scaling import BETA, EOS_NETWORKS, GRADIENT, TOP, eos_runs, exponent
 from .verdicts import judge_all
 
 PER_VARIANT = {"train_acc": "final_train_acc", "auc": "auc_train_acc", "test_acc": "final_test_acc",
@@ -126,6 +126,7 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
             "inconclusive": f"undecided against a factor {EOS_FACTOR:g} of 2/lr"}
     bn, std = verdicts(r"ext\.eos\.vgg_bn\.beta_near_edge"), verdicts(r"ext\.eos\.vgg\.beta_near_edge")
     above = verdicts(r"ext\.eos\.std_top_above_edge")
+    along = {name: verdicts(rf"ext\.eos\.{v}\.batch_sharpness_near_edge") for v, name in (("vgg_bn", "BN"), ("vgg", "the standard net"))}
     if not len(bn):
         return ""
     text = (f"**What this means for the paper's smoothness claim.** Gradient descent's sharpness settles near "
@@ -145,6 +146,9 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
         text += "The standard net's top Hessian eigenvalue " + clauses(
             above, {"holds": "exceeds 2/lr beyond the seed spread", "does not hold": "stays below it",
                     "inconclusive": "is undecided against it"}) + ". "
+    for name, rows in along.items():  # SGD's edge (arXiv 2412.20553): the curvature along the step
+        if len(rows):
+            text += f"{name[0].upper()}{name[1:]}'s curvature along the gradient is {clauses(rows, near, ratio=True)}. "
     return (text + (_exponents(runs) if runs is not None else "")).rstrip()
 
 
@@ -152,7 +156,8 @@ def _exponents(runs: pd.DataFrame) -> str:
     """The exponents s of settled curvature ~ (2/lr)^s per network (a statistic, judged by nothing)."""
     eos = eos_runs(runs)
     parts = []
-    for column, name in ((BETA, "effective beta-smoothness"), (TOP, "top Hessian eigenvalue")):
+    for column, name in ((BETA, "effective beta-smoothness"), (TOP, "top Hessian eigenvalue"),
+                         (GRADIENT, "curvature along the gradient")):
         fits = [f"{label(v)} {e.describe()}" for v in EOS_NETWORKS if (e := exponent(eos, v, column)) is not None]
         if fits:
             parts.append(f"{name}: {'; '.join(fits)}")

@@ -22,6 +22,7 @@ from .aggregate import at_chance, one_per_seed
 EOS_NETWORKS = ["vgg", "vgg_bn", "vgg_ln", "vgg_gn"]  # experiment=edge_of_stability's networks
 TOP = "settled/sharpness/top_eigenvalue"  # a run with the curvature probe on has it
 BETA = "settled/landscape/beta_smoothness"
+GRADIENT = "settled/sharpness/gradient_curvature"  # g'Hg / |g|^2: the "batch sharpness"
 
 
 def eos_runs(table: pd.DataFrame) -> pd.DataFrame:

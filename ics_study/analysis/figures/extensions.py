@@ -22,7 +22,7 @@ from ...config import ABLATIONS, NoiseConfig
 from ..aggregate import KEEPS_DIVERGED, at_chance, one_per_seed
 from ..claims import FAIL_ACC
 from ..runs import Runs
-from ..scaling import BETA, EOS_NETWORKS, TOP, eos_runs, exponent
+from ..scaling import BETA, EOS_NETWORKS, GRADIENT, TOP, eos_runs, exponent
 from .panels import seed_lines
 from .paper import PAPER_LR, MissingRuns
 from .style import color, figure, finish, label
@@ -206,7 +206,8 @@ def _diverged(runs_v: pd.DataFrame) -> str:
 
 
 EOS_SERIES = [("landscape/beta_smoothness", BETA, r"effective $\beta$-smoothness"),
-              ("sharpness/top_eigenvalue", TOP, "top Hessian eigenvalue")]
+              ("sharpness/top_eigenvalue", TOP, "top Hessian eigenvalue"),
+              ("sharpness/gradient_curvature", GRADIENT, "curvature along\nthe gradient")]
 
 
 def fig_eos(runs: Runs):
@@ -222,7 +223,7 @@ def fig_eos(runs: Runs):
     # stability, and its low curvature should not read as a smooth trained one's
     chance = at_chance(t).groupby([t.variant, t.lr]).agg(["sum", "size"])
     stuck = set(chance[chance["sum"] == chance["size"]].index)
-    fig, axes = figure(2, len(lrs) + 1, height_per_row=2.0)
+    fig, axes = figure(len(EOS_SERIES), len(lrs) + 1, height_per_row=2.0)
     for row, (series, settled, name) in enumerate(EOS_SERIES):
         df = sub.metric(series)
         for j, lr in enumerate(lrs):
@@ -234,7 +235,8 @@ def fig_eos(runs: Runs):
             title = f"lr {lr:g}" + "".join(f"\n{label(v)}: {n}/{chance.loc[(v, lr), 'size']} at chance"
                                            for v in EOS_NETWORKS if (v, lr) in chance.index
                                            and (n := chance.loc[(v, lr), "sum"]))
-            ax.set(yscale="log", title=title, xlabel="steps" if row else None, ylabel=None if j else name)
+            ax.set(yscale="log", title=title, xlabel="steps" if row == len(EOS_SERIES) - 1 else None,
+                   ylabel=None if j else name)
             _log_labels(ax.yaxis)
         ax = axes[row][-1]
         for variant in [v for v in EOS_NETWORKS if v in set(t.variant)]:
@@ -252,11 +254,14 @@ def fig_eos(runs: Runs):
                     fontsize=7, ha="right", va="bottom")
         edge = 2 / np.array(lrs)
         ax.plot(edge, edge, "k:", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="2 / lr", title="settled vs 2 / lr")
+        ax.set(xscale="log", yscale="log", xlabel="2 / lr" if row == len(EOS_SERIES) - 1 else None,
+               title="settled vs 2 / lr")
         _log_labels(ax.xaxis)
         _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
-                  "Figure 4c) and the top eigenvalue of the batch loss's Hessian against 2/lr, the level gradient "
+                  "Figure 4c), the top eigenvalue of the batch loss's Hessian and its curvature along the step's gradient "
+                  "(g'Hg / |g|^2, the batch sharpness of SGD's edge of stability; below zero, mostly in the first steps, it falls off "
+                  "the log axis) against 2/lr, the level gradient "
                   f"descent's sharpness settles at (Cohen et al. 2021); dotted: 2/lr. Right: each network's mean after the first "
                   f"10% of steps, seeds' mean and range, and s (in the network's colour): its exponent in (2/lr)^s, fitted "
                   f"per seed where every seed trained (1: set by the lr, 0: not at all). At chance: ended below {FAIL_ACC:g} train accuracy (hollow: every "

@@ -208,6 +208,9 @@ def test_the_edge_of_stability_ratios_equal_a_direct_computation(eos_sweep):
         top = m[(m.metric == "sharpness/top_eigenvalue") & (m.step > 3)]  # after 10% of 30 steps
         assert sorted(top.step) == [5, 10, 15, 20, 25, 30]
         assert runs.loc[row.Index, "settled/sharpness/top_over_2_lr"] == pytest.approx(top.value.mean() * row.lr / 2)
+        along = m[(m.metric == "sharpness/gradient_curvature") & (m.step > 3)]
+        assert runs.loc[row.Index, "settled/sharpness/gradient_curvature_over_2_lr"] == pytest.approx(
+            along.value.mean() * row.lr / 2)
 
 
 @pytest.mark.slow  # eight short trainings: ~40 s
@@ -251,6 +254,12 @@ def test_the_smoothness_paragraph_says_what_the_edge_of_stability_verdicts_say()
     assert "The standard net's is within a factor 2 of 2/lr in every seed at lr 0.1 (1.5 x 2/lr)." in both
     assert both.endswith("is undecided against it at lr 0.1.") and "stays below" not in both
     assert smoothness_paragraph(claims({0.1: "not measured (no runs)"})) == ""
+    along = smoothness_paragraph(pd.concat([claims({0.1: "holds"}), pd.DataFrame(
+        [{"id": f"ext.eos.{v}.batch_sharpness_near_edge.lr0.1", "lr": 0.1, "verdict": verdict, "mean_a": mean}
+         for v, verdict, mean in (("vgg", "holds", 0.55), ("vgg_bn", "does not hold", 0.3))])]))
+    assert ("BN's curvature along the gradient is more than a factor 2 from 2/lr in every seed at lr 0.1 (0.3 x "
+            "2/lr). The standard net's curvature along the gradient is within a factor 2 of 2/lr in every seed at lr "
+            "0.1 (0.55 x 2/lr).") in along
 
 
 def test_the_smoothness_paragraph_names_a_network_that_never_left_chance():

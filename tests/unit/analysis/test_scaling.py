@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ics_study.analysis.scaling import BETA, TOP, eos_runs, exponent
+from ics_study.analysis.scaling import BETA, GRADIENT, TOP, eos_runs, exponent
 
 LRS = (0.02, 0.05, 0.1, 0.2)
 
@@ -19,7 +19,8 @@ def _runs(slopes: dict[int, float], variant: str = "vgg_bn", lrs=LRS, **override
     for seed, s in slopes.items():
         for lr in lrs:
             row = {"variant": variant, "lr": lr, "seed": seed, "status": "completed", "final_train_acc": 0.7,
-                   BETA: (seed + 1) * (2 / lr) ** s, TOP: 3 * (2 / lr) ** s, "path": f"{variant}/{seed}/{lr}"}
+                   BETA: (seed + 1) * (2 / lr) ** s, TOP: 3 * (2 / lr) ** s, GRADIENT: (2 / lr) ** s / 2,
+                   "path": f"{variant}/{seed}/{lr}"}
             rows.append({**row, **override.get("runs", {}).get((seed, lr), {})})
     return pd.DataFrame(rows)
 
@@ -68,6 +69,8 @@ def test_the_report_states_each_network_s_exponent_as_a_statistic():
     assert "(1: set by the learning rate; 0: not by it at all; a statistic, not a verdict)" in text
     assert ("effective beta-smoothness: Standard s = 0.50 (0.40-0.60, 3 seeds, lr 0.02-0.2); Standard + BatchNorm "
             "s = 1.00 (0.90-1.10, 3 seeds, lr 0.02-0.2). top Hessian eigenvalue: Standard s = 0.50") in text
+    assert text.endswith("curvature along the gradient: Standard s = 0.50 (0.40-0.60, 3 seeds, lr 0.02-0.2); "
+                         "Standard + BatchNorm s = 1.00 (0.90-1.10, 3 seeds, lr 0.02-0.2).")
     assert smoothness_paragraph(claims) == smoothness_paragraph(claims, runs.iloc[:0]) != text
 
 
@@ -78,7 +81,9 @@ def test_the_figure_writes_each_network_s_exponent_beside_its_settled_values():
 
     runs = pd.concat([_runs({0: 0.9, 1: 1.1}), _runs({0: 0.5, 1: 0.5}, variant="vgg")], ignore_index=True)
     fig = fig_eos(Runs(runs))
-    for ax, value in ((fig.axes[len(LRS)], "1.00"), (fig.axes[-1], "1.00")):
+    right = [ax for ax in fig.axes if ax.get_title() == "settled vs 2 / lr"]
+    assert len(right) == 3 and right[0] is fig.axes[len(LRS)]  # one row per quantity
+    for ax, value in zip(right, ("1.00", "1.00", "1.00")):
         texts = [t.get_text() for t in ax.texts]
         colours = [t.get_color() for t in ax.texts]
         assert sorted(zip(texts, colours)) == [("s = 0.50", color("vgg")), (f"s = {value}", color("vgg_bn"))], texts
