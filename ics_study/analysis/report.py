@@ -89,13 +89,14 @@ def wall_time_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["sweep", "variant", "device", "runs", "median_min", "fastest_min", "total_min"])
 
 
-def _chance(claim) -> str:
-    """"every run at chance" (or "k of n runs at chance") where runs of the claim's network ended at
-    chance: the curvature of a network that never trained, not of one at the edge of stability."""
-    n, stuck = getattr(claim, "n_a", 0), getattr(claim, "a_at_chance", 0)
+def _chance(claim, side: str = "a") -> str:
+    """"every run at chance" (or "k of n runs at chance") where runs of the claim's network (``side``
+    a or b) ended at chance: the curvature of a network that never trained, not of one at the edge of
+    stability."""
+    n, stuck = getattr(claim, f"n_{side}", 0), getattr(claim, f"{side}_at_chance", 0)
     if not n or pd.isna(stuck) or not stuck:
         return ""
-    return "every run at chance" if stuck == n else f"{int(stuck)} of {n} runs at chance"
+    return "every run at chance" if stuck == n else f"{int(stuck)} of {int(n)} runs at chance"
 
 
 def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
@@ -107,8 +108,9 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
         rows = claims[claims.id.str.match(pattern)]
         return rows[~rows.verdict.str.startswith(("not measured", "not testable"))]
 
-    def clauses(rows: pd.DataFrame, words: dict[str, str], ratio: bool = False) -> str:
-        """Each verdict's words and its learning rates, with the seeds' mean ratio to 2/lr if ``ratio``."""
+    def clauses(rows: pd.DataFrame, words: dict[str, str], ratio: bool = False, other: str = "") -> str:
+        """Each verdict's words and its learning rates, with the seeds' mean ratio to 2/lr if ``ratio``
+        and, named ``other``, the runs at chance of the network compared with."""
         out = []
         for verdict, text in words.items():
             hits = rows[rows.verdict == verdict]
@@ -116,6 +118,7 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
             for r in hits.itertuples():
                 notes = [f"{r.mean_a:.2g} x 2/lr"] if ratio and pd.notna(getattr(r, "mean_a", None)) else []
                 notes += [_chance(r)] if _chance(r) else []
+                notes += [f"{other}: {_chance(r, 'b')}"] if other and _chance(r, "b") else []
                 lrs.append(f"{r.lr:g}" + (f" ({', '.join(notes)})" if notes else ""))
             if lrs:
                 out.append(f"{text} at lr {', '.join(lrs)}")
@@ -125,7 +128,7 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
             "does not hold": f"more than a factor {EOS_FACTOR:g} from 2/lr in every seed",
             "inconclusive": f"undecided against a factor {EOS_FACTOR:g} of 2/lr"}
     bn, std = verdicts(r"ext\.eos\.vgg_bn\.beta_near_edge"), verdicts(r"ext\.eos\.vgg\.beta_near_edge")
-    above = verdicts(r"ext\.eos\.std_top_above_edge")
+    above, lower = verdicts(r"ext\.eos\.std_top_above_edge"), verdicts(r"ext\.eos\.bn_top_lower")
     along = {name: verdicts(rf"ext\.eos\.{v}\.batch_sharpness_near_edge") for v, name in (("vgg_bn", "BN"), ("vgg", "the standard net"))}
     if not len(bn):
         return ""
@@ -146,6 +149,11 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
         text += "The standard net's top Hessian eigenvalue " + clauses(
             above, {"holds": "exceeds 2/lr beyond the seed spread", "does not hold": "stays below it",
                     "inconclusive": "is undecided against it"}) + ". "
+    if len(lower):  # Ghorbani et al. 2019: no large outlier eigenvalues with BN
+        text += "At equal lr BN's top Hessian eigenvalue " + clauses(
+            lower, {"holds": "is lower than the standard net's in every seed", "does not hold": "is higher than the "
+                    "standard net's in every seed", "inconclusive": "overlaps the standard net's"},
+            other="the standard net") + ". "
     for name, rows in along.items():  # SGD's edge (arXiv 2412.20553): the curvature along the step
         if len(rows):
             text += f"{name[0].upper()}{name[1:]}'s curvature along the gradient is {clauses(rows, near, ratio=True)}. "

@@ -165,7 +165,7 @@ def judge(c: Claim, table: pd.DataFrame) -> dict:
            "mean_a": np.nanmean(a) if np.isfinite(a).any() else np.nan,
            "mean_b": np.nanmean(b) if c.b and np.isfinite(b).any() else np.nan, "note": c.note, "ordering": ""}
     chance = {v: _at_chance(table, v, c.lr) for v in (c.a, c.b, c.ref) if v}
-    row["a_at_chance"] = chance[c.a]
+    row["a_at_chance"], row["b_at_chance"] = chance[c.a], chance[c.b] if c.b else np.nan
     parts = [_describe(c.a, a, da, chance[c.a])] + ([_describe(c.b, b, db, chance[c.b])] if c.b else []) + (
         [_describe(c.ref, ref, dr, chance[c.ref])] if c.ref else [])
     row["evidence"] = "; ".join(parts)

@@ -273,8 +273,13 @@ def test_the_smoothness_paragraph_names_a_network_that_never_left_chance():
              "a_at_chance": 1},
             {"id": "ext.eos.std_top_above_edge.lr0.2", "lr": 0.2, "verdict": "does not hold", "mean_a": 0.025, "n_a": 3,
              "a_at_chance": 3}]
+    rows += [{"id": f"ext.eos.bn_top_lower.lr{lr:g}", "lr": lr, "verdict": v, "mean_a": 16.0, "n_a": 3, "n_b": 3,
+              "a_at_chance": 0, "b_at_chance": k} for lr, v, k in ((0.1, "does not hold", 0), (0.2, "does not hold", 2),
+                                                                    (0.05, "inconclusive", 0))]
     text = smoothness_paragraph(pd.DataFrame(rows))
     assert "BN's effective beta-smoothness (after the first 10% of steps) is within a factor 2 of 2/lr in every seed at lr 0.2 (0.8 x 2/lr)." in text
     assert ("The standard net's is within a factor 2 of 2/lr in every seed at lr 0.1 (1.4 x 2/lr, 1 of 3 runs at "
             "chance); more than a factor 2 from 2/lr in every seed at lr 0.2 (0.056 x 2/lr, every run at chance).") in text
-    assert text.endswith("The standard net's top Hessian eigenvalue stays below it at lr 0.2 (every run at chance).")
+    assert "The standard net's top Hessian eigenvalue stays below it at lr 0.2 (every run at chance). " in text
+    assert text.endswith("At equal lr BN's top Hessian eigenvalue is higher than the standard net's in every seed at "
+                         "lr 0.1, 0.2 (the standard net: 2 of 3 runs at chance); overlaps the standard net's at lr 0.05.")

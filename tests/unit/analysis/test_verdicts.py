@@ -313,7 +313,9 @@ def test_runs_that_never_left_chance_are_named_in_the_evidence_and_keep_their_ve
     c = Claim("t", "fig_eos", "a lower", "-", "s", "lower", "a", "b")
     t = table({"a": [0.02, 0.03, 0.025], "b": [1.0, 1.1, 1.2]}).assign(final_train_acc=[0.09, 0.11, 0.1, 0.5, 0.6, 0.55])
     row = judge(c, t)
-    assert row["verdict"] == "reproduced" and row["a_at_chance"] == 3
+    assert row["verdict"] == "reproduced" and (row["a_at_chance"], row["b_at_chance"]) == (3, 0)
+    flipped = judge(Claim("t", "fig_eos", "b higher", "-", "s", "higher", "b", "a"), t)
+    assert (flipped["a_at_chance"], flipped["b_at_chance"]) == (0, 3)
     assert row["evidence"].startswith("a 0.025 ± 0.005 (n=3, 0.02 to 0.03), every one ended at chance (train acc < 0.2);")
     assert "chance" not in row["evidence"].split(";")[1]
     one = judge(c, t.assign(final_train_acc=[0.09, 0.4, 0.5, 0.5, 0.6, 0.55]))
