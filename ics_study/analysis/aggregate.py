@@ -32,28 +32,38 @@ Metrics:
   first, over a fixed spread (``shift.py``).
 
 ``load(paths)`` is what the report uses: under each path it takes every ``aggregate.parquet`` that
-is current (it lists exactly the finished runs under its folder and is newer than all of them) and
-builds the rows of any other run in memory, so a report is right whether or not ``aggregate`` ran.
+is current (it lists exactly the finished runs under its folder, is newer than all of them, and was
+written by this version of the code that computes its rows: ``DERIVED_BY``) and builds the rows of
+any other run in memory, so a report is right whether or not ``aggregate`` ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from ..config import ABLATIONS, NOISY_NORMS, ModelConfig, NoiseConfig
 from ..errors import UserError
+from . import run_records, shift, sweeps
 from .claims import FAIL_ACC
 from .run_records import read_summary
 from .shift import unit_shift
 from .sweeps import jobs
 
 FILENAME = "aggregate.parquet"
+# What made an aggregate file: a digest of the modules that compute its rows, in the file's metadata.
+# A file that other code wrote is rebuilt in memory (a row added since would read "not measured").
+DERIVED_BY = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], run_records,
+                                                                               shift, sweeps))).hexdigest()[:16]
+STAMP = b"ics_study.derived_by"
 THRESHOLDS = (0.5, 0.8, 0.9, 0.99)  # steps_to/50 ... steps_to/99
 LAST_EVALS = 3  # final/test_acc_last3: test accuracy averaged over the last evaluations
 DRIFT_LAYERS = (2, 9, 13)
@@ -273,6 +283,8 @@ def _current(file: Path) -> pd.DataFrame | None:
     """The finished runs' rows of an aggregate file, if it still describes its folder exactly."""
     folder = file.parent
     try:
+        if (pq.read_schema(file).metadata or {}).get(STAMP) != DERIVED_BY.encode():
+            return None
         table = pd.read_parquet(file)
     except (OSError, ValueError):
         return None
@@ -355,6 +367,12 @@ def per_run(agg: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["variant", "lr", "seed"]).reset_index(drop=True)
 
 
+def write(table: pd.DataFrame, path: Path) -> None:
+    """``table`` as parquet at ``path``, stamped with ``DERIVED_BY``."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), STAMP: DERIVED_BY.encode()}), path)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="ics-study aggregate", description="one tidy table for a whole sweep")
     ap.add_argument("path", help="a sweep folder (or any folder of runs)")
@@ -362,7 +380,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     table = aggregate(args.path)
     stem = Path(args.out) if args.out else Path(args.path).expanduser() / "aggregate"
-    table.to_parquet(stem.with_suffix(".parquet"), index=False)
+    write(table, stem.with_suffix(".parquet"))
     table.to_csv(stem.with_suffix(".csv"), index=False)
     print(f"wrote {stem.with_suffix('.parquet')} and .csv: {len(table)} rows, {table.job.nunique()} jobs", file=sys.stderr)
     return 0

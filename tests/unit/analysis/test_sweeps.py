@@ -112,3 +112,29 @@ def test_a_launcher_without_its_plugin_names_the_extra(tmp_path):
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 2
     assert "pip install 'ics-study[cluster]'" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_an_aggregate_that_other_code_wrote_is_rebuilt(failing_sweep, tmp_path):
+    """A newer version may derive rows that an older aggregate.parquet lacks (its claims would read
+    "not measured"): a file stamped by other code, or by none, is not current; one this code wrote is."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ics_study.analysis.aggregate import FILENAME, STAMP, _current, write
+
+    root, _ = failing_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(root, copy)
+    assert run_cli("aggregate", str(copy)).returncode == 0
+    file = copy / FILENAME
+    table = pd.read_parquet(file)
+    assert _current(file) is not None
+    table.to_parquet(file, index=False)  # as a version before the stamp wrote it
+    assert _current(file) is None
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(arrow.replace_schema_metadata({**arrow.schema.metadata, STAMP: b"0123456789abcdef"}), file)
+    assert _current(file) is None
+    write(table, file)
+    assert len(_current(file)) == len(table)
