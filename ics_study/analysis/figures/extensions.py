@@ -249,14 +249,17 @@ def fig_eos(runs: Runs):
             ax.plot(x[~hollow], mean[~hollow], "o", ms=3.5, color=color(variant), zorder=3)
             ax.plot(x[hollow], mean[hollow], "o", ms=4, mfc="white", mec=color(variant), mew=1.0, zorder=3)
         fits = [(v, e) for v in EOS_NETWORKS if (e := exponent(t, v, settled)) is not None]
-        for i, (variant, e) in enumerate(reversed(fits)):  # bottom right: below a rising curve, the empty corner
-            ax.text(0.97, 0.04 + 0.12 * i, f"s = {e.mean:.2f}", transform=ax.transAxes, color=color(variant),
-                    fontsize=7, ha="right", va="bottom")
+        # Under the title, one per network in its colour: inside, a sixth of the page's width, they hid data.
+        for i, (variant, e) in enumerate(reversed(fits)):  # a line each, the first network on top
+            ax.annotate(f"{label(variant)}: s = {e.mean:.2f}", (0.5, 1.0), xytext=(0, 3 + 8 * i), xycoords="axes fraction",
+                        textcoords="offset points", color=color(variant), fontsize=6.5, va="bottom", ha="center")
         edge = 2 / np.array(lrs)
         ax.plot(edge, edge, "k:", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="2 / lr" if row == len(EOS_SERIES) - 1 else None,
-               title="settled vs 2 / lr")
+               title="settled vs 2 / lr" + "\n" * len(fits))  # blank lines: room for each network's s
         _log_labels(ax.xaxis)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,)))  # a sixth of the width: "5 10 20 50 100" ran together
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
                   "Figure 4c), the top eigenvalue of the batch loss's Hessian and its curvature along the step's gradient "
@@ -268,19 +271,22 @@ def fig_eos(runs: Runs):
                   f"seed; {_seeds(t)})")
 
 
+class _LogTicks(LogLocator):
+    """Ticks at 1, 2, 5 x 10^k; over more than about two decades at the powers of ten only (a panel
+    two inches high had a label on every tick, and with three per decade over four decades
+    matplotlib's LogLocator gave none at all)."""
+
+    def tick_values(self, vmin, vmax):
+        wide = vmin > 0 and vmax / vmin > 150
+        self.set_params(subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=12)  # 12: every decade, no stride
+        return super().tick_values(vmin, vmax)
+
+
 def _log_labels(axis) -> None:
-    """Labels at 1, 2, 5 x 10^k as plain numbers: a decade's minor labels crowded an axis, and a short
-    range had none at all. Over more than about two decades only the powers of ten are labelled (a
-    panel two inches high had a label on every tick)."""
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-
-    def text(v: float, _) -> str:
-        low, high = axis.get_view_interval()
-        if low > 0 and high / low > 150 and not np.isclose(v, 10 ** np.round(np.log10(v))):
-            return ""
-        return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
-
-    axis.set_major_formatter(FuncFormatter(text))
+    """Plain numbers at ``_LogTicks``: a decade's minor labels crowded an axis, and a short range had
+    none at all."""
+    axis.set_major_locator(_LogTicks())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v >= 100 else f"{v:.3g}"))
     axis.set_minor_formatter(NullFormatter())
 
 
