@@ -129,7 +129,8 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
             "inconclusive": f"undecided against a factor {EOS_FACTOR:g} of 2/lr"}
     bn, std = verdicts(r"ext\.eos\.vgg_bn\.beta_near_edge"), verdicts(r"ext\.eos\.vgg\.beta_near_edge")
     above, lower = verdicts(r"ext\.eos\.std_top_above_edge"), verdicts(r"ext\.eos\.bn_top_lower")
-    along = {name: verdicts(rf"ext\.eos\.{v}\.batch_sharpness_near_edge") for v, name in (("vgg_bn", "BN"), ("vgg", "the standard net"))}
+    along = {name: verdicts(rf"ext\.eos\.{v}\.batch_sharpness_near_edge") for v, name in (("vgg_bn", "BN"),
+                                                                                          ("vgg", "The standard net"))}
     if not len(bn):
         return ""
     text = (f"**What this means for the paper's smoothness claim.** Gradient descent's sharpness settles near "
@@ -156,7 +157,7 @@ def smoothness_paragraph(claims: pd.DataFrame, runs: pd.DataFrame | None = None)
             other="the standard net") + ". "
     for name, rows in along.items():  # SGD's edge (arXiv 2412.20553): the curvature along the step
         if len(rows):
-            text += f"{name[0].upper()}{name[1:]}'s curvature along the gradient is {clauses(rows, near, ratio=True)}. "
+            text += f"{name}'s curvature along the gradient is {clauses(rows, near, ratio=True)}. "
     return (text + (_exponents(runs) if runs is not None else "")).rstrip()
 
 

@@ -5,8 +5,9 @@ by the learning rate has curvature ~ (2/lr)^s with s = 1; one whose curvature is
 "Within a factor 2 of 2/lr" at each lr (the claims) does not say which: this exponent does.
 
 It is fitted per seed (one training per lr from the same initial weights and data order) by least
-squares on log-log axes over the learning rates where every seed of the network trained (none diverged, none ended at chance: a network that never trained has the
-curvature of its initialisation), and reported as the seeds' mean and range. A statistic, not a
+squares on log-log axes over the learning rates where every seed of the network trained (none
+diverged, none ended at chance: a network that never trained has the curvature of its
+initialisation), and reported as the seeds' mean and range. A statistic, not a
 verdict: no tolerance on it was fixed before the data, so the report states it and judges nothing.
 """
 

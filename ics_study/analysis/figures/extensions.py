@@ -257,9 +257,7 @@ def fig_eos(runs: Runs):
         ax.plot(edge, edge, "k:", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="2 / lr" if row == len(EOS_SERIES) - 1 else None,
                title="settled vs 2 / lr" + "\n" * len(fits))  # blank lines: room for each network's s
-        _log_labels(ax.xaxis)
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,)))  # a sixth of the width: "5 10 20 50 100" ran together
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        _log_labels(ax.xaxis, decades=True)  # a sixth of the width: "5 10 20 50 100" ran together
         _log_labels(ax.yaxis)
     return finish(fig, axes[0][0], "Beyond the paper: the edge of stability. Effective beta-smoothness (the paper's "
                   "Figure 4c), the top eigenvalue of the batch loss's Hessian and its curvature along the step's gradient "
@@ -276,16 +274,20 @@ class _LogTicks(LogLocator):
     two inches high had a label on every tick, and with three per decade over four decades
     matplotlib's LogLocator gave none at all)."""
 
+    def __init__(self, decades: bool = False):
+        super().__init__()
+        self.decades = decades  # powers of ten whatever the range (a narrow panel)
+
     def tick_values(self, vmin, vmax):
-        wide = vmin > 0 and vmax / vmin > 150
+        wide = self.decades or (vmin > 0 and vmax / vmin > 150)
         self.set_params(subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=12)  # 12: every decade, no stride
         return super().tick_values(vmin, vmax)
 
 
-def _log_labels(axis) -> None:
+def _log_labels(axis, decades: bool = False) -> None:
     """Plain numbers at ``_LogTicks``: a decade's minor labels crowded an axis, and a short range had
     none at all."""
-    axis.set_major_locator(_LogTicks())
+    axis.set_major_locator(_LogTicks(decades))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v >= 100 else f"{v:.3g}"))
     axis.set_minor_formatter(NullFormatter())
 
